@@ -1,0 +1,3 @@
+// The one translation unit holding doctest's main; every test executable links it.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
