@@ -6,6 +6,8 @@
 // identically: with a simulated format each + and * rounds once, in the order written here.
 #pragma once
 
+#include <type_traits>
+
 #include <Eigen/Core>
 
 #include "deltaproduct/core/config.hpp"
@@ -17,10 +19,16 @@ template <class Scalar>
 using StateMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class Scalar>
 using RowVector = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>;
+/// A K x V state in memory someone else owns (a StateMatrix, or rows of a caller's state tensor), rows contiguous.
+template <class Scalar>
+using StateRef = Eigen::Ref<StateMatrix<Scalar>, 0, Eigen::OuterStride<>>;
+/// A StateRef parameter that does not take part in template argument deduction (Scalar comes from the vectors).
+template <class Scalar>
+using StateArg = std::type_identity_t<StateRef<Scalar>>;
 
 /// out = x^T S, i.e. out_j = sum_i x_i S_ij, summed over i in order.
 template <class Scalar>
-void transposed_product(const StateMatrix<Scalar>& S, const RowVector<Scalar>& x, RowVector<Scalar>& out) {
+void transposed_product(const StateArg<Scalar>& S, const RowVector<Scalar>& x, RowVector<Scalar>& out) {
   out.noalias() = x(0) * S.row(0);
   for (Eigen::Index i = 1; i < S.rows(); ++i) out.noalias() += x(i) * S.row(i);
 }
@@ -29,7 +37,7 @@ void transposed_product(const StateMatrix<Scalar>& S, const RowVector<Scalar>& x
 /// w = beta (v - S^T k), S <- S + k w^T: a gradient step of size beta on ||S^T k - v||^2 / 2.
 /// `work` is scratch of length V.
 template <class Scalar>
-void householder_step(StateMatrix<Scalar>& S, const RowVector<Scalar>& k, const RowVector<Scalar>& v,
+void householder_step(StateArg<Scalar> S, const RowVector<Scalar>& k, const RowVector<Scalar>& v,
                       const Scalar& beta, RowVector<Scalar>& work) {
   transposed_product(S, k, work);
   work = beta * (v - work);
@@ -38,13 +46,13 @@ void householder_step(StateMatrix<Scalar>& S, const RowVector<Scalar>& k, const 
 
 /// The gate of the gated variants: S <- exp(g) S, with g <= 0 the log-decay of the token.
 template <class Scalar>
-void apply_decay(StateMatrix<Scalar>& S, const Scalar& log_decay) {
+void apply_decay(StateArg<Scalar> S, const Scalar& log_decay) {
   S *= scalar_exp(log_decay);
 }
 
 /// One diagonal LRNN step: S <- diag(a) S + k v^T, i.e. S_ij <- a_i S_ij + k_i v_j.
 template <class Scalar>
-void diagonal_step(StateMatrix<Scalar>& S, const RowVector<Scalar>& a, const RowVector<Scalar>& k,
+void diagonal_step(StateArg<Scalar> S, const RowVector<Scalar>& a, const RowVector<Scalar>& k,
                    const RowVector<Scalar>& v) {
   for (Eigen::Index i = 0; i < S.rows(); ++i) S.row(i) = a(i) * S.row(i) + k(i) * v;
 }
