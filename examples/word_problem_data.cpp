@@ -1,4 +1,4 @@
-// word_problem_data: writes word-problem data files as the reference generator does (theory.md section 5).
+// word_problem_data: writes word-problem data files as the reference generator does (the README's Theory section).
 //
 //   word_problem_data --group S3 --k 128 --samples 100000 --seed 666 --out data
 //

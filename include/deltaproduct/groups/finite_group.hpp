@@ -1,7 +1,7 @@
 // Small finite groups with exact arithmetic on element indices: symmetric S_n, alternating A_n, cyclic Z_m (and
 // "parity", Z_2 under the name the parity task uses), dihedral D_n and direct products of any of them.
 //
-// Element indices are those of the word-problem reference data (theory.md section 5), so data files, labels and
+// Element indices are those of the word-problem reference data (the README's Theory section), so data files, labels and
 // constructions agree on what "element 3 of S4" is:
 //   S_n   the one-line permutations of {0..n-1} in lexicographic order; index 0 is the identity
 //         (S3: 0:123 1:132 2:213 3:231 4:312 5:321, written 1-based);

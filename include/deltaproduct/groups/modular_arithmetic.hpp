@@ -1,5 +1,5 @@
 // The state-tracking tasks of UST Table 3 (Grazzi et al., "Unlocking State-Tracking in Linear RNNs Through Negative
-// Eigenvalues", which runs the Chomsky-hierarchy tasks of Deletang et al. in xLSTM's setup; theory.md section 7):
+// Eigenvalues", which runs the Chomsky-hierarchy tasks of Deletang et al. in xLSTM's setup; the README's Theory section):
 //   parity                        a bit string; answer = number of ones mod 2;
 //   modular_arithmetic            digits 0..m-1 alternating with +, -, * (odd length, no brackets); answer = its value
 //                                 mod m, * binding tighter than + and -, which associate to the left:

@@ -1,7 +1,7 @@
 // Permutations of {0, ..., n-1} in one-line form, and their lexicographic index: the arithmetic behind the
 // symmetric and alternating groups of <deltaproduct/groups/finite_group.hpp>.
 //
-// Conventions (those of the word-problem reference data, theory.md section 5):
+// Conventions (those of the word-problem reference data, the README's Theory section):
 //   - one-line form, 0-based: p[x] is the image of x;
 //   - product (p * q)(x) = p(q(x)): q acts first;
 //   - the index of p in S_n is its position in the lexicographic order of all one-line forms, so index 0 is the

@@ -1,4 +1,4 @@
-// Word-problem data (Merrill, Petty, Sabharwal, "The Illusion of State in State-Space Models"; theory.md section 5):
+// Word-problem data (Merrill, Petty, Sabharwal, "The Illusion of State in State-Space Models"; the README's Theory section):
 // words g_1 ... g_k of group elements, each position labelled with its prefix product
 //   label_1 = g_1,   label_t = label_{t-1} * g_t,
 // as the reference generator computes it (identity first, then multiply on the right).
