@@ -183,13 +183,14 @@ int main(int argc, char** argv) {
       "          proof (rounding keeps making new states; more than %lld pairs);\n"
       "fail@L  = the shortest word decoded wrongly has length L;  rnd@t = only the random word fails, at token t.\n\n",
       static_cast<long long>(options.random_tokens), static_cast<long long>(options.max_reachable_pairs));
-  std::printf("%-15s %-44s %-4s %-6s %-4s", "task", "construction", "n_h", "layers", "keys");
+  std::printf("%-15s %-44s %-4s %-7s %-6s %-4s", "task", "construction", "n_h", "range", "layers", "keys");
   for (const auto& f : formats) std::printf(" %-8s", f.name);
   std::printf(" %s\n", "checks");
   for (std::size_t r = 0; r < rows.size(); ++r) {
     const auto& c = rows[r].construction;
-    std::printf("%-15s %-44s %-4d %-6zu %-4s", c.task.c_str(), c.method.c_str(), c.max_householder_steps(),
-                c.layers.size(), dp::key_form_name(rows[r].form));
+    std::printf("%-15s %-44s %-4d %-7s %-6zu %-4s", c.task.c_str(), c.method.c_str(), c.max_householder_steps(),
+                c.needed_range() == dp::EigenvalueRange::unit ? "[0,1]" : "[-1,1]", c.layers.size(),
+                dp::key_form_name(rows[r].form));
     for (std::size_t f = 0; f < formats.size(); ++f)
       std::printf(" %-8s", cell(verdicts[r * formats.size() + f]).c_str());
     std::printf(" %s\n", c.theorem.c_str());

@@ -46,10 +46,10 @@ dp::DenseMatrix product_of(const std::vector<dp::HouseholderFactor>& factors, in
 
 }  // namespace
 
-TEST_CASE("every construction decodes every word up to its BFS depth and 20000 random tokens in double") {
+TEST_CASE("every construction decodes every word up to its BFS depth and 5000 random tokens in double") {
   dp::CheckOptions options;
-  options.max_reachable_pairs = 3000;
-  options.random_tokens = 20000;
+  options.max_reachable_pairs = 1000;
+  options.random_tokens = 5000;
   for (const auto& c : every_construction()) {
     CAPTURE(c.task);
     CAPTURE(c.method);
@@ -219,9 +219,17 @@ TEST_CASE("step-by-step rounding makes a [0,1] scalar DeltaNet oscillate (orbit 
     dp::householder_step<F>(state, key, value, F(0.125), work);
     CHECK(static_cast<double>(state(0, 0)) == e);
   }
-  // So the enumeration must count it, and a 2-periodic orbit with disjoint parities is a parity solution.
-  const auto r = dp::enumerate_scalar_deltanet<F>(dp::EigenvalueRange::unit, 2);
-  CHECK(r.solving > 0);
+  // The enumeration's decision for this setting: eventual period 2, so n mod 2 is decodable from the state.
+  std::vector<double> values;
+  for (const F& x : dp::finite_values<F>()) values.push_back(static_cast<double>(x));
+  std::vector<std::int64_t> scratch(values.size());
+  auto step = [&](F h) {
+    state(0, 0) = h;
+    dp::householder_step<F>(state, key, value, F(0.125), work);
+    return state(0, 0);
+  };
+  CHECK(dp::eventual_period(step, F(-2.5), values, scratch) == 2);
+  CHECK(dp::eventual_period(step, F(3.0), values, scratch) == 2);
 }
 
 TEST_CASE("impossibility enumerations agree with UST Thms 1 and 2 where their hypotheses hold") {
@@ -233,11 +241,15 @@ TEST_CASE("impossibility enumerations agree with UST Thms 1 and 2 where their hy
   REQUIRE(signed_parity.example.size() == 3);
   CHECK(signed_parity.example[0] < 0.0);  // a negative decay is what flips the state
   CHECK(dp::enumerate_scalar_diagonal<F>(dp::EigenvalueRange::signed_unit, 3).solving == 0);
-  // The papers' cast model, on e3m2's value set.
-  const auto cast = dp::CastModel::of_format<dp::tiny_e3m2>();
-  CHECK(dp::enumerate_cast_model(cast, dp::EigenvalueRange::unit, 2, 128).solving == 0);
-  CHECK(dp::enumerate_cast_model(cast, dp::EigenvalueRange::signed_unit, 2, 128).solving > 0);
-  CHECK(dp::enumerate_cast_model(cast, dp::EigenvalueRange::signed_unit, 3, 128).solving == 0);
+  // Scalar DeltaNet in e2m1: beta = 2 on a unit key is a reflection, so [-1, 1] settings solve parity.
+  const auto deltanet = dp::enumerate_scalar_deltanet<F>(dp::EigenvalueRange::signed_unit, 2);
+  CHECK(deltanet.solving > 0);
+  CHECK(deltanet.settings > 0);
+  // The papers' cast model, on e2m1's value set (the report runs e3m2).
+  const auto cast = dp::CastModel::of_format<F>();
+  CHECK(dp::enumerate_cast_model(cast, dp::EigenvalueRange::unit, 2, 96).solving == 0);
+  CHECK(dp::enumerate_cast_model(cast, dp::EigenvalueRange::signed_unit, 2, 96).solving > 0);
+  CHECK(dp::enumerate_cast_model(cast, dp::EigenvalueRange::signed_unit, 3, 96).solving == 0);
 }
 
 TEST_CASE("counts_modulo decides decodability from a sequence") {
@@ -246,4 +258,11 @@ TEST_CASE("counts_modulo decides decodability from a sequence") {
   CHECK(dp::counts_modulo({5, 1, 2, 3, 1, 2, 3}, 3));  // a transient state occurs once: no conflict
   CHECK_FALSE(dp::counts_modulo({5, 1, 2, 1, 2}, 3));  // period 2: 1 at n = 1 and n = 3
   CHECK(dp::counts_modulo({1, 2, 3, 1, 2, 3}, 3));
+}
+
+TEST_CASE("a construction reports the eigenvalue range its betas need") {
+  CHECK(dp::parity_by_reflection().needed_range() == dp::EigenvalueRange::signed_unit);  // beta = 2
+  auto resets_only = dp::flip_flop_cascade();
+  resets_only.layers.pop_back();  // the flip-flop alone: resets with beta = 1
+  CHECK(resets_only.needed_range() == dp::EigenvalueRange::unit);
 }

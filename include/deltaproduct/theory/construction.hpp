@@ -77,8 +77,16 @@ struct Construction {
   std::function<int(int layer, int letter, std::span<const int> lower)> layer_letter = {};
   /// The label from every layer's decoded index.
   std::function<int(std::span<const int> decoded)> label_of = {};
-  EigenvalueRange range = EigenvalueRange::signed_unit;  ///< the range every beta lies in
   bool has_non_unit_keys = false;                        ///< whether raw and unit keys differ
+
+  /// The eigenvalue range the construction needs: [0, 1] when no beta exceeds 1 (resets, projections).
+  EigenvalueRange needed_range() const {
+    for (const auto& layer : layers)
+      for (const auto& letter : layer.letters)
+        for (const auto& factor : letter)
+          if (factor.beta > 1.0) return EigenvalueRange::signed_unit;
+    return EigenvalueRange::unit;
+  }
 
   int max_householder_steps() const {
     int n = 0;
