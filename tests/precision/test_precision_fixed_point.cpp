@@ -83,6 +83,11 @@ TEST_CASE("conversion from double rounds once and saturates") {
   CHECK(static_cast<double>(Fixed(std::numeric_limits<std::int64_t>::min())) == -8.0);
   CHECK(static_cast<double>(Fixed(std::numeric_limits<std::uint64_t>::max())) == 8.0 - 0.0625);
   CHECK(static_cast<double>(Fixed(fp16(2.5))) == 2.5);
+  CHECK(static_cast<double>(q15_16(static_cast<signed char>(-100))) == -100.0);  // narrow types, wide range
+  CHECK(static_cast<double>(q15_16(static_cast<unsigned char>(200))) == 200.0);
+  CHECK(static_cast<double>(q15_16(true)) == 1.0);
+  CHECK(static_cast<double>(q15_16(40000)) == q15_16::max().to_double());
+  CHECK(static_cast<double>(q1_14(short{-3})) == -2.0);
   // Every midpoint between consecutive values goes to the even raw value; everything else to the nearer one.
   for (std::int64_t k = Fixed::min_raw; k < Fixed::max_raw; ++k) {
     const double mid = (static_cast<double>(k) + 0.5) / 16;

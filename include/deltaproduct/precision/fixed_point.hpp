@@ -18,6 +18,7 @@
 #include <ostream>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include <Eigen/Core>
 
@@ -202,11 +203,10 @@ private:
   template <class A>
   static std::int64_t from_arithmetic(A x) noexcept {
     if constexpr (std::is_integral_v<A>) {
-      if constexpr (std::is_signed_v<A>) {
-        if (x < static_cast<A>(min_raw >> FractionBits) - 1) return min_raw - 1;
-      }
-      if (x > static_cast<A>(max_raw >> FractionBits) + 1) return max_raw + 1;
-      return static_cast<std::int64_t>(x) * (std::int64_t{1} << FractionBits);
+      const auto promoted = +x;  // bool and character types to int: std::cmp_* take standard integers only
+      if (std::cmp_less(promoted, min_raw >> FractionBits)) return min_raw - 1;  // below -2^IntegerBits
+      if (std::cmp_greater(promoted, max_raw >> FractionBits)) return max_raw + 1;
+      return static_cast<std::int64_t>(promoted) * (std::int64_t{1} << FractionBits);
     } else {
       if (std::isnan(x)) return 0;
       const A scaled = x * static_cast<A>(std::int64_t{1} << FractionBits);  // exact

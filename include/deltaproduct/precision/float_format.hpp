@@ -20,6 +20,16 @@
 //   off (glibc's exp is accurate to < 1 ulp); an argument whose exp overflows double counts as an overflow, and
 //   one whose exp underflows double gives 0.
 // - FloatFormat<11, 52> with Overflow::ieee and round-to-nearest-even is IEEE double: native double operations.
+//
+// Speed: round-to-nearest-even of a double that needs no error term (conversions; + - * with M <= 24; / and sqrt
+// with normal results), for E <= 10 and M <= 50, is branch-free (see round_nearest_even_branchless), so compilers
+// vectorize loops of such operations (GCC at -O3 with SSE4.2, AVX2 or AVX-512). Everything else rounds by integer
+// arithmetic on the double's bits, with a branch to a general routine for rare cases.
+//
+// Floating-point contraction (-ffp-contract=fast, GCC's default, fuses x * y + z into an fma on targets that have
+// one): every product here that may be inexact also feeds an explicit std::fma(a, b, -p), which compilers do not
+// fuse, so no error-free transform sees a fused sum; products that can be fused are exact (2p <= 53), where fusing
+// changes nothing.
 #pragma once
 
 #include <algorithm>
@@ -83,10 +93,12 @@ struct FloatRounding {
   static constexpr std::uint64_t overflow_bits = std::bit_cast<std::uint64_t>(overflow_value);
   static constexpr std::uint64_t exponent_mask = 0x7FF0000000000000ull;
   /// Added to the bits of 2^b, gives the bits of c = 1.5 * 2^(b + 52 - M).
-  static constexpr std::int64_t magic_offset = (std::int64_t{52 - M} << 52) | (std::int64_t{1} << 51);
+  static constexpr std::uint64_t magic_offset = (std::uint64_t{52 - M} << 52) | (std::uint64_t{1} << 51);
   static constexpr double overflow_scale = power_of_two(1023 - max_exponent);
   static constexpr std::int64_t signed_min_normal_bits = static_cast<std::int64_t>(min_normal_bits);
   static constexpr std::int64_t signed_binade_end_bits = static_cast<std::int64_t>(binade_end_bits);
+  static constexpr std::int64_t signed_max_bits = static_cast<std::int64_t>(max_bits);
+  static constexpr std::int64_t signed_infinity_bits = 0x7FF0000000000000ll;
   /// The branch-free rounding applies: nearest-even, a grid coarser than double's by 2 bits, and
   /// c = 1.5 * 2^(max_exponent + 1 + 52 - M) finite (E <= 10).
   static constexpr bool branchless_nearest =
@@ -100,21 +112,26 @@ struct FloatRounding {
   /// inf come out beyond max_value. Overflow, IEEE layout: scaling by 2^(1023 - max_exponent) reaches inf exactly
   /// when the rounded value reaches 2^(max_exponent+1), and scaling back is exact; saturating layout: x is first
   /// clamped to +-max_value (NaN's exponent gives a meaningless c, and NaN + c is NaN). The sign is or-ed back for
-  /// zeros. NaN stays NaN (low payload bits left as they are). Needs the
-  /// default rounding mode. The selects compare integer bit patterns (signed: every pattern is below 2^63), which
-  /// compilers keep as selects; floating-point selects become branches.
+  /// zeros. NaN stays NaN (low payload bits left as they are). Needs the default rounding mode. The selects compare
+  /// integer bit patterns (signed: every pattern is below 2^63), which compilers keep as selects (floating-point
+  /// selects become branches under the default -ftrapping-math).
   static double round_nearest_even_branchless(double x) noexcept {
     static_assert(branchless_nearest, "round_nearest_even_branchless: needs M <= 50 and E <= 10");
+    std::uint64_t bits = std::bit_cast<std::uint64_t>(x);
     if constexpr (saturating) {
       // Rounding is monotone and max_value is a format value: saturating first is saturating after.
-      x = x > max_value ? max_value : x;  // NaN compares false: stays NaN
-      x = x < -max_value ? -max_value : x;
+      const std::uint64_t sign = bits & double_sign_bit;
+      auto magnitude = static_cast<std::int64_t>(bits ^ sign);
+      const bool beyond = (magnitude > signed_max_bits) & (magnitude <= signed_infinity_bits);  // not NaN
+      magnitude = beyond ? signed_max_bits : magnitude;
+      bits = static_cast<std::uint64_t>(magnitude) | sign;
+      x = std::bit_cast<double>(bits);
     }
-    const std::uint64_t bits = std::bit_cast<std::uint64_t>(x);
     std::int64_t binade = static_cast<std::int64_t>(bits & exponent_mask);
     binade = binade > signed_min_normal_bits ? binade : signed_min_normal_bits;
     if constexpr (!saturating) binade = binade < signed_binade_end_bits ? binade : signed_binade_end_bits;
-    const double c = std::bit_cast<double>(binade + magic_offset);
+    // Unsigned: for NaN (saturating layout, no upper clamp) the sum wraps, harmlessly, since NaN + c is NaN.
+    const double c = std::bit_cast<double>(static_cast<std::uint64_t>(binade) + magic_offset);
     double r = (x + c) - c;
     if constexpr (!saturating) r = (r * overflow_scale) * (1.0 / overflow_scale);
     return std::bit_cast<double>(std::bit_cast<std::uint64_t>(r) | (bits & double_sign_bit));
@@ -371,8 +388,9 @@ struct FloatRounding {
     }
   }
 
-  /// hi + lo with the exact sign of t1 + t2 + t3 - hi, where t2 is the exact low part of t1 (|t2| <= ulp(t1)/2);
-  /// every step is error-free (TwoSum), so only the last addition rounds, and that one keeps its sign.
+  /// hi + lo = t1 + t2 + t3 up to the last addition, where t2 is the exact low part of t1 (|t2| <= ulp(t1)/2):
+  /// every step but the last is error-free (TwoSum), and the last rounds to odd, so lo has the exact sign of the
+  /// remainder and stays on its side of +-half a unit of hi.
   static void sum_of_three(double t1, double t2, double t3, double& hi, double& lo) noexcept {
     const double s = t1 + t3;
     const double e = two_sum_error(t1, t3, s);  // t1 + t3 = s + e
@@ -384,7 +402,6 @@ struct FloatRounding {
     const double l2 = two_sum_error(w, v, l1);  // exact = h + l1 + l2
     hi = h + l1;
     const double l3 = two_sum_error(h, l1, hi);  // exact = hi + l3 + l2, |l2| < |l3| unless l3 = 0
-    // Rounded to odd, lo stays on the exact side of +-half a unit of hi, which decides ties when M = 52.
     lo = l3 != 0.0 ? odd_sum(l3, l2) : l2;
   }
 
