@@ -266,3 +266,11 @@ TEST_CASE("a construction reports the eigenvalue range its betas need") {
   resets_only.layers.pop_back();  // the flip-flop alone: resets with beta = 1
   CHECK(resets_only.needed_range() == dp::EigenvalueRange::unit);
 }
+
+TEST_CASE("simulated fp64 rounds each operation once: a * b + c is not fused into an FMA") {
+  // (1 + 2^-30)(1 - 2^-30) = 1 - 2^-60 rounds to 1, so the unfused sum with -1 is 0; an FMA would give -2^-60.
+  // The project compiles with -ffp-contract=off; users who simulate fp64 need the same (README, Number formats).
+  volatile double a = 1.0 + 0x1p-30, b = 1.0 - 0x1p-30, c = -1.0;
+  const dp::fp64 r = dp::fp64(a) * dp::fp64(b) + dp::fp64(c);
+  CHECK(static_cast<double>(r) == 0.0);
+}
