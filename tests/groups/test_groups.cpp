@@ -12,6 +12,7 @@
 #include "deltaproduct/groups/finite_group.hpp"
 #include "deltaproduct/groups/permutation.hpp"
 #include "deltaproduct/groups/random.hpp"
+#include "support/permutations.hpp"
 
 namespace dp = deltaproduct;
 using dp::FiniteGroup;
@@ -22,15 +23,7 @@ namespace {
 
 using Perm = std::vector<int>;
 
-// All permutations of {0..n-1} in lexicographic order, by std::next_permutation.
-std::vector<Perm> lexicographic_permutations(int n) {
-  Perm p(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) p[static_cast<std::size_t>(i)] = i;
-  std::vector<Perm> all;
-  do all.push_back(p);
-  while (std::next_permutation(p.begin(), p.end()));
-  return all;
-}
+using reference::lexicographic_permutations;
 
 // (p * q)(x) = p(q(x)).
 Perm compose(const Perm& p, const Perm& q) {
@@ -64,21 +57,25 @@ std::string one_based(const Perm& p) {
 }
 
 std::vector<FiniteGroup> sample_groups() {
-  return {FiniteGroup::symmetric(1),   FiniteGroup::symmetric(2),   FiniteGroup::symmetric(3),
-          FiniteGroup::symmetric(4),   FiniteGroup::symmetric(5),   FiniteGroup::alternating(1),
-          FiniteGroup::alternating(2), FiniteGroup::alternating(3), FiniteGroup::alternating(4),
-          FiniteGroup::alternating(5), FiniteGroup::cyclic(1),      FiniteGroup::cyclic(2),
-          FiniteGroup::cyclic(5),      FiniteGroup::cyclic(12),     FiniteGroup::cyclic(60),
-          FiniteGroup::parity(),       FiniteGroup::dihedral(1),    FiniteGroup::dihedral(2),
-          FiniteGroup::dihedral(3),    FiniteGroup::dihedral(4),    FiniteGroup::dihedral(5),
-          FiniteGroup::dihedral(12),   FiniteGroup::parse("S3_x_Z2"), FiniteGroup::parse("Z2_x_Z2_x_Z3"),
-          FiniteGroup::parse("D3_x_Z4"), FiniteGroup::parse("A4_x_Z5"), FiniteGroup::parse("A5_x_Z2"),
-          FiniteGroup::parse("parity_x_D4_x_S3")};
+  return {FiniteGroup::symmetric(1),     FiniteGroup::symmetric(2),
+          FiniteGroup::symmetric(3),     FiniteGroup::symmetric(4),
+          FiniteGroup::symmetric(5),     FiniteGroup::alternating(1),
+          FiniteGroup::alternating(2),   FiniteGroup::alternating(3),
+          FiniteGroup::alternating(4),   FiniteGroup::alternating(5),
+          FiniteGroup::cyclic(1),        FiniteGroup::cyclic(2),
+          FiniteGroup::cyclic(5),        FiniteGroup::cyclic(12),
+          FiniteGroup::cyclic(60),       FiniteGroup::parity(),
+          FiniteGroup::dihedral(1),      FiniteGroup::dihedral(2),
+          FiniteGroup::dihedral(3),      FiniteGroup::dihedral(4),
+          FiniteGroup::dihedral(5),      FiniteGroup::dihedral(12),
+          FiniteGroup::parse("S3_x_Z2"), FiniteGroup::parse("Z2_x_Z2_x_Z3"),
+          FiniteGroup::parse("D3_x_Z4"), FiniteGroup::parse("A4_x_Z5"),
+          FiniteGroup::parse("A5_x_Z2"), FiniteGroup::parse("parity_x_D4_x_S3")};
 }
 
 std::vector<FiniteGroup> larger_groups() {
-  return {FiniteGroup::symmetric(6), FiniteGroup::symmetric(7),  FiniteGroup::symmetric(8),
-          FiniteGroup::symmetric(12), FiniteGroup::alternating(6), FiniteGroup::alternating(9),
+  return {FiniteGroup::symmetric(6),    FiniteGroup::symmetric(7),   FiniteGroup::symmetric(8),
+          FiniteGroup::symmetric(12),   FiniteGroup::alternating(6), FiniteGroup::alternating(9),
           FiniteGroup::cyclic(1000003), FiniteGroup::dihedral(1001), FiniteGroup::parse("A5_x_Z3_x_S4")};
 }
 
@@ -366,8 +363,8 @@ TEST_CASE("faithful and regular permutation representations are injective homomo
 }
 
 TEST_CASE("names: parse and name() round-trip, bad names are rejected") {
-  for (const char* name : {"S1", "S3", "S20", "A5", "A4", "Z60", "Z2", "D4", "D1", "parity", "A5_x_Z2",
-                           "Z2_x_Z2_x_Z3", "S3_x_parity", "A4_x_Z5"})
+  for (const char* name : {"S1", "S3", "S20", "A5", "A4", "Z60", "Z2", "D4", "D1", "parity", "A5_x_Z2", "Z2_x_Z2_x_Z3",
+                           "S3_x_parity", "A4_x_Z5"})
     CHECK(FiniteGroup::parse(name).name() == name);
   CHECK(FiniteGroup::parse("D4").kind() == GroupKind::dihedral);
   CHECK(FiniteGroup::parse("D4").order() == 8);
@@ -426,8 +423,8 @@ TEST_CASE("powers, element orders, inverses") {
       CHECK(g.order() % k == 0);  // Lagrange
     }
   CHECK(FiniteGroup::cyclic(12).element_order(8) == 3);
-  CHECK(FiniteGroup::parse("Z4_x_Z6").element_order(FiniteGroup::parse("Z4_x_Z6").from_components(
-            std::vector<GroupElement>{1, 2})) == 12);
+  CHECK(FiniteGroup::parse("Z4_x_Z6").element_order(
+            FiniteGroup::parse("Z4_x_Z6").from_components(std::vector<GroupElement>{1, 2})) == 12);
 }
 
 TEST_CASE("transpositions of S_n") {
@@ -449,7 +446,8 @@ TEST_CASE("permutation helpers: rank and unrank are inverse, parity from the ran
   dp::RandomEngine engine(99);
   for (int n : {1, 2, 5, 13, 20}) {
     for (int trial = 0; trial < 100; ++trial) {
-      const auto rank = static_cast<std::int64_t>(dp::uniform_below(engine, static_cast<std::uint64_t>(dp::factorial(n))));
+      const auto rank =
+          static_cast<std::int64_t>(dp::uniform_below(engine, static_cast<std::uint64_t>(dp::factorial(n))));
       const Perm p = dp::permutation_from_rank(n, rank);
       REQUIRE(dp::is_permutation(p));
       CHECK(dp::permutation_rank(p) == rank);

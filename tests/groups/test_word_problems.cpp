@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "deltaproduct/groups/groups.hpp"
+#include "support/permutations.hpp"
 
 namespace dp = deltaproduct;
 using dp::FiniteGroup;
@@ -29,14 +30,7 @@ namespace {
 using Perm = std::vector<int>;
 using Row = std::vector<PackedElement>;
 
-std::vector<Perm> lexicographic_permutations(int n) {
-  Perm p(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) p[static_cast<std::size_t>(i)] = i;
-  std::vector<Perm> all;
-  do all.push_back(p);
-  while (std::next_permutation(p.begin(), p.end()));
-  return all;
-}
+using reference::lexicographic_permutations;
 
 bool is_even(const Perm& p) {
   int inversions = 0;
@@ -129,7 +123,8 @@ TEST_CASE("labels are prefix products, checked against products computed by hand
     const std::vector<Perm> all = lexicographic_permutations(n);
     const WordProblemData data = dp::generate_word_problems(FiniteGroup::symmetric(n), sampled(24, 400, 5));
     REQUIRE(data.count() == 400);
-    for (std::int64_t r = 0; r < data.count(); ++r) CHECK(row_of(data.target(r)) == permutation_labels(all, data.input(r)));
+    for (std::int64_t r = 0; r < data.count(); ++r)
+      CHECK(row_of(data.target(r)) == permutation_labels(all, data.input(r)));
   }
   std::vector<Perm> even;
   for (const Perm& p : lexicographic_permutations(4))
@@ -166,7 +161,8 @@ TEST_CASE("labels are prefix products, checked against products computed by hand
     for (std::size_t t = 0; t < 12; ++t) {
       // label_t = label_{t-1} * g_t: g_t acts first, then label_{t-1}.
       std::vector<std::int64_t> next(5);
-      for (std::int64_t x = 0; x < 5; ++x) next[static_cast<std::size_t>(x)] = image[static_cast<std::size_t>(act(d5.input(r)[t], x))];
+      for (std::int64_t x = 0; x < 5; ++x)
+        next[static_cast<std::size_t>(x)] = image[static_cast<std::size_t>(act(d5.input(r)[t], x))];
       image = next;
       for (std::int64_t x = 0; x < 5; ++x) CHECK(act(d5.target(r)[t], x) == image[static_cast<std::size_t>(x)]);
     }
@@ -363,7 +359,8 @@ TEST_CASE("CSV reader: clear errors for wrong headers, lengths, ranges and label
   CHECK(contains(read("seed,input,target\n1,1 x,1 4\n"), "not a non-negative integer"));
   CHECK(contains(read("seed,input,target\n1,1 -2,1 4\n"), "not a non-negative integer"));
   CHECK(contains(read("seed,input,target\nabc,1 2,1 4\n"), "seed"));
-  CHECK(contains(read("seed,input,target\n1,1 2,1 3\n"), "target 1 is 3, but the prefix product of the input in S3 is 4"));
+  CHECK(contains(read("seed,input,target\n1,1 2,1 3\n"),
+                 "target 1 is 3, but the prefix product of the input in S3 is 4"));
   CHECK(contains(read("seed,input,target\n1,1 2,1 4\n\n1,1 2,1 4\n"), "line 3: empty line"));
   CHECK(contains(read("seed,input,target\n1,,\n"), "no indices"));
   CHECK(read("seed,input,target\n1,1 2,1 4\n").empty());  // the valid file throws nothing

@@ -134,6 +134,23 @@ inline DenseMatrix reflection2(double angle) {  // across the line at angle/2: [
   return DenseMatrix{2, {c, s, s, -c}};
 }
 
+/// How a one-channel layer (K = V = 1, unit key) flips between two states on its letter 1 (letter 0 keeps it).
+enum class ScalarFlip {
+  reflection,  ///< h <- -h (beta = 2, v = 0) from h = 1: states 1 and -1
+  toggle,      ///< h <- 1 - h (beta = 2, v = 1/2) from h = 0: states 0 and 1 (UST section 4.1)
+};
+
+/// The two-state layer the parity constructions and the multi-layer ones share; decoded index = flips mod 2.
+inline ConstructionLayer scalar_flip_layer(std::string description, ScalarFlip flip, bool& has_non_unit) {
+  const bool toggle = flip == ScalarFlip::toggle;
+  ConstructionLayer layer{.description = std::move(description),
+                          .initial_state = {toggle ? 0.0 : 1.0},
+                          .codebook = {{toggle ? 0.0 : 1.0}, {toggle ? 1.0 : -1.0}}};
+  const std::vector<double> flip_value = toggle ? std::vector<double>{0.5} : std::vector<double>{};
+  set_letters(layer, {{{{1.0}, 0.0, {}}}, {{{1.0}, 2.0, flip_value}}}, has_non_unit);
+  return layer;
+}
+
 }  // namespace detail
 
 /// Parity with one DeltaNet factor (UST Thm 1 and Thm 3): a fixed unit key, beta = 2 on a 1 and beta = 0 on a 0,
@@ -145,9 +162,7 @@ inline Construction parity_by_reflection() {
                  .input_letters = 2,
                  .initial_label = 0};
   c.next_label = [](int label, int letter) { return label ^ letter; };
-  ConstructionLayer layer{.description = "K = V = 1", .initial_state = {1.0}, .codebook = {{1.0}, {-1.0}}};
-  detail::set_letters(layer, {{{{1.0}, 0.0, {}}}, {{{1.0}, 2.0, {}}}}, c.has_non_unit_keys);
-  c.layers = {layer};
+  c.layers = {detail::scalar_flip_layer("K = V = 1", detail::ScalarFlip::reflection, c.has_non_unit_keys)};
   c.label_of = [](std::span<const int> d) { return d[0]; };
   return c;
 }
@@ -160,9 +175,7 @@ inline Construction parity_by_toggle() {
                  .input_letters = 2,
                  .initial_label = 0};
   c.next_label = [](int label, int letter) { return label ^ letter; };
-  ConstructionLayer layer{.description = "K = V = 1", .initial_state = {0.0}, .codebook = {{0.0}, {1.0}}};
-  detail::set_letters(layer, {{{{1.0}, 0.0, {}}}, {{{1.0}, 2.0, {0.5}}}}, c.has_non_unit_keys);
-  c.layers = {layer};
+  c.layers = {detail::scalar_flip_layer("K = V = 1", detail::ScalarFlip::toggle, c.has_non_unit_keys)};
   c.label_of = [](std::span<const int> d) { return d[0]; };
   return c;
 }
@@ -315,8 +328,7 @@ inline Construction cyclic_by_two_reflection_layers(int m) {
                  .input_letters = m,
                  .initial_label = 0};
   c.next_label = [m](int label, int letter) { return (label + letter) % m; };
-  ConstructionLayer position{.description = "position parity", .initial_state = {0.0}, .codebook = {{0.0}, {1.0}}};
-  detail::set_letters(position, {{{{1.0}, 2.0, {0.5}}}}, c.has_non_unit_keys);
+  auto position = detail::scalar_flip_layer("position parity", detail::ScalarFlip::toggle, c.has_non_unit_keys);
   ConstructionLayer rotation{.description = "2-D reflections", .key_dim = 2, .initial_state = {1.0, 0.0}};
   std::vector<std::vector<HouseholderFactor>> letters;  // letter index = 2 x + p
   for (int x = 0; x < m; ++x)
@@ -334,7 +346,7 @@ inline Construction cyclic_by_two_reflection_layers(int m) {
   detail::set_letters(rotation, std::move(letters), c.has_non_unit_keys);
   c.layers = {position, rotation};
   c.layer_letter = [](int layer, int letter, std::span<const int> lower) {
-    return layer == 0 ? 0 : 2 * letter + lower[0];
+    return layer == 0 ? 1 : 2 * letter + lower[0];  // layer 1 toggles at every token
   };
   c.label_of = [](std::span<const int> decoded) { return decoded[1]; };
   return c;
@@ -361,8 +373,7 @@ inline Construction dihedral_two_layers(int n) {
   const DenseMatrix S = detail::reflection2(2.0 * std::numbers::pi / (4.0 * n));  // a reflection outside D_n
   const std::vector<double> h0{2.0, 1.0};
 
-  ConstructionLayer parity{.description = "e_t parity", .initial_state = {0.0}, .codebook = {{0.0}, {1.0}}};
-  detail::set_letters(parity, {{{{1.0}, 0.0, {}}}, {{{1.0}, 2.0, {0.5}}}}, c.has_non_unit_keys);  // keep, toggle
+  auto parity = detail::scalar_flip_layer("e_t parity", detail::ScalarFlip::toggle, c.has_non_unit_keys);
   ConstructionLayer plane{.description = "2-D reflections", .key_dim = 2, .initial_state = h0};
   std::vector<std::vector<HouseholderFactor>> letters;  // letter index = 2 x + e_t
   for (int x = 0; x < group.order(); ++x)
@@ -413,8 +424,7 @@ inline Construction flip_flop_cascade() {
                                           {{0.0, 1.0}, 1.0, {q == 1 ? 1.0 : 0.0}}};
   };
   detail::set_letters(flip_flop, {{}, set(0), set(1)}, c.has_non_unit_keys);
-  ConstructionLayer counter{.description = "reflection", .initial_state = {1.0}, .codebook = {{1.0}, {-1.0}}};
-  detail::set_letters(counter, {{{{1.0}, 0.0, {}}}, {{{1.0}, 2.0, {}}}}, c.has_non_unit_keys);
+  auto counter = detail::scalar_flip_layer("reflection", detail::ScalarFlip::reflection, c.has_non_unit_keys);
   c.layers = {flip_flop, counter};
   c.layer_letter = [](int layer, int letter, std::span<const int> lower) {
     return layer == 0 ? letter : (letter == 0 && lower[0] == 1 ? 1 : 0);
