@@ -38,6 +38,35 @@ struct ForwardOutputs {
   View<S, 4> final_state = {};    ///< [N, H, K, V]; absent means not wanted (may alias initial_state)
 };
 
+/// Gradients of a scalar loss L with respect to a forward pass's outputs: what backward() is given.
+template <class T, class S = T>
+struct OutputGradients {
+  View<const T, 4> o;                   ///< [B, T, H, V] dL/do
+  View<const S, 4> final_state = {};    ///< [N, H, K, V] dL/d(final state); absent means zero
+};
+
+/// Gradients of L with respect to a DeltaNet / DeltaProduct's inputs, in the inputs' layouts: what backward()
+/// writes. An absent view is not computed. Gradients of k and q are with respect to the raw (unnormalised) inputs.
+template <class T, class S = T>
+struct DeltaGradients {
+  View<T, 4> q = {};              ///< [B, T, H, K]
+  View<T, 4> k = {};              ///< [B, T*n_h, H, K]
+  View<T, 4> v = {};              ///< [B, T*n_h, H, V]
+  View<T, 3> beta = {};           ///< [B, T*n_h, H]
+  View<T, 3> g = {};              ///< [B, T, H]; gated models only
+  View<S, 4> initial_state = {};  ///< [N, H, K, V]
+};
+
+/// Gradients of L with respect to a diagonal LRNN's inputs.
+template <class T, class S = T>
+struct DiagonalGradients {
+  View<T, 4> q = {};              ///< [B, T, H, K]
+  View<T, 4> k = {};              ///< [B, T, H, K]
+  View<T, 4> v = {};              ///< [B, T, H, V]
+  View<T, 4> a = {};              ///< [B, T, H, K]
+  View<S, 4> initial_state = {};  ///< [N, H, K, V]
+};
+
 /// Inputs of one streaming step of a DeltaNet / DeltaProduct (one token per sequence).
 template <class T>
 struct DeltaStepInputs {

@@ -8,9 +8,19 @@
 
 namespace deltaproduct {
 
-/// The CPU backend (Eigen). Work spreads over (sequence, head) pairs on `threads` threads.
+/// How the CPU backend evaluates a forward or backward pass over a sequence.
+enum class CpuAlgorithm {
+  automatic,   ///< chunked for float and double when a sequence spans more than one chunk; sequential otherwise
+  sequential,  ///< token by token, exactly the arithmetic of core/recurrence.hpp (the simulated formats' choice)
+  chunked,     ///< chunks of `chunk_size` tokens in compact WY / UT form: matrix-matrix products (Eigen GEMM)
+};
+
+/// The CPU backend (Eigen). Work spreads over (sequence, head) pairs on `threads` threads, and over blocks of value
+/// columns inside a sequence when there are fewer pairs than threads.
 struct CpuBackend {
   int threads = 0;  ///< 0: every hardware thread; 1: run on the calling thread only
+  CpuAlgorithm algorithm = CpuAlgorithm::automatic;
+  int chunk_size = 64;  ///< tokens per chunk of the chunked form (>= 1)
 
   int resolved_threads() const noexcept {
     if (threads > 0) return threads;
