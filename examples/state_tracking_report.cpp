@@ -13,6 +13,7 @@
 #include <deltaproduct/theory/checker.hpp>
 #include <deltaproduct/theory/constructions.hpp>
 #include <deltaproduct/theory/impossibility.hpp>
+#include <deltaproduct/theory/multilayer.hpp>
 #include <deltaproduct/theory/spectral.hpp>
 #include <functional>
 #include <string>
@@ -39,15 +40,16 @@ const std::vector<FormatColumn> all_formats = {
 struct Row {
   dp::Construction construction;
   dp::KeyForm form;
+  std::int64_t max_pairs = 0;  ///< the row's own cap on the search (0: the report's; --max-pairs overrides both)
 };
 
 std::vector<Row> standard_rows() {
   using dp::KeyForm;
   std::vector<Row> rows;
-  auto add = [&rows](dp::Construction c, std::initializer_list<KeyForm> forms) {
+  auto add = [&rows](dp::Construction c, std::initializer_list<KeyForm> forms, std::int64_t max_pairs = 0) {
     for (KeyForm f : forms) {
       if (f == KeyForm::unnormalised && !c.has_non_unit_keys) continue;  // same as unit keys
-      rows.push_back({c, f});
+      rows.push_back({c, f, max_pairs});
     }
   };
   const auto all_forms = {KeyForm::unnormalised, KeyForm::normalised, KeyForm::eps_normalised};
@@ -64,6 +66,12 @@ std::vector<Row> standard_rows() {
   for (int m : {2, 3}) add(dp::cyclic_by_two_reflection_layers(m), {KeyForm::unnormalised, KeyForm::normalised});
   for (int n : {3, 4}) add(dp::dihedral_two_layers(n), {KeyForm::unnormalised, KeyForm::normalised});
   add(dp::flip_flop_cascade(), {KeyForm::normalised});
+  // S_n in 3 layers (n_h = 2) and 4 (n_h = 1). S3's reachable pairs (439 and 31363) need a bigger cap to close;
+  // S4 and S5 cannot close (the token buffer alone reaches (n!)^(2m) states), so a small cap bounds their search.
+  for (int steps : {2, 1})
+    add(dp::symmetric_group_in_layers(3, steps), {KeyForm::unnormalised, KeyForm::normalised}, 40000);
+  for (int n : {4, 5})
+    for (int steps : {2, 1}) add(dp::symmetric_group_in_layers(n, steps), {KeyForm::unnormalised}, 2000);
   return rows;
 }
 
@@ -101,6 +109,7 @@ void print_enumeration(const char* what, const dp::EnumerationResult& r, const c
 int main(int argc, char** argv) {
   std::string task_filter, format_list;
   dp::CheckOptions options;
+  bool max_pairs_given = false;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   bool impossibility = true;
   for (int i = 1; i < argc; ++i) {
@@ -120,7 +129,7 @@ int main(int argc, char** argv) {
       else if (arg == "--random-tokens")
         options.random_tokens = std::stoll(value());
       else if (arg == "--max-pairs")
-        options.max_reachable_pairs = std::stoll(value());
+        options.max_reachable_pairs = std::stoll(value()), max_pairs_given = true;
       else if (arg == "--threads")
         threads = std::max(1, std::stoi(value()));
       else if (arg == "--no-impossibility")
@@ -165,7 +174,9 @@ int main(int argc, char** argv) {
   auto worker = [&] {
     for (std::size_t job = next++; job < verdicts.size(); job = next++) {
       const Row& row = rows[job / formats.size()];
-      verdicts[job] = formats[job % formats.size()].check(row.construction, row.form, options);
+      dp::CheckOptions row_options = options;
+      if (row.max_pairs > 0 && !max_pairs_given) row_options.max_reachable_pairs = row.max_pairs;
+      verdicts[job] = formats[job % formats.size()].check(row.construction, row.form, row_options);
     }
   };
   std::vector<std::thread> pool;
@@ -195,6 +206,23 @@ int main(int argc, char** argv) {
       std::printf(" %-8s", cell(verdicts[r * formats.size() + f]).c_str());
     std::printf(" %s\n", c.theorem.c_str());
   }
+  bool header = false, multilayer = false;
+  for (const Row& row : rows) {
+    multilayer = multilayer || row.construction.theorem.starts_with("DP (S_n");
+    if (row.max_pairs <= 0 || max_pairs_given) continue;
+    if (!header)
+      std::printf("\nRows searched with their own cap on the pairs (instead of %lld):\n",
+                  static_cast<long long>(options.max_reachable_pairs));
+    header = true;
+    std::printf("  %-15s %-44s %-4s %lld\n", row.construction.task.c_str(), row.construction.method.c_str(),
+                dp::key_form_name(row.form), static_cast<long long>(row.max_pairs));
+  }
+  if (multilayer)
+    std::printf(
+        "\nDP (S_n, 3 / 4 layers): our construction in the spirit of DP's statement (the paper's proof was not\n"
+        "available): a position counter t mod 2m, a buffer of the last 2m tokens, and a top layer of swaps that pays\n"
+        "the product of each block of m = ceil((n - 1) / n_h) tokens during the next block; the lookup table between\n"
+        "layers reads 2m tokens, (n!)^(2m) entries. S4 and S5 reach too many states for a whole-length proof.\n");
 
   if (impossibility) {
     std::printf(

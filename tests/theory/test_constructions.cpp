@@ -186,7 +186,7 @@ TEST_CASE("the checker's arithmetic is the CPU backend's: bit-identical final st
     dp::DeltaProduct<Format, n_h> model;
     model.options.key_normalization =
         form == dp::KeyForm::unnormalised ? dp::Normalization::none : dp::Normalization::l2;
-    dp::forward(dp::cpu, model,
+    dp::forward(dp::CpuBackend{.algorithm = dp::CpuAlgorithm::sequential}, model,  // token loop
                 dp::DeltaInputs<double>{.q = dp::make_view(q.data(), {1, T, 1, K}),
                                         .k = dp::make_view(k.data(), {1, T * n_h, 1, K}),
                                         .v = dp::make_view(v.data(), {1, T * n_h, 1, 1}),

@@ -4,7 +4,8 @@
 // A construction is a cascade of layers. Each layer is a DeltaProduct with n_h Householder factors per letter;
 // layer l reads a letter computed from the input letter and the decoded outputs of layers 0..l-1 at the same
 // position (the "decoder between layers" of the multi-layer theorems). Each layer decodes its state as the nearest
-// codeword (Euclidean) among the exact states it can be in; the task's label is a function of the decoded indices.
+// codeword (Euclidean) among the exact states it can be in, or, for a layer made of independent slots (a buffer of
+// tokens), each slot as the nearest codeword of one slot; the task's label is a function of the decoded indices.
 // The true label follows the task's automaton, computed exactly with integers.
 #pragma once
 
@@ -62,6 +63,10 @@ struct ConstructionLayer {
   /// (for decoders that know, e.g., the parity a lower layer tracks); null: the whole codebook.
   std::function<int(std::span<const int> lower)> codebook_block = {};
   int blocks = 1;
+  /// The K rows split into `slots` equal groups decoded one by one against `codebook` (each codeword then holds
+  /// (K / slots) x V entries): the nearest state of a product of independent slots, without listing the product.
+  /// The layer adds `slots` decoded indices, slot 0 first.
+  int slots = 1;
 };
 
 /// A task (an automaton with integer labels) and the layers that solve it.
@@ -73,7 +78,8 @@ struct Construction {
   int initial_label = 0;
   std::function<int(int label, int letter)> next_label = {};  ///< the automaton: exact
   std::vector<ConstructionLayer> layers = {};
-  /// The letter of layer l from the input letter and the decoded indices of layers 0..l-1 (after this token).
+  /// The letter of layer l from the input letter and the decoded indices of layers 0..l-1 (after this token; a layer
+  /// with several slots contributes one index per slot).
   std::function<int(int layer, int letter, std::span<const int> lower)> layer_letter = {};
   /// The label from every layer's decoded index.
   std::function<int(std::span<const int> decoded)> label_of = {};
@@ -108,6 +114,7 @@ class ConstructionRunner {
 
   ConstructionRunner(const Construction& c, KeyForm form) : construction_(&c) {
     for (const auto& layer : c.layers) {
+      validate(layer);
       PreparedLayer prepared;
       prepared.initial.resize(layer.key_dim, layer.value_dim);
       for (int i = 0; i < layer.key_dim * layer.value_dim; ++i)
@@ -118,6 +125,7 @@ class ConstructionRunner {
         prepared.letters.push_back(std::move(letter));
       }
       prepared.work.resize(layer.value_dim);
+      prepared.slot_values.resize(static_cast<std::size_t>(layer.key_dim / layer.slots * layer.value_dim));
       layers_.push_back(std::move(prepared));
     }
   }
@@ -138,7 +146,10 @@ class ConstructionRunner {
       PreparedLayer& layer = layers_[l];
       for (const Factor& f : layer.letters.at(static_cast<std::size_t>(layer_letter)))
         householder_step<Scalar>(states[l], f.key, f.value, f.beta, layer.work);
-      decoded.push_back(decode(c.layers[l], states[l], decoded));
+      const ConstructionLayer& described = c.layers[l];
+      const int block = described.codebook_block ? described.codebook_block(decoded) : 0;
+      for (int slot = 0; slot < described.slots; ++slot)
+        decoded.push_back(decode(described, states[l], block, slot, layer.slot_values));
     }
     for (int d : decoded)
       if (d < 0) return -1;
@@ -150,6 +161,7 @@ class ConstructionRunner {
     StateMatrix<Scalar> initial;
     std::vector<std::vector<Factor>> letters;
     RowVector<Scalar> work;
+    std::vector<double> slot_values;  // one slot of the state in double, read once per decode
   };
 
   static Factor prepare(const HouseholderFactor& f, const ConstructionLayer& layer, KeyForm form) {
@@ -174,16 +186,41 @@ class ConstructionRunner {
     return out;
   }
 
-  static int decode(const ConstructionLayer& layer, const StateMatrix<Scalar>& state, std::span<const int> lower) {
+  static void validate(const ConstructionLayer& layer) {
+    if (layer.key_dim < 1 || layer.value_dim < 1)
+      detail::argument_error("key_dim, value_dim", "at least 1 each",
+                             std::to_string(layer.key_dim) + ", " + std::to_string(layer.value_dim));
+    if (layer.slots < 1 || layer.key_dim % layer.slots != 0)
+      detail::argument_error("slots", "a divisor of K = " + std::to_string(layer.key_dim), std::to_string(layer.slots));
+    if (layer.blocks < 1 || layer.codebook.empty() || layer.codebook.size() % static_cast<std::size_t>(layer.blocks))
+      detail::argument_error("blocks",
+                             "a divisor of the codebook's " + std::to_string(layer.codebook.size()) + " words",
+                             std::to_string(layer.blocks));
+    const std::size_t entries = static_cast<std::size_t>(layer.key_dim / layer.slots * layer.value_dim);
+    for (const auto& word : layer.codebook)
+      if (word.size() != entries)
+        detail::argument_error("codebook", "words of (K / slots) x V = " + std::to_string(entries) + " entries",
+                               std::to_string(word.size()) + " entries");
+    if (layer.initial_state.size() != static_cast<std::size_t>(layer.key_dim * layer.value_dim))
+      detail::argument_error("initial_state", "K x V = " + std::to_string(layer.key_dim * layer.value_dim) + " entries",
+                             std::to_string(layer.initial_state.size()) + " entries");
+  }
+
+  /// The nearest codeword of block `block` to rows [slot K/slots, (slot + 1) K/slots) of the state.
+  static int decode(const ConstructionLayer& layer, const StateMatrix<Scalar>& state, int block, int slot,
+                    std::vector<double>& values) {
+    if (block < 0 || block >= layer.blocks) return -1;  // a lower layer decoded nothing usable
     const std::size_t per_block = layer.codebook.size() / static_cast<std::size_t>(layer.blocks);
-    const std::size_t block = layer.codebook_block ? static_cast<std::size_t>(layer.codebook_block(lower)) : 0;
+    const Eigen::Index rows = state.rows() / layer.slots, first_row = rows * slot, cols = state.cols();
+    for (Eigen::Index i = 0; i < rows * cols; ++i)
+      values[static_cast<std::size_t>(i)] = static_cast<double>(state(first_row + i / cols, i % cols));
     int best = -1;
     double best_distance = std::numeric_limits<double>::infinity();
     for (std::size_t c = 0; c < per_block; ++c) {
-      const auto& word = layer.codebook[block * per_block + c];
+      const auto& word = layer.codebook[static_cast<std::size_t>(block) * per_block + c];
       double d = 0.0;
-      for (int i = 0; i < state.rows() * state.cols(); ++i) {
-        const double diff = static_cast<double>(state(i / state.cols(), i % state.cols())) - word[i];
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        const double diff = values[i] - word[i];
         d += diff * diff;
       }
       if (d < best_distance) best_distance = d, best = static_cast<int>(c);

@@ -151,6 +151,44 @@ inline ConstructionLayer scalar_flip_layer(std::string description, ScalarFlip f
   return layer;
 }
 
+/// The swaps whose product is A = M(p)^T = M(p^{-1}), with M(p) e_x = e_{p(x)}, C_1 first: a cycle
+/// (a1 a2 ... ak) of p^{-1} is (a1 ak) ... (a1 a3)(a1 a2), (a1 a2) acting first. A permutation of d points in c
+/// cycles takes d - c swaps, I - 2 u u^T with u = (e_i - e_j)/sqrt(2), given as u = e_i - e_j.
+inline std::vector<HouseholderFactor> swaps_of(const Permutation& p) {
+  const std::size_t d = p.size();
+  std::vector<int> inverse(d);
+  for (std::size_t x = 0; x < d; ++x) inverse[static_cast<std::size_t>(p[x])] = static_cast<int>(x);
+  std::vector<bool> done(d, false);
+  std::vector<HouseholderFactor> factors;
+  for (std::size_t start = 0; start < d; ++start) {
+    if (done[start]) continue;
+    for (std::size_t x = start; !done[x]; x = static_cast<std::size_t>(inverse[x])) {
+      done[x] = true;
+      if (x != start) {
+        std::vector<double> u(d, 0.0);
+        u[start] = 1.0;
+        u[x] = -1.0;
+        factors.push_back(reflection(u));
+      }
+    }
+  }
+  return factors;
+}
+
+/// The state M(p)^T (1, ..., d): entry x is p(x) + 1.
+inline std::vector<double> permutation_codeword(const Permutation& p) {
+  std::vector<double> word(p.size());
+  for (std::size_t x = 0; x < p.size(); ++x) word[x] = p[x] + 1.0;
+  return word;
+}
+
+/// A layer of permutation matrices of d points, K = d, V = 1, from the state (1, ..., d); letters and codebook empty.
+inline ConstructionLayer permutation_layer(int d) {
+  ConstructionLayer layer{.description = "K = " + std::to_string(d) + ", V = 1", .key_dim = d};
+  for (int i = 0; i < d; ++i) layer.initial_state.push_back(i + 1.0);
+  return layer;
+}
+
 }  // namespace detail
 
 /// Parity with one DeltaNet factor (UST Thm 1 and Thm 3): a fixed unit key, beta = 2 on a 1 and beta = 0 on a 0,
@@ -191,33 +229,12 @@ inline Construction permutation_construction(const FiniteGroup& group) {
                  .input_letters = static_cast<int>(group.order()),
                  .initial_label = 0};
   c.next_label = [group](int label, int letter) { return static_cast<int>(group.multiply(label, letter)); };
-  ConstructionLayer layer{.description = "K = " + std::to_string(d) + ", V = 1", .key_dim = d};
-  for (int i = 0; i < d; ++i) layer.initial_state.push_back(i + 1.0);
+  ConstructionLayer layer = detail::permutation_layer(d);
   std::vector<std::vector<HouseholderFactor>> letters;
   for (GroupElement g = 0; g < group.order(); ++g) {
-    const auto p = group.faithful_permutation(g);  // M(p) e_x = e_{p(x)}
-    // A = M(p)^T = M(p^{-1}); a cycle (a1 a2 ... ak) of p^{-1} is (a1 ak) ... (a1 a3)(a1 a2), (a1 a2) acting first.
-    std::vector<int> inverse(static_cast<std::size_t>(d));
-    for (int x = 0; x < d; ++x) inverse[p[x]] = x;
-    std::vector<bool> done(static_cast<std::size_t>(d), false);
-    std::vector<HouseholderFactor> factors;
-    for (int start = 0; start < d; ++start) {
-      if (done[start]) continue;
-      for (int x = start; !done[x]; x = inverse[x]) {
-        done[x] = true;
-        if (x != start) {
-          std::vector<double> u(static_cast<std::size_t>(d), 0.0);
-          u[start] = 1.0;
-          u[x] = -1.0;
-          factors.push_back(detail::reflection(u));
-        }
-      }
-    }
-    letters.push_back(std::move(factors));
-    // Codeword: M(p)^T (1..d) has entry x = p(x) + 1.
-    std::vector<double> word(static_cast<std::size_t>(d));
-    for (int x = 0; x < d; ++x) word[x] = p[x] + 1.0;
-    layer.codebook.push_back(word);
+    const auto p = group.faithful_permutation(g);
+    letters.push_back(detail::swaps_of(p));
+    layer.codebook.push_back(detail::permutation_codeword(p));
   }
   detail::set_letters(layer, std::move(letters), c.has_non_unit_keys);
   c.layers = {layer};
