@@ -12,6 +12,9 @@ using dp::Gating;
 
 namespace {
 
+// Bit-for-bit identities hold for the token loop, the definition of the recurrence: pin it.
+const dp::CpuBackend sequential{.algorithm = dp::CpuAlgorithm::sequential};
+
 double frobenius_norm(const std::vector<double>& x, std::size_t begin, std::size_t count) {
   double ss = 0;
   for (std::size_t i = begin; i < begin + count; ++i) ss += x[i] * x[i];
@@ -23,7 +26,7 @@ double frobenius_norm(const std::vector<double>& x, std::size_t begin, std::size
 TEST_CASE_TEMPLATE("beta = 0 leaves the state unchanged, bit for bit", T, float, double) {
   auto p = reference::random_problem(2, 23, 3, 7, 5, 2, false, 2.0, true, 1);
   for (double& b : p.beta) b = 0.0;
-  const auto r = harness::run_delta<dp::DeltaProduct<T, 2>>(p);
+  const auto r = harness::run_delta<dp::DeltaProduct<T, 2>>(p, {}, sequential);
   const auto initial = harness::to_double(harness::cast_all<T>(p.initial_state));
   CHECK(r.final_state == initial);
 }
@@ -36,7 +39,7 @@ TEST_CASE("a unit key with beta = 2 reflects the state and preserves its norm") 
   const std::size_t block = static_cast<std::size_t>(p.K) * p.V;
 
   SUBCASE("exact L2 normalisation: the norm is kept to rounding error (200 reflections, ~1e-13 in double)") {
-    const auto r = harness::run_delta<dp::DeltaNet<double>>(p);
+    const auto r = harness::run_delta<dp::DeltaNet<double>>(p, {}, sequential);
     for (int h = 0; h < p.H; ++h) {
       const double before = frobenius_norm(p.initial_state, h * block, block);
       const double after = frobenius_norm(r.final_state, h * block, block);
@@ -46,7 +49,7 @@ TEST_CASE("a unit key with beta = 2 reflects the state and preserves its norm") 
   SUBCASE("flash-linear-attention's eps normalisation shrinks the state a little at every step") {
     p.key_norm = 2;
     p.eps = 1e-6;
-    const auto r = harness::run_delta<dp::DeltaNet<double>>(p);
+    const auto r = harness::run_delta<dp::DeltaNet<double>>(p, {}, sequential);
     for (int h = 0; h < p.H; ++h) {
       const double before = frobenius_norm(p.initial_state, h * block, block);
       const double after = frobenius_norm(r.final_state, h * block, block);
@@ -59,7 +62,7 @@ TEST_CASE("a unit key with beta = 2 reflects the state and preserves its norm") 
     auto one = reference::random_problem(1, 1, 1, 4, 3, 1, false, 2.0, true, 3);
     one.beta[0] = 2.0;
     for (double& x : one.v) x = 0.0;
-    const auto r = harness::run_delta<dp::DeltaNet<double>>(one);
+    const auto r = harness::run_delta<dp::DeltaNet<double>>(one, {}, sequential);
     CHECK(reference::relative_max_error(r.final_state, reference::delta_product(one).final_state) <= 1e-14);
   }
 }
@@ -69,7 +72,8 @@ template <class T, bool Gated>
 void check_interleaving() {
   const auto p = reference::random_problem(2, 19, 3, 6, 5, 2, Gated, 2.0, true, 4);
   const auto product = harness::run_delta<
-      dp::DeltaProduct<T, 2, EigenvalueRange::signed_unit, Gated ? Gating::scalar_decay : Gating::none>>(p);
+      dp::DeltaProduct<T, 2, EigenvalueRange::signed_unit, Gated ? Gating::scalar_decay : Gating::none>>(
+      p, {}, sequential);
   // DeltaNet over 2T tokens: token 2t+1 carries q_t and reads out; token 2t's gate is g_t, token 2t+1's is 0.
   reference::Problem net = p;
   net.T = 2 * p.T;
@@ -86,7 +90,8 @@ void check_interleaving() {
         if constexpr (Gated) net.g[even] = p.g[src];
       }
   const auto deltanet = harness::run_delta<
-      dp::DeltaProduct<T, 1, EigenvalueRange::signed_unit, Gated ? Gating::scalar_decay : Gating::none>>(net);
+      dp::DeltaProduct<T, 1, EigenvalueRange::signed_unit, Gated ? Gating::scalar_decay : Gating::none>>(
+      net, {}, sequential);
   // exp(0) = 1 exactly and the micro-steps are the same operations: the two runs agree bit for bit.
   CHECK(deltanet.final_state == product.final_state);
   for (int b = 0; b < p.B; ++b)
@@ -108,7 +113,7 @@ TEST_CASE_TEMPLATE("n_h = 2 equals DeltaNet over the interleaved tokens with the
 
 TEST_CASE_TEMPLATE("running T1 then T2 with the state carried equals running T1 + T2", T, float, double) {
   const auto whole = reference::random_problem(2, 31, 2, 8, 6, 3, true, 2.0, true, 5);
-  const auto full = harness::run_delta<dp::GatedDeltaProduct<T, 3>>(whole);
+  const auto full = harness::run_delta<dp::GatedDeltaProduct<T, 3>>(whole, {}, sequential);
 
   const int T1 = 12, T2 = whole.T - T1;
   auto part = [&](int begin, int length, const std::vector<double>& initial) {
@@ -137,8 +142,8 @@ TEST_CASE_TEMPLATE("running T1 then T2 with the state carried equals running T1 
   };
   // The carried state goes through T and back: exact for T = double, and for float because the library's state
   // is float too.
-  const auto first = harness::run_delta<dp::GatedDeltaProduct<T, 3>>(part(0, T1, whole.initial_state));
-  const auto second = harness::run_delta<dp::GatedDeltaProduct<T, 3>>(part(T1, T2, first.final_state));
+  const auto first = harness::run_delta<dp::GatedDeltaProduct<T, 3>>(part(0, T1, whole.initial_state), {}, sequential);
+  const auto second = harness::run_delta<dp::GatedDeltaProduct<T, 3>>(part(T1, T2, first.final_state), {}, sequential);
   CHECK(second.final_state == full.final_state);
   for (int b = 0; b < whole.B; ++b) {
     const std::size_t row = static_cast<std::size_t>(whole.H) * whole.V;
@@ -153,7 +158,7 @@ TEST_CASE_TEMPLATE("a variable-length batch equals its sequences run one by one"
   packed.cu_seqlens = {0, 11, 11, 12, 30};
   packed.initial_state.resize(static_cast<std::size_t>(4) * 2 * 5 * 4, 0.25);
   for (std::size_t i = 0; i < packed.initial_state.size(); ++i) packed.initial_state[i] = std::sin(double(i));
-  const auto together = harness::run_delta<dp::GatedDeltaProduct<T, 2>>(packed);
+  const auto together = harness::run_delta<dp::GatedDeltaProduct<T, 2>>(packed, {}, sequential);
 
   const std::size_t state_block = static_cast<std::size_t>(packed.H) * packed.K * packed.V;
   for (int n = 0; n < 4; ++n) {
@@ -174,7 +179,7 @@ TEST_CASE_TEMPLATE("a variable-length batch equals its sequences run one by one"
     alone.beta = cut(packed.beta, 2, 1);
     alone.initial_state.assign(packed.initial_state.begin() + static_cast<std::ptrdiff_t>(n * state_block),
                                packed.initial_state.begin() + static_cast<std::ptrdiff_t>((n + 1) * state_block));
-    const auto single = harness::run_delta<dp::GatedDeltaProduct<T, 2>>(alone);
+    const auto single = harness::run_delta<dp::GatedDeltaProduct<T, 2>>(alone, {}, sequential);
     for (std::size_t i = 0; i < state_block; ++i)
       REQUIRE(single.final_state[i] == together.final_state[n * state_block + i]);
     const std::size_t row = static_cast<std::size_t>(packed.H) * packed.V;
@@ -185,9 +190,9 @@ TEST_CASE_TEMPLATE("a variable-length batch equals its sequences run one by one"
 TEST_CASE_TEMPLATE("gating with g = 0 equals no gating, bit for bit", T, float, double) {
   auto p = reference::random_problem(2, 17, 2, 6, 6, 2, true, 2.0, true, 7);
   for (double& x : p.g) x = 0.0;
-  const auto gated = harness::run_delta<dp::GatedDeltaProduct<T, 2>>(p);
+  const auto gated = harness::run_delta<dp::GatedDeltaProduct<T, 2>>(p, {}, sequential);
   p.gated = false;
-  const auto plain = harness::run_delta<dp::DeltaProduct<T, 2>>(p);
+  const auto plain = harness::run_delta<dp::DeltaProduct<T, 2>>(p, {}, sequential);
   CHECK(gated.o == plain.o);
   CHECK(gated.final_state == plain.final_state);
 }

@@ -7,7 +7,9 @@ namespace dp = deltaproduct;
 
 TEST_CASE_TEMPLATE("T calls of step() equal one forward() over T tokens, bit for bit", T, float, double) {
   const auto p = reference::random_problem(3, 9, 2, 6, 5, 2, true, 2.0, true, 81);
-  const auto full = harness::run_delta<dp::GatedDeltaProduct<T, 2>>(p);
+  // step() runs the token loop: compare with the same algorithm.
+  const dp::CpuBackend sequential{.algorithm = dp::CpuAlgorithm::sequential};
+  const auto full = harness::run_delta<dp::GatedDeltaProduct<T, 2>>(p, {}, sequential);
 
   dp::GatedDeltaProduct<T, 2> model;
   harness::configure(model.options, p);
@@ -37,7 +39,8 @@ TEST_CASE("diagonal step() equals forward()") {
   auto p = reference::random_problem(2, 6, 3, 4, 2, 1, false, 1.0, true, 82);
   std::vector<double> a(static_cast<std::size_t>(p.B) * p.T * p.H * p.K);
   for (std::size_t i = 0; i < a.size(); ++i) a[i] = std::cos(double(i));
-  const auto full = harness::run_diagonal<dp::DiagonalLrnn<double>>(p, a);
+  const dp::CpuBackend sequential{.algorithm = dp::CpuAlgorithm::sequential};
+  const auto full = harness::run_diagonal<dp::DiagonalLrnn<double>>(p, a, {}, sequential);
 
   dp::DiagonalLrnn<double> model;
   harness::configure(model.options, p);

@@ -11,5 +11,6 @@
 #include "deltaproduct/core/scalar.hpp"
 #include "deltaproduct/core/step.hpp"
 #include "deltaproduct/core/view.hpp"
+#include "deltaproduct/cpu/backward.hpp"
 #include "deltaproduct/cpu/forward.hpp"
 #include "deltaproduct/version.hpp"

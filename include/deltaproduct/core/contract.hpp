@@ -121,12 +121,22 @@ inline void check_dimension(index_t value, const char* argument, const char* wha
   if (value < 1) argument_error(argument, std::string(what) + " >= 1", std::to_string(value));
 }
 
+/// Where the [B, T, H, V] output (or its gradient) and the [N, H, K, V] final state (or its gradient) are, and the
+/// names errors give them.
+template <class O, class F>
+struct OutputShapes {
+  const View<O, 4>& o;
+  const char* o_name;
+  const View<F, 4>& final_state;
+  const char* final_state_name;
+};
+
 /// The shape checks shared by both model families; returns B, T, H, K from q and V from v.
-template <class T, class S, class VT, class VV>
+template <class T, class S, class O, class F>
 Problem check_common(const View<const T, 4>& q, const View<const T, 4>& k, const View<const T, 4>& v,
                      const View<const S, 4>& initial_state, const View<const std::int64_t, 1>& cu_seqlens,
-                     const ForwardOutputs<VT, VV>& out, int householder_steps, const char* k_layout,
-                     const char* v_layout, const Options& options) {
+                     const OutputShapes<O, F>& out, int householder_steps, const char* k_layout, const char* v_layout,
+                     const Options& options) {
   check_present(q, "q", "[B, T, H, K]");
   check_present(v, "v", v_layout);
   Problem p;
@@ -142,11 +152,11 @@ Problem check_common(const View<const T, 4>& q, const View<const T, 4>& k, const
   const index_t rows = p.tokens * householder_steps;
   check_shape(k, "k", k_layout, {p.batch, rows, p.heads, p.key_dim});
   check_shape(v, "v", v_layout, {p.batch, rows, p.heads, p.value_dim});
-  check_shape(out.o, "o", "[B, T, H, V]", {p.batch, p.tokens, p.heads, p.value_dim});
+  check_shape(out.o, out.o_name, "[B, T, H, V]", {p.batch, p.tokens, p.heads, p.value_dim});
   check_cu_seqlens(cu_seqlens, p.batch, p.tokens, p);
   const std::array<index_t, 4> state_shape{p.sequences, p.heads, p.key_dim, p.value_dim};
   check_optional_shape(initial_state, "initial_state", "[N, H, K, V]", state_shape);
-  check_optional_shape(out.final_state, "final_state", "[N, H, K, V]", state_shape);
+  check_optional_shape(out.final_state, out.final_state_name, "[N, H, K, V]", state_shape);
   check_options(options, p.key_dim, p);
   return p;
 }
@@ -156,30 +166,99 @@ double as_double(const T& x) {
   return static_cast<double>(x);
 }
 
+/// The inputs of a DeltaNet / DeltaProduct pass, with its output (or output gradient) shapes.
+template <DeltaProductModel Model, class T, class S, class O, class F>
+Problem check_delta_inputs(const Model& model, const DeltaInputs<T, S>& in, const OutputShapes<O, F>& out) {
+  constexpr int n_h = Model::householder_steps;
+  Problem p = check_common(in.q, in.k, in.v, in.initial_state, in.cu_seqlens, out, n_h, "[B, T*n_h, H, K]",
+                           "[B, T*n_h, H, V]", model.options);
+  check_shape(in.beta, "beta", "[B, T*n_h, H]", {p.batch, p.tokens * n_h, p.heads});
+  if constexpr (Model::gating == Gating::scalar_decay) {
+    check_shape(in.g, "g", "[B, T, H]", {p.batch, p.tokens, p.heads});
+  } else if (!in.g.absent()) {
+    argument_error("g", "an absent view (the model has Gating::none; use a Gating::scalar_decay model)",
+                   "a view of " + dims_text(in.g.extents().data(), 3));
+  }
+  return p;
+}
+
+/// The inputs of a diagonal LRNN pass, with its output (or output gradient) shapes.
+template <DiagonalModel Model, class T, class S, class O, class F>
+Problem check_diagonal_inputs(const Model& model, const DiagonalInputs<T, S>& in, const OutputShapes<O, F>& out) {
+  Problem p = check_common(in.q, in.k, in.v, in.initial_state, in.cu_seqlens, out, 1, "[B, T, H, K]", "[B, T, H, V]",
+                           model.options);
+  check_shape(in.a, "a", "[B, T, H, K]", {p.batch, p.tokens, p.heads, p.key_dim});
+  return p;
+}
+
+/// An optional gradient view: absent, or of the expected shape and without broadcast (zero) strides, since each of
+/// its elements receives a gradient of its own.
+template <class T, std::size_t R>
+void check_gradient_shape(const View<T, R>& view, const char* name, const char* layout,
+                          const std::array<index_t, R>& expected) {
+  if (view.absent()) return;
+  check_shape(view, name, layout, expected);
+  for (std::size_t d = 0; d < R; ++d)
+    if (view.stride(d) == 0 && view.extent(d) > 1)
+      argument_error(name, "non-zero strides (a gradient view cannot broadcast: each element gets its own gradient)",
+                     "stride 0 in dimension " + std::to_string(d) + " of extent " + std::to_string(view.extent(d)));
+}
+
 }  // namespace detail
 
 /// Shape and layout checks of a DeltaNet / DeltaProduct forward pass (no data is read).
 template <DeltaProductModel Model, class T, class S>
 Problem check_forward(const Model& model, const DeltaInputs<T, S>& in, const ForwardOutputs<T, S>& out) {
-  constexpr int n_h = Model::householder_steps;
-  Problem p = detail::check_common(in.q, in.k, in.v, in.initial_state, in.cu_seqlens, out, n_h,
-                                   "[B, T*n_h, H, K]", "[B, T*n_h, H, V]", model.options);
-  detail::check_shape(in.beta, "beta", "[B, T*n_h, H]", {p.batch, p.tokens * n_h, p.heads});
-  if constexpr (Model::gating == Gating::scalar_decay) {
-    detail::check_shape(in.g, "g", "[B, T, H]", {p.batch, p.tokens, p.heads});
-  } else if (!in.g.absent()) {
-    detail::argument_error("g", "an absent view (the model has Gating::none; use a Gating::scalar_decay model)",
-                           "a view of " + detail::dims_text(in.g.extents().data(), 3));
-  }
-  return p;
+  return detail::check_delta_inputs(model, in, detail::OutputShapes<T, S>{out.o, "o", out.final_state, "final_state"});
 }
 
 /// Shape and layout checks of a diagonal LRNN forward pass.
 template <DiagonalModel Model, class T, class S>
 Problem check_forward(const Model& model, const DiagonalInputs<T, S>& in, const ForwardOutputs<T, S>& out) {
-  Problem p = detail::check_common(in.q, in.k, in.v, in.initial_state, in.cu_seqlens, out, 1, "[B, T, H, K]",
-                                   "[B, T, H, V]", model.options);
-  detail::check_shape(in.a, "a", "[B, T, H, K]", {p.batch, p.tokens, p.heads, p.key_dim});
+  return detail::check_diagonal_inputs(model, in,
+                                       detail::OutputShapes<T, S>{out.o, "o", out.final_state, "final_state"});
+}
+
+/// Shape and layout checks of a DeltaNet / DeltaProduct backward pass: the forward's inputs, dL/do in the shape of
+/// o, dL/d(final state) in the shape of the final state, and each gradient view present in its input's shape.
+template <DeltaProductModel Model, class T, class S>
+Problem check_backward(const Model& model, const DeltaInputs<T, S>& in, const OutputGradients<T, S>& output_gradients,
+                       const DeltaGradients<T, S>& gradients) {
+  const Problem p = detail::check_delta_inputs(
+      model, in,
+      detail::OutputShapes<const T, const S>{output_gradients.o, "output_gradients.o", output_gradients.final_state,
+                                             "output_gradients.final_state"});
+  const index_t rows = p.tokens * Model::householder_steps;
+  detail::check_gradient_shape(gradients.q, "gradients.q", "[B, T, H, K]", {p.batch, p.tokens, p.heads, p.key_dim});
+  detail::check_gradient_shape(gradients.k, "gradients.k", "[B, T*n_h, H, K]", {p.batch, rows, p.heads, p.key_dim});
+  detail::check_gradient_shape(gradients.v, "gradients.v", "[B, T*n_h, H, V]", {p.batch, rows, p.heads, p.value_dim});
+  detail::check_gradient_shape(gradients.beta, "gradients.beta", "[B, T*n_h, H]", {p.batch, rows, p.heads});
+  if constexpr (Model::gating == Gating::scalar_decay) {
+    detail::check_gradient_shape(gradients.g, "gradients.g", "[B, T, H]", {p.batch, p.tokens, p.heads});
+  } else if (!gradients.g.absent()) {
+    detail::argument_error("gradients.g", "an absent view (the model has Gating::none: there is no g)",
+                           "a view of " + detail::dims_text(gradients.g.extents().data(), 3));
+  }
+  detail::check_gradient_shape(gradients.initial_state, "gradients.initial_state", "[N, H, K, V]",
+                               {p.sequences, p.heads, p.key_dim, p.value_dim});
+  return p;
+}
+
+/// Shape and layout checks of a diagonal LRNN backward pass.
+template <DiagonalModel Model, class T, class S>
+Problem check_backward(const Model& model, const DiagonalInputs<T, S>& in,
+                       const OutputGradients<T, S>& output_gradients, const DiagonalGradients<T, S>& gradients) {
+  const Problem p = detail::check_diagonal_inputs(
+      model, in,
+      detail::OutputShapes<const T, const S>{output_gradients.o, "output_gradients.o", output_gradients.final_state,
+                                             "output_gradients.final_state"});
+  const std::array<index_t, 4> token_keys{p.batch, p.tokens, p.heads, p.key_dim};
+  detail::check_gradient_shape(gradients.q, "gradients.q", "[B, T, H, K]", token_keys);
+  detail::check_gradient_shape(gradients.k, "gradients.k", "[B, T, H, K]", token_keys);
+  detail::check_gradient_shape(gradients.v, "gradients.v", "[B, T, H, V]", {p.batch, p.tokens, p.heads, p.value_dim});
+  detail::check_gradient_shape(gradients.a, "gradients.a", "[B, T, H, K]", token_keys);
+  detail::check_gradient_shape(gradients.initial_state, "gradients.initial_state", "[N, H, K, V]",
+                               {p.sequences, p.heads, p.key_dim, p.value_dim});
   return p;
 }
 

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Turns bench_cpu's Google Benchmark JSON into the README's plot and a summary table.
+
+    ./build/release/bench/bench_cpu --benchmark_format=json --benchmark_out=bench_cpu.json
+    python3 bench/plot_cpu.py bench_cpu.json docs/cpu_benchmark.png      # needs matplotlib
+
+Ratios are taken between results of the same run, so machine noise affects both sides alike.
+"""
+import json
+import re
+import sys
+from collections import defaultdict
+
+NAME = re.compile(r"delta_product<(\w+), (\d), (\w+), (\w+)(?:, dp::Gating::(\w+))?>/(\d+)/(\d+)/(\d+)")
+
+
+def load(path):
+    with open(path) as f:
+        data = json.load(f)
+    results, peaks = {}, {}
+    for b in data["benchmarks"]:
+        if b.get("run_type") == "aggregate":
+            continue
+        name = b["name"]
+        if name.startswith("fma_peak<"):
+            peaks[name[len("fma_peak<"):name.index(">")]] = b["FLOP_per_s"]
+            continue
+        m = NAME.match(name)
+        if not m:
+            continue
+        scalar, n_h, algo, direction, gate, T, K, H = m.groups()
+        key = (scalar, int(n_h), algo, direction, gate or "none", int(T), int(K), int(H))
+        ms = b["real_time"] * {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[b["time_unit"]]
+        # Keep the best of repeated entries (the headline shape appears in several sweeps).
+        if key not in results or ms < results[key]["ms"]:
+            results[key] = {"ms": ms, "fraction_of_peak": b.get("fraction_of_peak"), "FLOP_per_s": b.get("FLOP_per_s")}
+    return data.get("context", {}), peaks, results
+
+
+def summary(peaks, results):
+    lines = []
+    for scalar, peak in sorted(peaks.items()):
+        lines.append(f"measured FMA peak ({scalar}): {peak / 1e9:.0f} GFLOP/s")
+    def get(*key):
+        return results.get(key)
+    for scalar in ("float", "double"):
+        for gate in ("none", "scalar_decay"):
+            seq = get(scalar, 1, "seq", "fwd", gate, 4096, 128, 8)
+            ch = get(scalar, 1, "chunk", "fwd", gate, 4096, 128, 8)
+            fb = get(scalar, 1, "chunk", "fwd_bwd", gate, 4096, 128, 8)
+            if not ch:
+                continue
+            label = f"{scalar}, {'gated ' if gate != 'none' else ''}DeltaNet, B1 H8 T4096 K=V=128"
+            parts = [f"chunked fwd {ch['ms']:.2f} ms ({100 * ch['fraction_of_peak']:.0f}% of peak)"]
+            if seq:
+                parts.append(f"sequential fwd {seq['ms']:.2f} ms ({100 * seq['fraction_of_peak']:.0f}% of peak), "
+                             f"chunked {seq['ms'] / ch['ms']:.2f}x faster")
+            if fb:
+                parts.append(f"fwd+bwd {fb['ms']:.2f} ms = {fb['ms'] / ch['ms']:.2f}x fwd")
+            lines.append(label + ": " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def plot(peaks, results, png):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    series = [("seq", "fwd", "sequential forward", "tab:gray"), ("chunk", "fwd", "chunked forward", "tab:blue"),
+              ("chunk", "fwd_bwd", "chunked forward + backward", "tab:orange")]
+
+    ax = axes[0]
+    for algo, direction, label, color in series:
+        pts = sorted((k[5], v["ms"]) for k, v in results.items()
+                     if k[0] == "float" and k[1] == 1 and k[2] == algo and k[3] == direction and k[4] == "none"
+                     and k[6] == 128 and k[7] == 8)
+        if pts:
+            ax.loglog([p[0] for p in pts], [p[1] for p in pts], "o-", label=label, color=color, base=2)
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("time (ms)")
+    ax.set_title("DeltaNet, float, B=1 H=8 K=V=128")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+
+    ax = axes[1]
+    for algo, label, color in (("seq", "sequential", "tab:gray"), ("chunk", "chunked", "tab:blue")):
+        pts = sorted((k[6], v["fraction_of_peak"]) for k, v in results.items()
+                     if k[0] == "float" and k[1] == 1 and k[2] == algo and k[3] == "fwd" and k[4] == "none"
+                     and k[5] == 4096 and v["fraction_of_peak"] is not None)
+        if pts:
+            ax.semilogx([p[0] for p in pts], [100 * p[1] for p in pts], "o-", label=label, color=color, base=2)
+    peak = peaks.get("float")
+    ax.set_xlabel("head size K = V")
+    ax.set_ylabel("% of measured FMA peak" + (f" ({peak / 1e9:.0f} GFLOP/s)" if peak else ""))
+    ax.set_title("forward, float, T=4096 H=8")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+
+    ax = axes[2]
+    width = 0.27
+    for i, (algo, direction, label, color) in enumerate(series):
+        pts = sorted((k[1], v["ms"]) for k, v in results.items()
+                     if k[0] == "float" and k[2] == algo and k[3] == direction and k[4] == "none"
+                     and k[5] == 1024 and k[6] == 128 and k[7] == 8)
+        if pts:
+            ax.bar([p[0] + (i - 1) * width for p in pts], [p[1] for p in pts], width, label=label, color=color)
+    ax.set_xlabel("Householder steps per token n_h")
+    ax.set_ylabel("time (ms)")
+    ax.set_title("DeltaProduct, float, T=1024 H=8 K=V=128")
+    ax.set_xticks([1, 2, 3, 4])
+    ax.legend()
+    ax.grid(True, axis="y", alpha=0.3)
+
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main():
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: plot_cpu.py bench_cpu.json [out.png]")
+    context, peaks, results = load(sys.argv[1])
+    print(f"{context.get('host_name', '?')}: {context.get('num_cpus', '?')} CPUs, {context.get('date', '')}")
+    print(summary(peaks, results))
+    if len(sys.argv) == 3:
+        plot(peaks, results, sys.argv[2])
+        print(f"wrote {sys.argv[2]}")
+
+
+if __name__ == "__main__":
+    main()
