@@ -1,19 +1,58 @@
-// The CUDA backend value: forward(CudaBackend{stream, workspace, bytes}, model, inputs, outputs) runs the same
-// contract as the CPU backend on device pointers, asynchronously on `stream`. Host code only.
+// The CUDA backend value: step(CudaBackend{stream, workspace, bytes}, model, inputs, state, o) and forward(...) run the
+// same contract as the CPU backend on device pointers, asynchronously on `stream`. Host code only.
+//
+// How the CUDA backend is put together (include/deltaproduct/cuda/):
+//   backend.hpp        this value: stream, caller-owned workspace, algorithm choice
+//   error.hpp          CudaError and DELTAPRODUCT_CUDA_CHECK (every runtime call and launch is checked)
+//   validate.hpp       host-side checks: the shared contract (check_forward) with cu_seqlens left in device memory,
+//                      alignment of every pointer, the workspace; the value-check status record and check_status()
+//   device_views.cuh   DeviceView (pointer + extents + strides, what a kernel receives instead of a View), the
+//                      element types bf16 / fp16 / fp32, conversions to and from fp32, 4-wide vector loads
+//   value_checks.cuh   the kernel that checks beta, g, cu_seqlens and state indices on the device (no host sync)
+//   recurrent_kernel.cuh, decode.cuh
+//                      the recurrent (token-by-token) kernel and its host entry points: step() for decode, the
+//                      state-pool step() for serving, and detail::cuda_recurrent_forward() for short sequences
+//   chunked_forward.cuh the chunked (tensor-core) forward for long sequences; it defines forward() and may call
+//                      detail::cuda_recurrent_forward() (CudaAlgorithm::recurrent, or short sequences)
+//
+// Conventions every CUDA entry point follows:
+//   - Views hold device memory. Token data q, k, v, beta, g and o have element type T = __nv_bfloat16, __half or
+//     float; states are float. The model's scalar is float (computation in fp32).
+//   - cu_seqlens is a view of DEVICE memory (as a PyTorch cuda tensor is): the host checks its shape only, never its
+//     values, so no call synchronises. Its values (0 first, non-decreasing, T last) are checked on the device with
+//     beta and g; kernels clamp offsets, so bad offsets never cause an out-of-bounds access.
+//   - Value checks (options.validate_ranges, on by default) run as a small kernel before the main one and record the
+//     first violation in the first cuda_status_bytes of the workspace; the main kernel then writes nothing. The
+//     caller sees the error (the same ArgumentError text as the CPU backend) when it calls check_status(backend),
+//     which synchronises the stream: the one documented synchronisation. A recorded violation is sticky: every later
+//     call on that workspace writes nothing until check_status() reports and clears it. The workspace must start
+//     zeroed: call reset_status(backend) once after allocating it.
+//   - Algorithms that need scratch use the workspace after the status record (detail::algorithm_scratch()).
 #pragma once
-
-#include <cstddef>
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 namespace deltaproduct {
+
+/// How forward() evaluates a sequence on the GPU.
+enum class CudaAlgorithm {
+  automatic,  ///< chunked for long sequences, recurrent for short ones
+  recurrent,  ///< token by token, the state in registers (decode and short sequences)
+  chunked,    ///< chunks in WY / UT form on tensor cores
+};
 
 /// The CUDA backend: which stream to run on and scratch memory the caller owns (the backend never allocates).
 /// workspace_size(...) of each algorithm says how many bytes a call needs; 0 means none.
 struct CudaBackend {
   cudaStream_t stream = nullptr;
-  void* workspace = nullptr;        ///< device memory, 256-byte aligned
+  void* workspace = nullptr;        ///< device memory, 256-byte aligned, zeroed once (reset_status)
   std::size_t workspace_bytes = 0;  ///< size of `workspace`
+  CudaAlgorithm algorithm = CudaAlgorithm::automatic;
 };
+
+/// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).
+inline constexpr std::size_t cuda_status_bytes = 256;
 
 }  // namespace deltaproduct

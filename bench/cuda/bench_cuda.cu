@@ -1,0 +1,303 @@
+// GPU benchmarks of the CUDA backend (Google Benchmark, times from CUDA events: UseManualTime). Each benchmark reports
+// `bytes` (the bytes the call must move at least), `bytes_per_second`, and `fraction_of_roofline`: the time the call
+// would take at the H200's measured ceilings divided by the measured time (1.0 = at the roofline).
+//
+//   ./bench_cuda --benchmark_format=json --benchmark_out=bench.json
+//   ./bench_cuda --benchmark_filter=decode
+//
+// Decode: one token per sequence (step()), fp32 state read and written in place, bf16 token data. Chunked forward:
+// the shapes of the performance anchors (forward() on long sequences; see the marked list at the end).
+#include <benchmark/benchmark.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <deltaproduct/cuda/chunked_forward.cuh>
+#include <deltaproduct/cuda/decode.cuh>
+#include <string>
+#include <vector>
+
+namespace dp = deltaproduct;
+using bf16 = __nv_bfloat16;
+
+namespace {
+
+// Ceilings measured on an H200 (the project's performance anchors): device-to-device copy, counting bytes read and
+// written, and dense bf16 matrix products on random data. The datasheet's 4.8 TB/s and 989 TFLOP/s are not reached.
+constexpr double copy_bytes_per_second = 4.3e12;
+constexpr double bf16_flops_per_second = 790e12;
+
+bool device_present() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return count > 0;
+}
+
+/// Device memory freed at scope exit.
+template <class T>
+struct DeviceArray {
+  T* data = nullptr;
+  std::size_t size = 0;
+  explicit DeviceArray(std::size_t n) : size(n) {
+    DELTAPRODUCT_CUDA_CHECK(cudaMalloc(&data, std::max<std::size_t>(n, 1) * sizeof(T)));
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() { (void)cudaFree(data); }
+};
+
+/// Deterministic pseudo-random fill in [lo, hi) (a hash of the index), so inputs look like a model's: no zeros, no
+/// denormals, beta in [0, 2), g <= 0.
+template <class T>
+__global__ void fill_uniform(T* x, std::size_t n, float lo, float hi, std::uint32_t seed) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    std::uint32_t h = static_cast<std::uint32_t>(i) * 0x9E3779B1u ^ seed;
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    const float u = static_cast<float>(h >> 8) * 0x1p-24f;
+    if constexpr (std::is_same_v<T, float>)
+      x[i] = lo + (hi - lo) * u;
+    else
+      x[i] = __float2bfloat16_rn(lo + (hi - lo) * u);
+  }
+}
+
+template <class T>
+void fill(DeviceArray<T>& a, float lo, float hi, std::uint32_t seed) {
+  fill_uniform<<<1024, 256>>>(a.data, a.size, lo, hi, seed);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+}
+
+/// Sets the counters from the total of the measured times.
+void report(benchmark::State& state, double seconds_total, double bytes, double flops) {
+  const double seconds = seconds_total / static_cast<double>(state.iterations());
+  const double roofline_seconds = std::max(bytes / copy_bytes_per_second, flops / bf16_flops_per_second);
+  state.counters["bytes"] = bytes;
+  state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  if (flops > 0)
+    state.counters["flops_per_second"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["fraction_of_roofline"] = roofline_seconds / seconds;
+}
+
+/// Times `launch` with CUDA events: `calls` back-to-back calls per iteration (so launch latency overlaps the previous
+/// call, as in a decode loop), per-call time reported.
+template <class Launch>
+double time_calls(benchmark::State& state, int calls, Launch&& launch) {
+  cudaEvent_t start, stop;
+  DELTAPRODUCT_CUDA_CHECK(cudaEventCreate(&start));
+  DELTAPRODUCT_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < 3; ++i) launch();  // warm-up
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceSynchronize());
+  double total = 0;
+  for (auto _ : state) {
+    DELTAPRODUCT_CUDA_CHECK(cudaEventRecord(start));
+    for (int c = 0; c < calls; ++c) launch();
+    DELTAPRODUCT_CUDA_CHECK(cudaEventRecord(stop));
+    DELTAPRODUCT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    DELTAPRODUCT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    const double seconds = ms * 1e-3 / calls;
+    state.SetIterationTime(seconds);
+    total += seconds;
+  }
+  DELTAPRODUCT_CUDA_CHECK(cudaEventDestroy(start));
+  DELTAPRODUCT_CUDA_CHECK(cudaEventDestroy(stop));
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Decode: step() at B sequences, H heads, K = V; args {B, H, K, validate}.
+
+/// Inputs of one decode step on device memory: random bf16 token data, an fp32 state [B, H, K, V].
+template <int HouseholderSteps, dp::Gating Gate>
+struct DecodeSetup {
+  static constexpr dp::index_t n_h = HouseholderSteps;
+  static constexpr bool gated = Gate == dp::Gating::scalar_decay;
+  dp::index_t B, H, K, V;
+  DeviceArray<bf16> q, k, v, beta, g, o;
+  DeviceArray<float> states;
+  DeviceArray<unsigned char> workspace;
+  dp::DeltaProduct<float, HouseholderSteps, dp::EigenvalueRange::signed_unit, Gate> model;
+  dp::CudaBackend backend;
+  dp::DeltaStepInputs<bf16> in;
+
+  DecodeSetup(dp::index_t batch, dp::index_t heads, dp::index_t key_dim, bool validate)
+      : B(batch),
+        H(heads),
+        K(key_dim),
+        V(key_dim),
+        q(B * H * K),
+        k(B * n_h * H * K),
+        v(B * n_h * H * V),
+        beta(B * n_h * H),
+        g(B * H),
+        o(B * H * V),
+        states(B * H * K * V),
+        workspace(dp::cuda_status_bytes) {
+    fill(q, -1, 1, 1);
+    fill(k, -1, 1, 2);
+    fill(v, -1, 1, 3);
+    fill(beta, 0, 2, 4);
+    fill(g, -0.5f, 0, 5);
+    fill(states, -0.1f, 0.1f, 6);
+    DELTAPRODUCT_CUDA_CHECK(cudaMemset(workspace.data, 0, workspace.size));
+    model.options.key_normalization = dp::Normalization::l2;
+    model.options.query_normalization = dp::Normalization::l2;
+    model.options.validate_ranges = validate;
+    backend = dp::CudaBackend{.workspace = workspace.data, .workspace_bytes = workspace.size};
+    in = dp::DeltaStepInputs<bf16>{.q = dp::make_view<const bf16>(q.data, {B, H, K}),
+                                   .k = dp::make_view<const bf16>(k.data, {B, n_h, H, K}),
+                                   .v = dp::make_view<const bf16>(v.data, {B, n_h, H, V}),
+                                   .beta = dp::make_view<const bf16>(beta.data, {B, n_h, H})};
+    if constexpr (gated) in.g = dp::make_view<const bf16>(g.data, {B, H});
+  }
+  dp::View<float, 4> state_view() const { return dp::make_view(states.data, {B, H, K, V}); }
+  dp::View<bf16, 3> o_view() const { return dp::make_view(o.data, {B, H, V}); }
+
+  /// The state is read and written once; token data read once, o written once.
+  double bytes() const {
+    const double state_bytes = 2.0 * static_cast<double>(B * H * K * V) * sizeof(float);
+    return state_bytes + static_cast<double>(B * H * (K + n_h * (K + V + 1) + (gated ? 1 : 0) + V)) * sizeof(bf16);
+  }
+};
+
+template <int HouseholderSteps, dp::Gating Gate>
+void decode(benchmark::State& state) {
+  if (!device_present()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  DecodeSetup<HouseholderSteps, Gate> d(state.range(0), state.range(1), state.range(2), state.range(3) != 0);
+  const auto states = d.state_view();
+  const auto o = d.o_view();
+  const double seconds = time_calls(state, 20, [&] { dp::step(d.backend, d.model, d.in, states, o); });
+  dp::check_status(d.backend);
+  report(state, seconds, d.bytes(), 0.0);
+}
+
+/// One tile shape of the recurrent kernel launched directly (DeltaNet, no value checks): which lane layout moves the
+/// state fastest. args {B, H, K}.
+template <int RowLanes, int Rows>
+void decode_tile(benchmark::State& state) {
+  if (!device_present()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  using Tile = dp::detail::RecurrentTile<RowLanes, Rows, 4>;
+  DecodeSetup<1, dp::Gating::none> d(state.range(0), state.range(1), state.range(2), false);
+  if (d.K > Tile::max_key_dim) {
+    state.SkipWithError("K above the tile's rows");
+    return;
+  }
+  const auto states = d.state_view();
+  const dp::DeltaInputs<bf16, float> in = dp::detail::step_as_forward(d.in, states);
+  const dp::ForwardOutputs<bf16, float> out = dp::detail::step_outputs(d.o_view(), states);
+  const dp::CudaProblem cp = dp::detail::check_forward_cuda(d.model, in, out);
+  const auto params =
+      dp::detail::recurrent_params(d.model, cp, in, out.o, in.initial_state, states, {}, cp.sizes.sequences, nullptr);
+  const double seconds = time_calls(state, 20, [&] { dp::detail::launch_recurrent_tile<Tile>(d.backend, params); });
+  report(state, seconds, d.bytes(), 0.0);
+}
+
+void decode_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"B", "H", "K", "validate"});
+  for (const int batch : {1, 64, 256}) b->Args({batch, 16, 128, 0});
+  b->Args({64, 16, 128, 1});  // with the value-check kernel before each step
+  b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+
+BENCHMARK(decode<1, dp::Gating::none>)->Name("decode/DeltaNet")->Apply(decode_shapes);
+BENCHMARK(decode<1, dp::Gating::scalar_decay>)->Name("decode/GatedDeltaNet")->Apply(decode_shapes);
+BENCHMARK(decode<2, dp::Gating::scalar_decay>)->Name("decode/GatedDeltaProduct_nh2")->Apply(decode_shapes);
+
+void tile_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"B", "H", "K"})->Args({64, 16, 128})->Args({256, 16, 128});
+  b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+// The default for K <= 128 is 8 row lanes x 16 rows (16 columns per warp, 64-byte row segments).
+BENCHMARK(decode_tile<8, 16>)->Name("decode_tile/row_lanes_8_rows_16")->Apply(tile_shapes);
+BENCHMARK(decode_tile<16, 8>)->Name("decode_tile/row_lanes_16_rows_8")->Apply(tile_shapes);
+BENCHMARK(decode_tile<32, 4>)->Name("decode_tile/row_lanes_32_rows_4")->Apply(tile_shapes);
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Chunked forward (training / prefill): forward() of chunked_forward.cuh on the anchors' shapes; args {B, T, H, K}.
+// This list is the place for the chunked kernel's shapes: add registrations at the end of this section.
+
+/// FLOPs of the chunked algorithm with chunks of C = 64 micro-steps, per micro-step and head (the anchors' count,
+/// about 180 kFLOP at K = V = 128): 3 C K (K K^T, Q K^T, W = T K) + 3 K V (Q S, K S, state update) + 2 C V (T U, P N)
+/// multiply-adds.
+double chunked_flops_per_micro_step(double K, double V) {
+  constexpr double C = 64;
+  return 2.0 * (3 * C * K + 3 * K * V + 2 * C * V);
+}
+
+template <int HouseholderSteps, dp::Gating Gate>
+void chunked_forward(benchmark::State& state) {
+  if (!device_present()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const dp::index_t B = state.range(0), T = state.range(1), H = state.range(2), K = state.range(3), V = K;
+  constexpr dp::index_t n_h = HouseholderSteps;
+  constexpr bool gated = Gate == dp::Gating::scalar_decay;
+  const dp::index_t R = T * n_h;
+  DeviceArray<bf16> q(B * T * H * K), k(B * R * H * K), v(B * R * H * V), beta(B * R * H), g(B * T * H),
+      o(B * T * H * V);
+  DeviceArray<float> final_state(B * H * K * V);
+  fill(q, -1, 1, 11);
+  fill(k, -1, 1, 12);
+  fill(v, -1, 1, 13);
+  fill(beta, 0, 2, 14);
+  fill(g, -0.5f, 0, 15);
+
+  dp::DeltaProduct<float, HouseholderSteps, dp::EigenvalueRange::signed_unit, Gate> model;
+  model.options.key_normalization = dp::Normalization::l2;
+  model.options.validate_ranges = false;
+  const dp::CudaBackend backend{.algorithm = dp::CudaAlgorithm::chunked};
+  dp::DeltaInputs<bf16, float> in{.q = dp::make_view<const bf16>(q.data, {B, T, H, K}),
+                                  .k = dp::make_view<const bf16>(k.data, {B, R, H, K}),
+                                  .v = dp::make_view<const bf16>(v.data, {B, R, H, V}),
+                                  .beta = dp::make_view<const bf16>(beta.data, {B, R, H})};
+  if constexpr (gated) in.g = dp::make_view<const bf16>(g.data, {B, T, H});
+  const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V}),
+                                            .final_state = dp::make_view(final_state.data, {B, H, K, V})};
+  if (!dp::chunked_forward_applies(backend, model, in, out)) {
+    state.SkipWithError("the chunked kernel does not take this shape");
+    return;
+  }
+  const double seconds = time_calls(state, 1, [&] { dp::forward(backend, model, in, out); });
+  // q, o once per token; k, v, beta once per micro-step; g once per token; the final state written once.
+  const double bytes =
+      static_cast<double>(B * T * H * (K + V + (gated ? 1 : 0)) + B * R * H * (K + V + 1)) * sizeof(bf16) +
+      static_cast<double>(B * H * K * V) * sizeof(float);
+  const double flops =
+      static_cast<double>(B * R * H) * chunked_flops_per_micro_step(static_cast<double>(K), static_cast<double>(V));
+  report(state, seconds, bytes, flops);
+}
+
+/// The chunked forward table of the performance anchors.
+void chunked_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"B", "T", "H", "K"});
+  b->Args({8, 4096, 16, 128});
+  b->Args({1, 16384, 8, 128});
+  b->Args({4, 2048, 8, 128});
+  b->Args({4, 2048, 8, 64});
+  b->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(chunked_forward<1, dp::Gating::none>)->Name("chunked/DeltaNet")->Apply(chunked_shapes);
+BENCHMARK(chunked_forward<1, dp::Gating::scalar_decay>)->Name("chunked/GatedDeltaNet")->Apply(chunked_shapes);
+BENCHMARK(chunked_forward<2, dp::Gating::scalar_decay>)->Name("chunked/GatedDeltaProduct_nh2")->Apply(chunked_shapes);
+BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay>)->Name("chunked/GatedDeltaProduct_nh3")->Apply(chunked_shapes);
+// (chunked kernel shapes: add registrations above this line)
+
+}  // namespace

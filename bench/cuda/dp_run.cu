@@ -1,0 +1,209 @@
+// The bridge bench/gpu_compare.py calls: reads raw inputs the script wrote (flash-linear-attention layouts), runs this
+// library's CUDA backend once for the outputs and then repeatedly for the time, writes the outputs back.
+//
+//   dp_run --dir D --mode forward|decode --B 8 --T 4096 --H 16 --K 128 --V 128 --nh 1 --gated 1 --h0 1 --iters 20
+//
+// Reads D/q.bin [B,T,H,K], D/k.bin [B,T*nh,H,K], D/v.bin [B,T*nh,H,V], D/beta.bin [B,T*nh,H], D/g.bin [B,T,H]
+// (gated), all bf16, and D/h0.bin [B,H,K,V] fp32 (with --h0 1). Writes D/o.bin (bf16) and D/ht.bin (fp32), and prints
+// one line: `dp_run ms=<median> path=<chunked|recurrent|decode>`. Keys arrive L2-normalised; the readout scale is
+// 1/sqrt(K); value checks are off (as in the kernels compared against). Each timed call follows an L2 flush (a 256 MB
+// memset), as triton.testing.do_bench does.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deltaproduct/cuda/chunked_forward.cuh>
+#include <deltaproduct/cuda/decode.cuh>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dp = deltaproduct;
+using bf16 = __nv_bfloat16;
+
+namespace {
+
+struct Arguments {
+  std::string dir, mode = "forward";
+  dp::index_t B = 1, T = 1, H = 1, K = 128, V = 128;
+  int n_h = 1, iters = 20, warmup = 3;
+  bool gated = false, h0 = false;
+};
+
+Arguments parse(int argc, char** argv) {
+  Arguments a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--dir")
+      a.dir = value;
+    else if (key == "--mode")
+      a.mode = value;
+    else if (key == "--B")
+      a.B = std::stoll(value);
+    else if (key == "--T")
+      a.T = std::stoll(value);
+    else if (key == "--H")
+      a.H = std::stoll(value);
+    else if (key == "--K")
+      a.K = std::stoll(value);
+    else if (key == "--V")
+      a.V = std::stoll(value);
+    else if (key == "--nh")
+      a.n_h = std::stoi(value);
+    else if (key == "--gated")
+      a.gated = value == "1";
+    else if (key == "--h0")
+      a.h0 = value == "1";
+    else if (key == "--iters")
+      a.iters = std::stoi(value);
+    else if (key == "--warmup")
+      a.warmup = std::stoi(value);
+    else
+      throw std::invalid_argument("dp_run: unknown option " + key);
+  }
+  if (a.dir.empty()) throw std::invalid_argument("dp_run: --dir is required");
+  if (a.mode == "decode" && a.T != 1) throw std::invalid_argument("dp_run: --mode decode needs --T 1");
+  return a;
+}
+
+template <class T>
+std::vector<T> read_file(const std::string& path, std::size_t n) {
+  std::vector<T> x(n);
+  std::ifstream in(path, std::ios::binary);
+  if (!in.read(reinterpret_cast<char*>(x.data()), static_cast<std::streamsize>(n * sizeof(T))))
+    throw std::runtime_error("dp_run: cannot read " + std::to_string(n * sizeof(T)) + " bytes from " + path);
+  return x;
+}
+
+template <class T>
+void write_file(const std::string& path, const std::vector<T>& x) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out.write(reinterpret_cast<const char*>(x.data()), static_cast<std::streamsize>(x.size() * sizeof(T))))
+    throw std::runtime_error("dp_run: cannot write " + path);
+}
+
+template <class T>
+struct Device {
+  T* data = nullptr;
+  std::size_t size = 0;
+  explicit Device(std::size_t n) : size(n) {
+    DELTAPRODUCT_CUDA_CHECK(cudaMalloc(&data, std::max<std::size_t>(n, 1) * sizeof(T)));
+    DELTAPRODUCT_CUDA_CHECK(cudaMemset(data, 0, std::max<std::size_t>(n, 1) * sizeof(T)));
+  }
+  explicit Device(const std::vector<T>& host) : Device(host.size()) {
+    DELTAPRODUCT_CUDA_CHECK(cudaMemcpy(data, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+  ~Device() { (void)cudaFree(data); }
+  std::vector<T> download() const {
+    std::vector<T> host(size);
+    DELTAPRODUCT_CUDA_CHECK(cudaMemcpy(host.data(), data, size * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+  }
+};
+
+/// Median per-call milliseconds of `call`, each call after an L2 flush.
+template <class Call>
+double median_ms(const Arguments& a, Call&& call) {
+  constexpr std::size_t flush_bytes = 256u << 20;
+  Device<unsigned char> flush(flush_bytes);
+  cudaEvent_t start, stop;
+  DELTAPRODUCT_CUDA_CHECK(cudaEventCreate(&start));
+  DELTAPRODUCT_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < a.warmup; ++i) call();
+  std::vector<double> times;
+  for (int i = 0; i < a.iters; ++i) {
+    DELTAPRODUCT_CUDA_CHECK(cudaMemsetAsync(flush.data, i & 0xff, flush_bytes));
+    DELTAPRODUCT_CUDA_CHECK(cudaEventRecord(start));
+    call();
+    DELTAPRODUCT_CUDA_CHECK(cudaEventRecord(stop));
+    DELTAPRODUCT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    DELTAPRODUCT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms);
+  }
+  DELTAPRODUCT_CUDA_CHECK(cudaEventDestroy(start));
+  DELTAPRODUCT_CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(times.begin(), times.end());
+  return times.empty() ? 0.0 : times[times.size() / 2];
+}
+
+template <int HouseholderSteps, dp::Gating Gate>
+void run(const Arguments& a) {
+  const dp::index_t B = a.B, T = a.T, H = a.H, K = a.K, V = a.V, n_h = HouseholderSteps, R = T * n_h;
+  constexpr bool gated = Gate == dp::Gating::scalar_decay;
+  const auto path = [&](const char* name) { return a.dir + "/" + name; };
+  Device<bf16> q(read_file<bf16>(path("q.bin"), B * T * H * K));
+  Device<bf16> k(read_file<bf16>(path("k.bin"), B * R * H * K));
+  Device<bf16> v(read_file<bf16>(path("v.bin"), B * R * H * V));
+  Device<bf16> beta(read_file<bf16>(path("beta.bin"), B * R * H));
+  Device<bf16> g(gated ? read_file<bf16>(path("g.bin"), B * T * H) : std::vector<bf16>(1));
+  const std::vector<float> h0 = a.h0 ? read_file<float>(path("h0.bin"), B * H * K * V)
+                                     : std::vector<float>(static_cast<std::size_t>(B * H * K * V), 0.0f);
+  Device<float> initial_state(h0), final_state(h0.size());
+  Device<bf16> o(B * T * H * V);
+
+  dp::DeltaProduct<float, HouseholderSteps, dp::EigenvalueRange::signed_unit, Gate> model;
+  model.options.validate_ranges = false;
+  const dp::CudaBackend backend{};
+  std::string path_taken;
+  double ms = 0;
+  if (a.mode == "decode") {
+    // One token per sequence: step() in place on a copy of h0 (the timing loop keeps advancing it).
+    dp::DeltaStepInputs<bf16> in{.q = dp::make_view<const bf16>(q.data, {B, H, K}),
+                                 .k = dp::make_view<const bf16>(k.data, {B, n_h, H, K}),
+                                 .v = dp::make_view<const bf16>(v.data, {B, n_h, H, V}),
+                                 .beta = dp::make_view<const bf16>(beta.data, {B, n_h, H})};
+    if constexpr (gated) in.g = dp::make_view<const bf16>(g.data, {B, H});
+    const auto state = dp::make_view(final_state.data, {B, H, K, V});
+    const auto out = dp::make_view(o.data, {B, H, V});
+    DELTAPRODUCT_CUDA_CHECK(
+        cudaMemcpy(final_state.data, initial_state.data, h0.size() * sizeof(float), cudaMemcpyDeviceToDevice));
+    dp::step(backend, model, in, state, out);
+    write_file(path("o.bin"), o.download());
+    write_file(path("ht.bin"), final_state.download());
+    ms = median_ms(a, [&] { dp::step(backend, model, in, state, out); });
+    path_taken = "decode";
+  } else {
+    dp::DeltaInputs<bf16, float> in{.q = dp::make_view<const bf16>(q.data, {B, T, H, K}),
+                                    .k = dp::make_view<const bf16>(k.data, {B, R, H, K}),
+                                    .v = dp::make_view<const bf16>(v.data, {B, R, H, V}),
+                                    .beta = dp::make_view<const bf16>(beta.data, {B, R, H})};
+    if constexpr (gated) in.g = dp::make_view<const bf16>(g.data, {B, T, H});
+    if (a.h0) in.initial_state = dp::make_view<const float>(initial_state.data, {B, H, K, V});
+    const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V}),
+                                              .final_state = dp::make_view(final_state.data, {B, H, K, V})};
+    path_taken = dp::chunked_forward_applies(backend, model, in, out) ? "chunked" : "recurrent";
+    dp::forward(backend, model, in, out);
+    write_file(path("o.bin"), o.download());
+    write_file(path("ht.bin"), final_state.download());
+    ms = median_ms(a, [&] { dp::forward(backend, model, in, out); });
+  }
+  std::printf("dp_run ms=%.6f path=%s\n", ms, path_taken.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Arguments a = parse(argc, argv);
+    if (a.n_h == 1)
+      a.gated ? run<1, dp::Gating::scalar_decay>(a) : run<1, dp::Gating::none>(a);
+    else if (a.n_h == 2)
+      a.gated ? run<2, dp::Gating::scalar_decay>(a) : run<2, dp::Gating::none>(a);
+    else if (a.n_h == 3)
+      a.gated ? run<3, dp::Gating::scalar_decay>(a) : run<3, dp::Gating::none>(a);
+    else
+      throw std::invalid_argument("dp_run: --nh must be 1, 2 or 3");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

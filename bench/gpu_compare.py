@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Side by side on one GPU: this library's CUDA backend against flash-linear-attention (FLA) 0.6.0 and FlashQLA.
+
+For the shapes of the performance anchors (chunked forward table and decode), the script generates inputs (bf16 q, k,
+v; keys L2-normalised; beta in [0, 2); log-gates g < 0; fixed seeds), rounds them to bf16 once, and runs on exactly
+those values:
+  - ours, through bench/cuda/dp_run (it reads the inputs from raw files and writes o, the final state and its time);
+  - FLA's chunk_delta_rule, chunk_gated_delta_rule, chunk_gated_delta_product, fused_recurrent_delta_rule and
+    fused_recurrent_gated_delta_rule (FLA_FLASH_QLA=0, so FLA runs its own kernels);
+  - FlashQLA's chunk_gated_delta_rule when it is importable.
+Times are medians of triton.testing.do_bench (L2 flushed before each call; dp_run does the same) after warm-up. The
+accuracy check compares o with an fp64 recurrence computed in torch on the GPU (token by token) on the same rounded
+inputs: the relative RMS error ||o - o_ref|| / ||o_ref||, on the anchors' accuracy shapes by default.
+
+One command on the device, from the repository root, after building dp_run (bench/cuda/README.md):
+  python3 bench/gpu_compare.py --dp-run build/gpu/bench/cuda/dp_run --out compare.json
+`--dry-run` prints the plan without torch or a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+# Ceilings measured on an H200 (the project's performance anchors): device-to-device copy counting bytes read and
+# written, and dense bf16 matrix products on random data.
+COPY_BYTES_PER_SECOND = 4.3e12
+BF16_FLOPS_PER_SECOND = 790e12
+CHUNK = 64  # micro-steps per chunk in the FLOP count
+
+# name: (n_h, gated)
+MODELS = {
+    "DeltaNet": (1, False),
+    "GatedDeltaNet": (1, True),
+    "GatedDeltaProduct_nh2": (2, True),
+    "GatedDeltaProduct_nh3": (3, True),
+}
+DECODE_MODELS = ("DeltaNet", "GatedDeltaNet")
+
+# Chunked forward table of the anchors: (B, T, H, K = V).
+CHUNKED_SHAPES = [(8, 4096, 16, 128), (1, 16384, 8, 128), (4, 2048, 8, 128), (4, 2048, 8, 64)]
+# Decode: (B, H, K = V), one token.
+DECODE_SHAPES = [(1, 16, 128), (64, 16, 128), (256, 16, 128)]
+# Accuracy shapes of the anchors: (B, T, H, K, models).
+ACCURACY_SHAPES = [
+    (2, 1024, 4, 128, tuple(MODELS)),
+    (2, 2048, 4, 128, ("DeltaNet", "GatedDeltaProduct_nh2")),
+]
+
+
+def chunked_bytes(B, T, H, K, V, n_h, gated, with_initial_state=False):
+    """Bytes a chunked forward must move at least: q and o per token, k, v, beta per micro-step, g per token (bf16),
+    the final state written (and the initial one read) once in fp32."""
+    R = T * n_h
+    token_data = B * T * H * (K + V + (1 if gated else 0)) + B * R * H * (K + V + 1)
+    states = B * H * K * V * (2 if with_initial_state else 1)
+    return 2 * token_data + 4 * states
+
+
+def chunked_flops(B, T, H, K, V, n_h):
+    """FLOPs of the chunked algorithm with chunks of 64 micro-steps (the anchors' count, ~180 kFLOP per token and head
+    at K = V = 128): 3 C K + 3 K V + 2 C V multiply-adds per micro-step."""
+    return B * T * n_h * H * 2 * (3 * CHUNK * K + 3 * K * V + 2 * CHUNK * V)
+
+
+def decode_bytes(B, H, K, V, n_h, gated):
+    """One token: the fp32 state read and written once, the token's bf16 data read once, o written once."""
+    return 2 * 4 * B * H * K * V + 2 * B * H * (K + n_h * (K + V + 1) + (1 if gated else 0) + V)
+
+
+def roofline_ms(num_bytes, flops):
+    return 1e3 * max(num_bytes / COPY_BYTES_PER_SECOND, flops / BF16_FLOPS_PER_SECOND)
+
+
+def plan(args):
+    """The list of runs: dicts with kind, shape and model."""
+    runs = []
+    if args.only in ("all", "chunked"):
+        shapes = CHUNKED_SHAPES[:1] if args.quick else CHUNKED_SHAPES
+        for B, T, H, K in shapes:
+            for name in args.models:
+                accuracy = args.accuracy == "all"
+                runs.append(dict(kind="chunked", B=B, T=T, H=H, K=K, V=K, model=name, accuracy=accuracy))
+        if args.accuracy != "none":
+            for B, T, H, K, names in ACCURACY_SHAPES:
+                for name in names:
+                    if name in args.models:
+                        runs.append(dict(kind="chunked", B=B, T=T, H=H, K=K, V=K, model=name, accuracy=True))
+    if args.only in ("all", "decode"):
+        shapes = DECODE_SHAPES[:2] if args.quick else DECODE_SHAPES
+        for B, H, K in shapes:
+            for name in DECODE_MODELS:
+                if name in args.models:
+                    runs.append(dict(kind="decode", B=B, T=1, H=H, K=K, V=K, model=name,
+                                     accuracy=args.accuracy != "none"))
+    return runs
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dp-run", default="build/gpu/bench/cuda/dp_run", help="path of the dp_run executable")
+    parser.add_argument("--out", default=None, help="write all results as JSON here")
+    parser.add_argument("--only", choices=("all", "chunked", "decode"), default="all")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated subset of " + ", ".join(MODELS))
+    parser.add_argument("--accuracy", choices=("anchors", "all", "none"), default="anchors",
+                        help="anchors: the anchors' accuracy shapes and decode; all: every timed shape too")
+    parser.add_argument("--quick", action="store_true", help="first chunked shape and two decode shapes only")
+    parser.add_argument("--warmup-ms", type=float, default=100.0, help="do_bench warm-up")
+    parser.add_argument("--rep-ms", type=float, default=300.0, help="do_bench measuring time")
+    parser.add_argument("--iters", type=int, default=30, help="timed calls of dp_run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit (no torch needed)")
+    args = parser.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        parser.error("unknown models: " + ", ".join(unknown))
+    return args
+
+
+def fmt(x, spec=".3f"):
+    return "-" if x is None else format(x, spec)
+
+
+def fmt_percent(x):
+    return "-" if x is None else f"{100 * x:.3f}%"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Everything below needs torch and a GPU.
+
+def make_inputs(torch, run, seed):
+    """bf16 inputs of a run, already rounded: the fp64 reference and every implementation read the same values."""
+    import torch.nn.functional as F
+
+    B, T, H, K, V = run["B"], run["T"], run["H"], run["K"], run["V"]
+    n_h, gated = MODELS[run["model"]]
+    R = T * n_h
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    dev = dict(device="cuda", generator=gen)
+    q = torch.randn(B, T, H, K, **dev).bfloat16()
+    k = F.normalize(torch.randn(B, R, H, K, **dev), p=2, dim=-1).bfloat16()
+    v = torch.randn(B, R, H, V, **dev).bfloat16()
+    beta = (2 * torch.rand(B, R, H, **dev)).bfloat16().clamp_(0, 2)
+    g = F.logsigmoid(torch.rand(B, T, H, **dev)).bfloat16() if gated else None
+    h0 = 0.1 * torch.randn(B, H, K, V, **dev) if run["kind"] == "decode" else None
+    return dict(q=q, k=k, v=v, beta=beta, g=g, h0=h0, n_h=n_h, scale=K ** -0.5)
+
+
+def reference_fp64(torch, x):
+    """The recurrence token by token in fp64 (README, "The recurrence"): o [B,T,H,V] and the final state."""
+    q, k, v, beta = (t.double() for t in (x["q"], x["k"], x["v"], x["beta"]))
+    g = x["g"].double() if x["g"] is not None else None
+    n_h, scale = x["n_h"], x["scale"]
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    S = x["h0"].double().clone() if x["h0"] is not None else torch.zeros(B, H, K, V, dtype=torch.float64,
+                                                                           device="cuda")
+    o = torch.empty(B, T, H, V, dtype=torch.float64, device="cuda")
+    for t in range(T):
+        if g is not None:
+            S.mul_(torch.exp(g[:, t])[..., None, None])
+        for j in range(n_h):
+            r = t * n_h + j
+            kr = k[:, r]
+            u = torch.einsum("bhk,bhkv->bhv", kr, S)
+            w = beta[:, r, :, None] * (v[:, r] - u)
+            S.add_(kr[..., None] * w[..., None, :])
+        o[:, t] = scale * torch.einsum("bhk,bhkv->bhv", q[:, t], S)
+    return o, S
+
+
+def relative_rms(torch, o, ref):
+    d = o.double() - ref
+    return (d.norm() / ref.norm()).item()
+
+
+def run_ours(torch, args, run, x, workdir):
+    """dp_run on raw files; returns (ms, o, final_state, path) or raises."""
+    import numpy as np
+
+    B, T, H, K, V = run["B"], run["T"], run["H"], run["K"], run["V"]
+    n_h, gated = MODELS[run["model"]]
+
+    def save(name, t, dtype):
+        t.contiguous().view(dtype).cpu().numpy().tofile(os.path.join(workdir, name))
+
+    save("q.bin", x["q"], torch.int16)
+    save("k.bin", x["k"], torch.int16)
+    save("v.bin", x["v"], torch.int16)
+    save("beta.bin", x["beta"], torch.int16)
+    if gated:
+        save("g.bin", x["g"], torch.int16)
+    if x["h0"] is not None:
+        save("h0.bin", x["h0"].float(), torch.int32)
+    command = [args.dp_run, "--dir", workdir, "--mode", "decode" if run["kind"] == "decode" else "forward",
+               "--B", str(B), "--T", str(T), "--H", str(H), "--K", str(K), "--V", str(V), "--nh", str(n_h),
+               "--gated", "1" if gated else "0", "--h0", "1" if x["h0"] is not None else "0",
+               "--iters", str(args.iters)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError((done.stderr or done.stdout).strip().splitlines()[-1] if (done.stderr or done.stdout)
+                           else f"dp_run exited with {done.returncode}")
+    fields = dict(f.split("=", 1) for f in done.stdout.split() if "=" in f)
+    o = torch.from_numpy(np.fromfile(os.path.join(workdir, "o.bin"), dtype=np.int16)).view(torch.bfloat16)
+    ht = torch.from_numpy(np.fromfile(os.path.join(workdir, "ht.bin"), dtype=np.float32))
+    o = o.reshape(B, T, H, V).cuda()
+    ht = ht.reshape(B, H, K, V).cuda()
+    return float(fields["ms"]), o, ht, fields.get("path", "?")
+
+
+def theirs(torch, fla, qla, run, x):
+    """{name: callable returning (o, final_state)} of the implementations that take this run."""
+    n_h, gated = MODELS[run["model"]]
+    q, k, v, beta, g, h0 = x["q"], x["k"], x["v"], x["beta"], x["g"], x["h0"]
+    g32 = g.float() if g is not None else None
+    calls = {}
+    if fla is not None:
+        if run["kind"] == "decode":
+            if gated:
+                calls["FLA fused_recurrent_gated"] = lambda: fla["fused_recurrent_gated_delta_rule"](
+                    q, k, v, g=g32, beta=beta, initial_state=h0, output_final_state=True)
+            else:
+                calls["FLA fused_recurrent"] = lambda: fla["fused_recurrent_delta_rule"](
+                    q, k, v, beta, initial_state=h0, output_final_state=True)
+        elif n_h == 1 and not gated:
+            calls["FLA chunk"] = lambda: fla["chunk_delta_rule"](q, k, v, beta, initial_state=h0,
+                                                                 output_final_state=True)
+        elif n_h == 1:
+            calls["FLA chunk_gated"] = lambda: fla["chunk_gated_delta_rule"](q, k, v, g32, beta, initial_state=h0,
+                                                                             output_final_state=True)
+        else:
+            calls["FLA chunk_gated_product"] = lambda: fla["chunk_gated_delta_product"](
+                q, k, v, g32, beta, num_householder=n_h, initial_state=h0, output_final_state=True)
+    if qla is not None and run["kind"] == "chunked" and n_h == 1 and gated and run["K"] == 128 and run["V"] == 128:
+        calls["FlashQLA"] = lambda: qla.chunk_gated_delta_rule(q=q, k=k, v=v, g=g32, beta=beta, initial_state=h0,
+                                                               output_final_state=True)
+    return calls
+
+
+def import_fla():
+    os.environ.setdefault("FLA_FLASH_QLA", "0")  # else FLA silently dispatches its gated kernels to FlashQLA
+    try:
+        from fla.ops.delta_rule import chunk_delta_rule, fused_recurrent_delta_rule
+        from fla.ops.gated_delta_product import chunk_gated_delta_product
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
+    except Exception as error:  # noqa: BLE001 - any import failure means "not available"
+        print(f"FLA: not installed ({error.__class__.__name__}: {error})")
+        return None
+    import fla
+
+    print(f"FLA: {getattr(fla, '__version__', '?')} (FLA_FLASH_QLA={os.environ['FLA_FLASH_QLA']})")
+    return dict(chunk_delta_rule=chunk_delta_rule, fused_recurrent_delta_rule=fused_recurrent_delta_rule,
+                chunk_gated_delta_rule=chunk_gated_delta_rule, chunk_gated_delta_product=chunk_gated_delta_product,
+                fused_recurrent_gated_delta_rule=fused_recurrent_gated_delta_rule)
+
+
+def import_flash_qla():
+    try:
+        import flash_qla
+    except Exception as error:  # noqa: BLE001
+        print(f"FlashQLA: not installed ({error.__class__.__name__})")
+        return None
+    print(f"FlashQLA: {getattr(flash_qla, '__version__', '?')}")
+    return flash_qla
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runs = plan(args)
+    if args.dry_run:
+        for run in runs:
+            n_h, gated = MODELS[run["model"]]
+            if run["kind"] == "decode":
+                nbytes, flops = decode_bytes(run["B"], run["H"], run["K"], run["V"], n_h, gated), 0
+            else:
+                nbytes = chunked_bytes(run["B"], run["T"], run["H"], run["K"], run["V"], n_h, gated)
+                flops = chunked_flops(run["B"], run["T"], run["H"], run["K"], run["V"], n_h)
+            print(f"{run['kind']:8s} B={run['B']:<4d} T={run['T']:<6d} H={run['H']:<3d} K=V={run['K']:<4d} "
+                  f"{run['model']:22s} accuracy={run['accuracy']!s:5s} roofline {roofline_ms(nbytes, flops):.4f} ms")
+        return 0
+
+    import torch
+    import triton.testing
+
+    if not torch.cuda.is_available():
+        print("no CUDA device")
+        return 1
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}")
+    fla = import_fla()
+    qla = import_flash_qla()
+    have_ours = os.path.exists(args.dp_run)
+    if not have_ours:
+        print(f"ours: {args.dp_run} not found (columns for ours print '-')")
+    scratch_root = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+    results = []
+    header = (f"{'kind':8s} {'B':>4s} {'T':>6s} {'H':>3s} {'K':>4s} {'model':22s} {'impl':28s} {'ms':>9s} "
+              f"{'theirs/ours':>11s} {'roofline':>8s} {'rel RMS':>9s}")
+    print(header)
+    print("-" * len(header))
+    for index, run in enumerate(runs):
+        n_h, gated = MODELS[run["model"]]
+        B, T, H, K, V = run["B"], run["T"], run["H"], run["K"], run["V"]
+        if run["kind"] == "decode":
+            nbytes, flops = decode_bytes(B, H, K, V, n_h, gated), 0
+        else:
+            nbytes, flops = chunked_bytes(B, T, H, K, V, n_h, gated), chunked_flops(B, T, H, K, V, n_h)
+        bound = roofline_ms(nbytes, flops)
+        x = make_inputs(torch, run, args.seed + index)
+        reference = None
+        if run["accuracy"]:
+            with torch.inference_mode():
+                reference = reference_fp64(torch, x)
+
+        rows = []
+        ours_ms = None
+        if have_ours:
+            workdir = tempfile.mkdtemp(prefix="dp_compare_", dir=scratch_root)
+            try:
+                ours_ms, o, ht, path = run_ours(torch, args, run, x, workdir)
+                error = relative_rms(torch, o, reference[0]) if reference is not None else None
+                rows.append(dict(impl=f"ours ({path})", ms=ours_ms, error=error, fraction=bound / ours_ms))
+            except Exception as failure:  # noqa: BLE001 - report and continue with the other implementations
+                rows.append(dict(impl="ours", ms=None, error=None, fraction=None, failure=str(failure)))
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            rows.append(dict(impl="ours", ms=None, error=None, fraction=None))
+        for name, call in theirs(torch, fla, qla, run, x).items():
+            try:
+                with torch.inference_mode():
+                    o, _ = call()  # first call compiles (Triton / TileLang): outside the timing
+                    torch.cuda.synchronize()
+                    error = relative_rms(torch, o, reference[0]) if reference is not None else None
+                    ms = triton.testing.do_bench(call, warmup=args.warmup_ms, rep=args.rep_ms, return_mode="median")
+                rows.append(dict(impl=name, ms=ms, error=error, fraction=bound / ms,
+                                 ratio=(ms / ours_ms) if ours_ms else None))
+            except Exception as failure:  # noqa: BLE001
+                rows.append(dict(impl=name, ms=None, error=None, fraction=None, failure=str(failure)[:200]))
+        for row in rows:
+            note = f"  ({row['failure']})" if row.get("failure") else ""
+            print(f"{run['kind']:8s} {B:4d} {T:6d} {H:3d} {K:4d} {run['model']:22s} {row['impl']:28s} "
+                  f"{fmt(row['ms'], '.4f'):>9s} {fmt(row.get('ratio'), '.2f'):>11s} {fmt(row['fraction'], '.2f'):>8s} "
+                  f"{fmt_percent(row['error']):>9s}{note}", flush=True)
+        results.append(dict(run=run, roofline_ms=bound, bytes=nbytes, flops=flops, rows=rows))
+        del x, reference
+        torch.cuda.empty_cache()
+
+    if args.out:
+        with open(args.out, "w") as out:
+            json.dump(dict(date=time.strftime("%Y-%m-%d %H:%M"), device=torch.cuda.get_device_name(),
+                           ceilings=dict(copy_bytes_per_second=COPY_BYTES_PER_SECOND,
+                                         bf16_flops_per_second=BF16_FLOPS_PER_SECOND),
+                           results=results), out, indent=1)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

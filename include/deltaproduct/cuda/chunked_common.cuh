@@ -1,0 +1,369 @@
+// Pieces of the tensor-core chunked forward kernel (chunked_kernel.cuh): its parameters, and thin wrappers over the
+// PTX instructions it uses (mma.sync m16n8k16, ldmatrix, cp.async). nvcc only.
+//
+// Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k16"), with group = lane / 4 and quad = lane % 4:
+//   A (16 x 16, row-major), 4 registers of 2 elements: {row group, cols 2 quad + 0..1}, {row group + 8, same cols},
+//     {row group, cols 8 + 2 quad + 0..1}, {row group + 8, cols 8 + 2 quad + 0..1};
+//   B (16 x 8, k x n), 2 registers: {k 2 quad + 0..1, n group}, {k 8 + 2 quad + 0..1, n group};
+//   C (16 x 8, fp32), 4 floats: (group, 2 quad + 0..1), (group + 8, 2 quad + 0..1).
+// So two C tiles side by side (columns 0..7 and 8..15) hold exactly the elements of one A fragment: an fp32
+// accumulator becomes the next product's A operand by packing pairs, with no data movement between threads.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "deltaproduct/core/view.hpp"
+#include "deltaproduct/cuda/device_views.cuh"
+#include "deltaproduct/cuda/recurrent_kernel.cuh"
+#include "deltaproduct/cuda/validate.hpp"
+#include "deltaproduct/cuda/value_checks.cuh"
+
+namespace deltaproduct::detail::cuda_chunked {
+
+/// What the tensor-core kernel receives: the contract's views as device views, and the options it needs.
+template <class T>
+struct ChunkedParams {
+  DeviceView<const T, 4> q;                      ///< [B, T, H, K], rows contiguous and 16-byte aligned
+  DeviceView<const T, 4> k;                      ///< [B, T*n_h, H, K], likewise
+  DeviceView<const T, 4> v;                      ///< [B, T*n_h, H, V], likewise
+  DeviceView<const T, 3> beta;                   ///< [B, T*n_h, H]
+  DeviceView<const T, 3> g;                      ///< [B, T, H]; absent for ungated models
+  DeviceView<const float, 4> initial_state;      ///< [N, H, K, V]; absent: zero
+  DeviceView<float, 4> final_state;              ///< [N, H, K, V]; absent: not written
+  DeviceView<T, 4> o;                            ///< [B, T, H, V], rows contiguous and 16-byte aligned
+  DeviceView<const std::int64_t, 1> cu_seqlens;  ///< [N + 1]; absent: sequence n is batch row n
+  index_t tokens = 0;                            ///< T: tokens per batch row (the packed length with cu_seqlens)
+  float scale = 1.0f;
+  NormCode key_norm = NormCode::none, query_norm = NormCode::none;
+  float eps = 1e-6f;
+  const ValueCheckRecord* status = nullptr;  ///< value-check record to honour; nullptr: not validated
+};
+
+/// Where one sequence lies: its batch row and its token range [begin, end).
+struct SequenceSpan {
+  index_t row, begin, end;
+};
+
+/// Offsets are clamped into [0, T] so that bad cu_seqlens never read out of bounds (the value checks report them).
+template <class T>
+__device__ __forceinline__ SequenceSpan sequence_span(const ChunkedParams<T>& p, index_t sequence) {
+  if (!p.cu_seqlens.present()) return {sequence, 0, p.tokens};
+  const index_t begin = min(max(p.cu_seqlens(sequence), index_t{0}), p.tokens);
+  const index_t end = min(max(p.cu_seqlens(sequence + 1), begin), p.tokens);
+  return {0, begin, end};
+}
+
+/// The factor core/recurrence.hpp's normalize() divides by, as a product: 1 / ||x|| for l2 (1 for a zero vector,
+/// which stays zero), 1 / sqrt(||x||^2 + eps) for l2_eps, 1 for none.
+__device__ __forceinline__ float inverse_norm(float sum_of_squares, NormCode mode, float eps) {
+  if (mode == NormCode::none) return 1.0f;
+  if (mode == NormCode::l2_eps) sum_of_squares += eps;
+  return sum_of_squares > 0.0f ? 1.0f / sqrtf(sum_of_squares) : 1.0f;
+}
+
+/// 2^x by the special function unit (relative error below 2^-22; results below 2^-126 flush to zero).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
+
+/// Two floats rounded to the 16-bit type T and packed, the first in the low half (the lower column of a fragment).
+template <class T>
+__device__ __forceinline__ std::uint32_t pack2(float lo, float hi) {
+  std::uint32_t bits;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
+    std::memcpy(&bits, &pair, sizeof bits);
+  } else {
+    static_assert(std::is_same_v<T, __half>, "pack2: T must be __nv_bfloat16 or __half");
+    const __half2 pair = __floats2half2_rn(lo, hi);
+    std::memcpy(&bits, &pair, sizeof bits);
+  }
+  return bits;
+}
+
+template <class T>
+__device__ __forceinline__ float2 unpack2(std::uint32_t bits) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    __nv_bfloat162 pair;
+    std::memcpy(&pair, &bits, sizeof bits);
+    return __bfloat1622float2(pair);
+  } else {
+    __half2 pair;
+    std::memcpy(&pair, &bits, sizeof bits);
+    return __half22float2(pair);
+  }
+}
+
+/// The A fragment (16 x 16) made of two fp32 accumulator tiles: columns 0..7 from `left`, 8..15 from `right`.
+template <class T>
+__device__ __forceinline__ void accumulators_to_fragment(const float (&left)[4], const float (&right)[4],
+                                                         std::uint32_t (&a)[4]) {
+  a[0] = pack2<T>(left[0], left[1]);
+  a[1] = pack2<T>(left[2], left[3]);
+  a[2] = pack2<T>(right[0], right[1]);
+  a[3] = pack2<T>(right[2], right[3]);
+}
+
+// ---- PTX wrappers ----
+
+/// d += a b on the tensor cores: m16n8k16, 16-bit operands of type T, fp32 accumulation.
+template <class T>
+__device__ __forceinline__ void mma_16x8x16(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                            std::uint32_t b1) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    static_assert(std::is_same_v<T, __half>, "mma_16x8x16: T must be __nv_bfloat16 or __half");
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ std::uint32_t shared_address(const void* pointer) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+/// Four 8 x 8 matrices of 16-bit elements from shared memory; lanes 8m..8m+7 give the row addresses of matrix m,
+/// and lane l receives element (row l / 4, columns 2 (l % 4) + 0..1) of matrix m in r[m].
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], std::uint32_t row_address) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(row_address)
+               : "memory");
+}
+
+/// As ldmatrix_x4, transposed: lane l receives element (rows 2 (l % 4) + 0..1, column l / 4) of matrix m.
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], std::uint32_t row_address) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(row_address)
+               : "memory");
+}
+
+/// A value the compiler must treat as unknown from here on: applied to a loop's shared-memory base address, it keeps
+/// the compiler from hoisting one register per distinct constant offset out of the loop (the offsets then stay
+/// immediates of the load instructions).
+__device__ __forceinline__ std::uint32_t opaque(std::uint32_t x) {
+  asm volatile("" : "+r"(x));
+  return x;
+}
+/// The shared memory at `address` (a shared-space byte address) as a pointer the compiler knows is shared.
+template <class E>
+__device__ __forceinline__ E* shared_pointer(std::uint32_t address) {
+  return static_cast<E*>(__cvta_shared_to_generic(address));
+}
+
+/// 16 bytes from global to shared memory without passing through registers; zero-fills when !valid (the source
+/// is then not read).
+__device__ __forceinline__ void copy_async_16(void* shared_destination, const void* global_source, bool valid) {
+  const int source_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(shared_destination)),
+               "l"(global_source), "r"(source_bytes)
+               : "memory");
+}
+
+/// Orders this thread's earlier shared-memory writes (generic proxy, cp.async included) before later reads by the
+/// async proxy (wgmma); a barrier then extends the order to the other threads.
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void copy_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// ---- wgmma (sm_90a): a warpgroup's D (64 x N, fp32, registers) += A (64 x 16, registers) B (16 x N, shared) ----
+// The register fragments of A and D are those of mma.sync m16n8k16 above, warp w of the warpgroup holding rows
+// 16 w .. 16 w + 15 and D's n8 tiles in order; B is described by a shared-memory matrix descriptor (PTX ISA, "Matrix
+// Descriptor Format"). TransB = 0: B is K-major (k contiguous in each 16-byte row of a core matrix), 1: N-major.
+
+/// Descriptor of a no-swizzle (interleaved) shared-memory operand: core matrices of 8 rows x 16 bytes, each 128
+/// contiguous bytes; `leading` and `stride` are the byte offsets between core matrices along the two dimensions as the
+/// PTX ISA's canonical layouts define them (K-major: leading along K, stride along N; N-major: leading along K,
+/// stride along N too, with the core matrix's rows running along K).
+__device__ __forceinline__ std::uint64_t wgmma_descriptor(std::uint32_t address, std::uint32_t leading,
+                                                          std::uint32_t stride) {
+  return static_cast<std::uint64_t>((address & 0x3FFFF) >> 4) |
+         (static_cast<std::uint64_t>((leading & 0x3FFFF) >> 4) << 16) |
+         (static_cast<std::uint64_t>((stride & 0x3FFFF) >> 4) << 32);
+}
+
+/// Orders the registers' earlier writes before the warpgroup's next wgmma reads them.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+/// Waits for all committed wgmma groups of the warpgroup.
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+
+/// Ties accumulator registers to this point of the program: the compiler may not move their reads or writes across
+/// it (wgmma writes them asynchronously, out of the compiler's sight).
+template <int Tiles>
+__device__ __forceinline__ void pin_registers(float (&d)[Tiles][4]) {
+#pragma unroll
+  for (int j = 0; j < Tiles; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
+}
+
+template <class T, int TransB>
+__device__ __forceinline__ void wgmma_async(float (&d)[2][4], const std::uint32_t (&a)[4], std::uint64_t b) {
+  static_assert(TransB == 0 || TransB == 1);
+  constexpr int accumulate = 1;  // D += A B
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %14, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7}, "
+        "{%8,%9,%10,%11}, %12, p, 1, 1, %13;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TransB), "r"(accumulate)
+        : "memory");
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %14, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7}, "
+        "{%8,%9,%10,%11}, %12, p, 1, 1, %13;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TransB), "r"(accumulate)
+        : "memory");
+  }
+}
+
+template <class T, int TransB>
+__device__ __forceinline__ void wgmma_async(float (&d)[4][4], const std::uint32_t (&a)[4], std::uint64_t b) {
+  static_assert(TransB == 0 || TransB == 1);
+  constexpr int accumulate = 1;  // D += A B
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %22, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, "
+        "{%16,%17,%18,%19}, %20, p, 1, 1, %21;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TransB), "r"(accumulate)
+        : "memory");
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %22, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, "
+        "{%16,%17,%18,%19}, %20, p, 1, 1, %21;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TransB), "r"(accumulate)
+        : "memory");
+  }
+}
+
+template <class T, int TransB>
+__device__ __forceinline__ void wgmma_async(float (&d)[8][4], const std::uint32_t (&a)[4], std::uint64_t b) {
+  static_assert(TransB == 0 || TransB == 1);
+  constexpr int accumulate = 1;  // D += A B
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+        "{%32,%33,%34,%35}, %36, p, 1, 1, %37;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TransB), "r"(accumulate)
+        : "memory");
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+        "{%32,%33,%34,%35}, %36, p, 1, 1, %37;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TransB), "r"(accumulate)
+        : "memory");
+  }
+}
+
+template <class T, int TransB>
+__device__ __forceinline__ void wgmma_async(float (&d)[16][4], const std::uint32_t (&a)[4], std::uint64_t b) {
+  static_assert(TransB == 0 || TransB == 1);
+  constexpr int accumulate = 1;  // D += A B
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+        "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+        "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+        "{%64,%65,%66,%67}, %68, p, 1, 1, %69;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]),
+          "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+          "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+          "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
+          "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+          "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TransB), "r"(accumulate)
+        : "memory");
+  } else {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+        "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+        "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+        "{%64,%65,%66,%67}, %68, p, 1, 1, %69;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]),
+          "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+          "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+          "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
+          "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+          "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TransB), "r"(accumulate)
+        : "memory");
+  }
+}
+
+}  // namespace deltaproduct::detail::cuda_chunked

@@ -1,0 +1,765 @@
+// The tensor-core chunked forward kernel for K = V in {64, 128} with 16-bit inputs (sm_90a: wgmma for the products
+// with the state, mma.sync for the rest; other architectures from sm_80: mma.sync throughout). One CTA per
+// (sequence, head) keeps the fp32 state on chip for the whole sequence, in registers; each warp owns 16 value rows of
+// the transposed state S^T (V x K), each warpgroup 64.
+//
+// Per chunk of L = 64 Householder micro-steps (C = 64 / n_h tokens; micro-step r belongs to token t(r) = r / n_h),
+// with G_t the chunk-local cumulative log-gate (the gate of a token applies before its first micro-step), kinv_r the
+// key normaliser and b_r the betas (the WY / UT form of "Parallelizing Linear Transformers with the Delta Rule over
+// Sequence Length", Yang et al. 2024, extended to gates and to n_h micro-steps per token as the README's Theory
+// section states):
+//   A_rs = b_r exp(G_t(r) - G_t(s)) kinv_r kinv_s (k_r . k_s) for s < r              (strictly lower, 64 x 64)
+//   R_r  = b_r (v_r - exp(G_t(r)) kinv_r S^T k_r)                                    (fp32)
+//   (I + A) N = R                                                                    (block forward substitution)
+//   o_t  = scale qinv_t (exp(G_t) S^T q_t + sum_{s <= r_last(t)} exp(G_t - G_t(s)) kinv_s (q_t . k_s) N_s)
+//   S   <- exp(G_last) S + sum_r exp(G_last - G_t(r)) kinv_r k_r N_r^T
+// Transposed, every product has the value dimension as the M dimension, so S^T, R^T and N^T are A operands straight
+// from their accumulators (chunked_common.cuh); K and Q (wgmma descriptors or ldmatrix), P = masked gated Q K^T, -A
+// and the diagonal inverses (ldmatrix) are B operands in shared memory.
+//
+// Precision: the state is fp32 and every product accumulates in fp32. Tensor-core operands are rounded once to 16
+// bits: S^T, P and N^T (for the output and the state update) to the input type T; the triangular solve runs in fp16
+// (fp16 keeps 3 more mantissa bits than bf16 where the conditioning of I + A amplifies rounding), with R entering
+// it in fp32 and the 16 x 16 diagonal blocks of (I + A)^-1 computed in fp32 by forward substitution. Corrected
+// values |N| must stay below 65504 (fp16), which unit keys and beta <= 2 give for any sensible values. Gate factors
+// are exp2 of differences of log2-unit cumulative gates (<= 1), on the special function unit (2^-22 relative).
+//
+// Schedule per chunk, 3 block barriers:
+//   1. wait for the chunk; start loading the next one (cp.async); write the previous chunk's output; key and query
+//      normalisers, cumulative gates;
+//   2. Gram blocks spread over the warps (warps 0..3 first take a diagonal block and invert it); S^T K^T and S^T Q^T;
+//      R^T;
+//   3. per warp, no barrier: block forward substitution, output, state update.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "deltaproduct/cuda/chunked_common.cuh"
+
+namespace deltaproduct::detail::cuda_chunked {
+
+constexpr int micro_steps_per_chunk = 64;  ///< L: the chunk's micro-steps, the GEMM tile of the chunk algebra
+
+constexpr std::size_t round_up(std::size_t bytes, std::size_t alignment) {
+  return (bytes + alignment - 1) / alignment * alignment;
+}
+
+/// Shared-memory map of the tensor-core kernel, in bytes. Tile rows are padded by 16 bytes so that ldmatrix's eight
+/// 16-byte row reads fall in distinct banks.
+template <class T, int KD, int VD, int NH>
+struct TileLayout {
+  static_assert(sizeof(T) == 2, "the tensor-core kernel takes 16-bit token data");
+  static constexpr int L = micro_steps_per_chunk;
+  static constexpr int C = L / NH;           ///< tokens per chunk
+  static constexpr int valid_rows = C * NH;  ///< micro-step rows holding data (63 for n_h = 3)
+  static constexpr int query_rows = (C + 15) / 16 * 16;
+  static constexpr int value_pitch = VD + 8, step_pitch = L + 8, diagonal_pitch = 24;
+  static constexpr int warps = VD / 16;
+  static constexpr int threads = 32 * warps;
+
+  // One stage of chunk inputs; two stages alternate (the next chunk loads while this one is computed).
+  static constexpr std::size_t keys = 0;                                   ///< T [L][KD], core-matrix blocked
+  static constexpr std::size_t values = round_up(keys + 2 * L * KD, 128);  ///< T [L][value_pitch]
+  static constexpr std::size_t queries = round_up(values + 2 * L * value_pitch, 128);  ///< T [query_rows][KD], blocked
+  static constexpr std::size_t betas = round_up(queries + 2 * query_rows * KD, 128);   ///< float [L]
+  static constexpr std::size_t gates = betas + sizeof(float) * L;                      ///< float [L]: g per token
+  static constexpr std::size_t stage_bytes = round_up(gates + sizeof(float) * L, 128);
+
+  // Per-chunk work tiles.
+  static constexpr std::size_t diagonal_blocks = 2 * stage_bytes;  ///< float [4][16][17]: A_ii, strictly lower
+  static constexpr std::size_t negated_a =
+      round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, 128);  ///< half [L][step_pitch]
+  static constexpr std::size_t diagonal_inverses = round_up(negated_a + 2 * L * step_pitch, 128);  ///< half [4][16][24]
+  static constexpr std::size_t readout =
+      round_up(diagonal_inverses + 2 * 4 * 16 * diagonal_pitch, 128);  ///< T [query_rows][step_pitch]
+  static constexpr std::size_t output =
+      round_up(readout + 2 * query_rows * step_pitch, 128);  ///< T [query_rows][value_pitch]
+  static constexpr std::size_t partial_output =
+      round_up(output + 2 * query_rows * value_pitch, 128);  ///< float4 [warps][query_rows / 8][32]: S^T Q^T per thread
+  static constexpr std::size_t key_scales =
+      round_up(partial_output + 16 * warps * (query_rows / 8) * 32, 128);      ///< float [L]
+  static constexpr std::size_t query_scales = key_scales + sizeof(float) * L;  ///< float [L]
+  static constexpr std::size_t log2_gates = query_scales + sizeof(float) * L;  ///< float [L]: G_t log2(e)
+  static constexpr std::size_t bytes = round_up(log2_gates + sizeof(float) * L, 128);
+};
+
+/// Last micro-step of token t: the output of t is read after it.
+template <int NH>
+__host__ __device__ constexpr int last_step_of(int token) {
+  return (token + 1) * NH - 1;
+}
+
+/// Whether any (token, step) pair of the token rows [first_token, first_token + rows) x steps [first_step, +16)
+/// is causal (step <= last_step_of(token)) for a chunk of C tokens.
+template <int NH, int C>
+__host__ __device__ constexpr bool readout_block_used(int first_token, int rows, int first_step) {
+  if (first_token >= C) return false;
+  const int last_token = first_token + rows - 1 < C - 1 ? first_token + rows - 1 : C - 1;
+  return first_step <= last_step_of<NH>(last_token);
+}
+
+/// The warp that computes Gram job `job` (jobs 0..3 are the diagonal blocks of warps 0..3): the least loaded one so
+/// far, counting a diagonal block with its inversion as two jobs. Warps 4.. first catch up by two jobs each, then
+/// all take turns.
+template <int NW>
+__host__ __device__ constexpr int gram_job_owner(int job) {
+  if (job < 4) return job;
+  const int extra = job - 4, catch_up = 2 * (NW - 4);
+  if constexpr (NW == 4)
+    return extra % NW;
+  else
+    return extra < catch_up ? 4 + extra % (NW - 4) : (extra - catch_up) % NW;
+}
+
+template <class T, int KD, int VD, int NH, bool Gated>
+struct ChunkedKernel {
+  using Layout = TileLayout<T, KD, VD, NH>;
+  static constexpr int L = Layout::L, C = Layout::C, NW = Layout::warps;
+  static constexpr int VP = Layout::value_pitch, LP = Layout::step_pitch;
+  static constexpr int DP = Layout::diagonal_pitch, QR = Layout::query_rows;
+  static constexpr float log2e = 1.4426950408889634f;
+
+  static_assert(KD == 64 || KD == 128, "the tensor-core kernel takes K in {64, 128}");
+  static_assert(VD == 64 || VD == 128, "the tensor-core kernel takes V in {64, 128}");
+  static_assert(NH >= 1 && C >= 1, "the tensor-core kernel needs n_h <= 64");
+  static_assert(NW >= 4, "the four diagonal blocks go to four warps");
+
+  /// One stage of chunk inputs: generic pointers for ordinary accesses.
+  struct Stage {
+    T* keys;
+    T* values;
+    T* queries;
+    float* betas;
+    float* gates;
+  };
+
+  /// Shared-space byte addresses (ldmatrix operands) of the tiles a chunk reads, derived from an opaque base.
+  struct Tiles {
+    std::uint32_t keys, values, queries, negated_a, diagonal_inverses, readout;
+  };
+
+  /// threadIdx.x, laundered so that the compiler recomputes what derives from it where it is used instead of
+  /// hoisting one register per derived value out of the chunk loop (registers are what this kernel is short of).
+  static __device__ __forceinline__ int thread_index() {
+    unsigned int tid = threadIdx.x;
+    asm volatile("" : "+r"(tid));
+    return static_cast<int>(tid);
+  }
+
+  /// The lane's position in mma fragments: quad = lane % 4 picks columns 2 quad + 0..1 of a C tile; rows
+  /// value_row and value_row + 8 of S^T are the thread's.
+  static __device__ __forceinline__ int quad() { return thread_index() % 4; }
+  static __device__ __forceinline__ int value_row() { return 16 * (thread_index() / 32) + thread_index() % 32 / 4; }
+
+  /// Byte offset of lane l's row address for ldmatrix_x4 in a padded row-major tile of 16-bit elements with row pitch
+  /// `pitch`, reading matrices (rows 0-7, cols 0-7), (rows 0-7, cols 8-15), (rows 8-15, cols 0-7), (8-15, 8-15): the
+  /// B fragments of two n tiles from a tile whose rows are n (columns k), or, transposed, a 16 x 16 tile in the
+  /// accumulator layout (V^T).
+  static __device__ __forceinline__ std::uint32_t columns_then_rows(int pitch) {
+    const int lane = thread_index() % 32;
+    return static_cast<std::uint32_t>(2 * ((lane % 8 + 8 * (lane / 16)) * pitch + 8 * ((lane / 8) % 2)));
+  }
+  /// Keys and queries are stored as core matrices (8 rows x 8 elements, 128 contiguous bytes), row block after row
+  /// block: the layout wgmma reads without swizzling, and one where ldmatrix's eight 16-byte rows never share a bank.
+  /// Byte offset of the 16-byte piece `piece` (elements 8 piece .. 8 piece + 7) of row `row`:
+  __host__ __device__ static constexpr std::uint32_t blocked(int row, int piece) {
+    return static_cast<std::uint32_t>(((row / 8) * (KD / 8) + piece) * 128 + (row % 8) * 16);
+  }
+  /// Lane l's ldmatrix_x4 row address in a blocked tile: a 16 x 16 A fragment from rows (matrices rows 0-7 / 8-15 x
+  /// pieces 0 / 1, rows first); the B fragments of two n tiles from rows n (as columns_then_rows); transposed, the B
+  /// fragments of two n tiles from rows k.
+  static __device__ __forceinline__ std::uint32_t blocked_rows_then_columns() {
+    const int lane = thread_index() % 32;
+    return blocked(lane % 16, lane / 16);
+  }
+  static __device__ __forceinline__ std::uint32_t blocked_columns_then_rows() {
+    const int lane = thread_index() % 32;
+    return blocked(lane % 8 + 8 * (lane / 16), (lane / 8) % 2);
+  }
+  static __device__ __forceinline__ std::uint32_t blocked_transposed_b() {
+    const int lane = thread_index() % 32;
+    return blocked(lane % 8 + 8 * ((lane / 8) % 2), lane / 16);
+  }
+
+  /// Byte offset of element (row, column) in a tile of 16-bit elements.
+  __host__ __device__ static constexpr std::uint32_t at(int row, int column, int pitch) {
+    return static_cast<std::uint32_t>(2 * (row * pitch + column));
+  }
+
+  static __device__ __forceinline__ Stage stage_at(unsigned char* smem, int index) {
+    unsigned char* base = smem + static_cast<std::size_t>(index) * Layout::stage_bytes;
+    return {reinterpret_cast<T*>(base + Layout::keys), reinterpret_cast<T*>(base + Layout::values),
+            reinterpret_cast<T*>(base + Layout::queries), reinterpret_cast<float*>(base + Layout::betas),
+            reinterpret_cast<float*>(base + Layout::gates)};
+  }
+
+  static __device__ __forceinline__ Tiles tiles_at(std::uint32_t base, int stage_index) {
+    const std::uint32_t stage = base + static_cast<std::uint32_t>(stage_index * Layout::stage_bytes);
+    return {stage + static_cast<std::uint32_t>(Layout::keys),
+            stage + static_cast<std::uint32_t>(Layout::values),
+            stage + static_cast<std::uint32_t>(Layout::queries),
+            base + static_cast<std::uint32_t>(Layout::negated_a),
+            base + static_cast<std::uint32_t>(Layout::diagonal_inverses),
+            base + static_cast<std::uint32_t>(Layout::readout)};
+  }
+
+  /// The beta (threads 0..L-1) or gate (threads L..2L-1) of the next chunk, in flight from global memory. It stays
+  /// raw until it is stored, so that no instruction waits for the load before the end of the current chunk.
+  struct PendingScalar {
+    T raw;
+    bool valid;
+  };
+
+  /// Starts the asynchronous copy of chunk `chunk`'s keys, values and queries into `stage` (rows past the sequence
+  /// are zero-filled) and the load of its betas and gates (store_scalars() puts them in the stage later).
+  static __device__ __forceinline__ PendingScalar load_chunk(const ChunkedParams<T>& p, const SequenceSpan& span,
+                                                             int head, index_t chunk, const Stage& stage) {
+    const int tid = thread_index();
+    const index_t first_token = chunk * C, length = span.end - span.begin;
+    const index_t first_step = first_token * NH, steps = length * NH;
+    const index_t step_base = span.begin * NH;
+    constexpr int key_pieces = KD / 8, value_pieces = VD / 8;  // 16-byte pieces per row
+    // The chunk's first rows (always inside the sequence); rows then follow at the views' token strides.
+    const T* const key_rows = &p.k(span.row, step_base + first_step, head, 0);
+    const T* const value_rows = &p.v(span.row, step_base + first_step, head, 0);
+    const T* const query_rows = &p.q(span.row, span.begin + first_token, head, 0);
+#pragma unroll
+    for (int i = 0; i < (L * key_pieces + Layout::threads - 1) / Layout::threads; ++i) {
+      const int index = tid + i * Layout::threads, r = index / key_pieces, piece = index % key_pieces;
+      if (index >= L * key_pieces) break;
+      const bool valid = r < Layout::valid_rows && first_step + r < steps;
+      const T* source = valid ? key_rows + r * p.k.strides[1] + piece * 8 : p.k.data;
+      copy_async_16(reinterpret_cast<unsigned char*>(stage.keys) + blocked(r, piece), source, valid);
+    }
+#pragma unroll
+    for (int i = 0; i < (L * value_pieces + Layout::threads - 1) / Layout::threads; ++i) {
+      const int index = tid + i * Layout::threads, r = index / value_pieces, piece = index % value_pieces;
+      if (index >= L * value_pieces) break;
+      const bool valid = r < Layout::valid_rows && first_step + r < steps;
+      const T* source = valid ? value_rows + r * p.v.strides[1] + piece * 8 : p.v.data;
+      copy_async_16(stage.values + r * VP + piece * 8, source, valid);
+    }
+#pragma unroll
+    for (int i = 0; i < (QR * key_pieces + Layout::threads - 1) / Layout::threads; ++i) {
+      const int index = tid + i * Layout::threads, t = index / key_pieces, piece = index % key_pieces;
+      if (index >= QR * key_pieces) break;
+      const bool valid = t < C && first_token + t < length;
+      const T* source = valid ? query_rows + t * p.q.strides[1] + piece * 8 : p.q.data;
+      copy_async_16(reinterpret_cast<unsigned char*>(stage.queries) + blocked(t, piece), source, valid);
+    }
+    copy_async_commit();
+    PendingScalar next{T{}, false};
+    if (tid < L) {
+      next.valid = tid < Layout::valid_rows && first_step + tid < steps;
+      // Invalid slots read the first element (present whenever a chunk is) and are stored as 0.
+      next.raw = *(next.valid ? &p.beta(span.row, step_base + first_step + tid, head) : p.beta.data);
+    } else if constexpr (Gated) {
+      if (tid < 2 * L) {
+        const int t = tid - L;
+        next.valid = t < C && first_token + t < length;
+        next.raw = *(next.valid ? &p.g(span.row, span.begin + first_token + t, head) : p.g.data);
+      }
+    }
+    return next;
+  }
+
+  /// Stores the betas and gates of load_chunk() into `stage` (zero past the chunk's data).
+  static __device__ __forceinline__ void store_scalars(const Stage& stage, const PendingScalar& next) {
+    const int tid = thread_index();
+    const float value = next.valid ? to_float(next.raw) : 0.0f;
+    if (tid < L)
+      stage.betas[tid] = value;
+    else if (tid < 2 * L)
+      stage.gates[tid - L] = value;
+  }
+
+  /// Key and query normalisers (the readout scale folded into the latter) and the gates' chunk-local cumulative
+  /// sums, in log2 units, of the chunk in `stage`. Four lanes share a row (16-byte reads, two shuffles), so all rows
+  /// are summed at once instead of one after the other.
+  static __device__ __forceinline__ void prepare_scales(const ChunkedParams<T>& p, const Stage& stage,
+                                                        float* key_scales, float* query_scales, float* log2_gates) {
+    const int tid = thread_index(), warp = tid / 32, lane = tid % 32;
+    constexpr int lanes_per_row = 4, pieces = KD / 8 / lanes_per_row;  // 16-byte pieces per lane
+    constexpr int rows_per_pass = Layout::threads / lanes_per_row;
+    constexpr int passes = (L + QR + rows_per_pass - 1) / rows_per_pass;
+    const bool normalize_keys = p.key_norm != NormCode::none, normalize_queries = p.query_norm != NormCode::none;
+#pragma unroll
+    for (int pass = 0; pass < passes; ++pass) {
+      const int row = pass * rows_per_pass + tid / lanes_per_row;  // keys, then queries
+      const bool is_key = row < L, in_range = row < L + QR;
+      const unsigned char* data = reinterpret_cast<const unsigned char*>(is_key ? stage.keys : stage.queries) +
+                                  blocked(is_key ? row : row - L, 0);
+      float sum_of_squares = 0.0f;
+      if (in_range && (is_key ? normalize_keys : normalize_queries)) {
+#pragma unroll
+        for (int i = 0; i < pieces; ++i) {
+          // Piece lane + 4 i of the row: neighbouring lanes read neighbouring 16-byte pieces.
+          const uint4 raw = *reinterpret_cast<const uint4*>(data + blocked(0, tid % lanes_per_row + lanes_per_row * i));
+          const std::uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+          for (int w = 0; w < 4; ++w) {
+            const float2 pair = unpack2<T>(words[w]);
+            sum_of_squares += pair.x * pair.x + pair.y * pair.y;
+          }
+        }
+      }
+      sum_of_squares += __shfl_xor_sync(0xffffffffu, sum_of_squares, 1);
+      sum_of_squares += __shfl_xor_sync(0xffffffffu, sum_of_squares, 2);
+      if (in_range && tid % lanes_per_row == 0) {
+        if (is_key)
+          key_scales[row] = inverse_norm(sum_of_squares, p.key_norm, p.eps);
+        else
+          query_scales[row - L] = p.scale * inverse_norm(sum_of_squares, p.query_norm, p.eps);
+      }
+    }
+    if constexpr (Gated) {
+      // Inclusive scan of the L gate slots (zero past the chunk's tokens), two consecutive tokens per lane.
+      if (warp == NW - 1) {
+        const float first = stage.gates[2 * lane], second = stage.gates[2 * lane + 1];
+        const float pair = first + second;
+        float inclusive = pair;
+#pragma unroll
+        for (int offset = 1; offset < 32; offset *= 2) {
+          const float y = __shfl_up_sync(0xffffffffu, inclusive, offset);
+          if (lane >= offset) inclusive += y;
+        }
+        const float exclusive = inclusive - pair;
+        log2_gates[2 * lane] = (exclusive + first) * log2e;
+        log2_gates[2 * lane + 1] = inclusive * log2e;
+      }
+    }
+  }
+
+  /// exp(G_a - G_b) from the log2-unit cumulative gates (<= 1 for a >= b: never a ratio of exponentials).
+  static __device__ __forceinline__ float gate_between(const float* log2_gates, int token_a, int token_b) {
+    if constexpr (Gated)
+      return fast_exp2(log2_gates[token_a] - log2_gates[token_b]);
+    else
+      return 1.0f;
+  }
+  /// exp(G_a): the decay from the chunk's start to token a.
+  static __device__ __forceinline__ float gate_from_start(const float* log2_gates, int token) {
+    if constexpr (Gated)
+      return fast_exp2(log2_gates[token]);
+    else
+      return 1.0f;
+  }
+
+  /// One 16 x 16 block of K K^T (Query = false; rows and columns are micro-steps) or Q K^T (Query = true; rows are
+  /// tokens), inner dimension K, with its epilogue: the strictly lower, gated, beta- and norm-scaled A (fp32 for
+  /// diagonal blocks, negated fp16 below them), or the causal, gated, scaled readout matrix P (type T).
+  template <bool Query>
+  static __device__ __forceinline__ void gram_block(const Stage& stage, const Tiles& tiles, int row_block,
+                                                    int col_block, float* diagonal_blocks, __half* negated_a,
+                                                    T* readout, const float* key_scales, const float* query_scales,
+                                                    const float* log2_gates) {
+    const int lane = thread_index() % 32, group = lane / 4, quad = lane % 4;
+    const std::uint32_t rows =
+        (Query ? tiles.queries : tiles.keys) + blocked_rows_then_columns() + blocked(16 * row_block, 0);
+    const std::uint32_t cols = tiles.keys + blocked_columns_then_rows() + blocked(16 * col_block, 0);
+    float acc[2][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < KD / 16; ++kk) {
+      std::uint32_t a[4], b[4];
+      ldmatrix_x4(a, rows + blocked(0, 2 * kk));
+      ldmatrix_x4(b, cols + blocked(0, 2 * kk));
+      mma_16x8x16<T>(acc[0], a, b[0], b[1]);
+      mma_16x8x16<T>(acc[1], a, b[2], b[3]);
+    }
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int half_row = 0; half_row < 2; ++half_row) {
+        const int row = 16 * row_block + group + 8 * half_row;
+        const int col = 16 * col_block + 8 * n + 2 * quad;
+        float value[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int s = col + e;
+          const float dot = acc[n][2 * half_row + e];
+          if constexpr (Query) {
+            const bool causal = row < C && s <= last_step_of<NH>(row);
+            value[e] = causal ? query_scales[row] * key_scales[s] * gate_between(log2_gates, row, s / NH) * dot : 0.0f;
+          } else {
+            value[e] = s < row ? stage.betas[row] * key_scales[row] * key_scales[s] *
+                                     gate_between(log2_gates, row / NH, s / NH) * dot
+                               : 0.0f;
+          }
+        }
+        if constexpr (Query) {
+          *reinterpret_cast<std::uint32_t*>(readout + row * LP + col) = pack2<T>(value[0], value[1]);
+        } else if (row_block == col_block) {
+          float* block = diagonal_blocks + row_block * 16 * 17 + (group + 8 * half_row) * 17 + 8 * n + 2 * quad;
+          block[0] = value[0];
+          block[1] = value[1];
+        } else {
+          *reinterpret_cast<std::uint32_t*>(negated_a + row * LP + col) = pack2<__half>(-value[0], -value[1]);
+        }
+      }
+  }
+
+  /// (I + A_ii)^-1 for the strictly lower 16 x 16 block i, by forward substitution in fp32, one column per lane;
+  /// stored in fp16 as a B operand. Called by the warp that just wrote the block.
+  static __device__ __forceinline__ void invert_diagonal_block(int block, const float* diagonal_blocks,
+                                                               __half* diagonal_inverses) {
+    const int lane = thread_index() % 32;
+    if (lane >= 16) return;
+    const float* a = diagonal_blocks + block * 16 * 17;
+    float x[16];
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+      asm volatile("" ::: "memory");  // keeps the compiler from loading all 120 entries of A ahead into registers
+      float even = r == lane ? 1.0f : 0.0f, odd = 0.0f;  // two partial sums halve the dependent chain
+#pragma unroll
+      for (int s = 0; s < r; ++s) {
+        if (s % 2 == 0)
+          even -= a[r * 17 + s] * x[s];
+        else
+          odd -= a[r * 17 + s] * x[s];
+      }
+      x[r] = even + odd;
+    }
+    __half* inverse = diagonal_inverses + block * 16 * DP;
+#pragma unroll
+    for (int r = 0; r < 16; ++r) inverse[r * DP + lane] = __float2half_rn(x[r]);
+  }
+
+  /// The warps share the Gram blocks: first the 4 diagonal blocks of K K^T (warps 0..3, each inverting its block
+  /// right away), then the 6 blocks below them and the causal blocks of Q K^T, each to the least loaded warp.
+  static __device__ __forceinline__ void gram_blocks(const Stage& stage, const Tiles& tiles, float* diagonal_blocks,
+                                                     __half* negated_a, T* readout, __half* diagonal_inverses,
+                                                     const float* key_scales, const float* query_scales,
+                                                     const float* log2_gates) {
+    const int warp = thread_index() / 32;
+    if (warp < 4) {
+      gram_block<false>(stage, tiles, warp, warp, diagonal_blocks, negated_a, readout, key_scales, query_scales,
+                        log2_gates);
+      __syncwarp();
+      invert_diagonal_block(warp, diagonal_blocks, diagonal_inverses);
+      __syncwarp();
+    }
+    int job = 4;
+#pragma unroll
+    for (int i = 1; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < i; ++j) {
+        if (gram_job_owner<NW>(job) == warp)
+          gram_block<false>(stage, tiles, i, j, diagonal_blocks, negated_a, readout, key_scales, query_scales,
+                            log2_gates);
+        ++job;
+      }
+#pragma unroll
+    for (int tb = 0; tb < QR / 16; ++tb)
+#pragma unroll
+      for (int sb = 0; sb < 4; ++sb)
+        if (readout_block_used<NH, C>(16 * tb, 16, 16 * sb)) {
+          if (gram_job_owner<NW>(job) == warp)
+            gram_block<true>(stage, tiles, tb, sb, diagonal_blocks, negated_a, readout, key_scales, query_scales,
+                             log2_gates);
+          ++job;
+        }
+  }
+
+  /// S^T for key block kk as a 16-bit A fragment.
+  static __device__ __forceinline__ void state_fragment(const float (&state)[KD / 8][4], int kk,
+                                                        std::uint32_t (&a)[4]) {
+    accumulators_to_fragment<T>(state[2 * kk], state[2 * kk + 1], a);
+  }
+
+  /// work = S^T K^T and out = S^T Q^T (64 x L and 64 x QR per warpgroup, inner dimension K): wgmma with the state
+  /// as the register operand where the build targets sm_90a, mma.sync otherwise.
+  static __device__ __forceinline__ void state_products(const float (&state)[KD / 8][4], const Tiles& tiles,
+                                                        float (&work)[L / 8][4], float (&out)[QR / 8][4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // One register fragment per k step: wgmma reads them asynchronously, so none may be overwritten before the wait
+    // (with one reused fragment the assembler would serialise the wgmmas).
+    std::uint32_t a[KD / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < KD / 16; ++kk) state_fragment(state, kk, a[kk]);
+    pin_registers(work);
+    pin_registers(out);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < KD / 16; ++kk) {
+      // K-major B: 16-byte pieces 2 kk, 2 kk + 1 of every row; core matrices 128 bytes apart along K, a row block
+      // (8 rows) KD * 16 bytes apart.
+      wgmma_async<T, 0>(work, a[kk], wgmma_descriptor(tiles.keys + blocked(0, 2 * kk), 128, KD * 16));
+      wgmma_async<T, 0>(out, a[kk], wgmma_descriptor(tiles.queries + blocked(0, 2 * kk), 128, KD * 16));
+    }
+    wgmma_commit();
+    wgmma_wait_all();
+    pin_registers(work);
+    pin_registers(out);
+#else
+    const std::uint32_t keys = tiles.keys + blocked_columns_then_rows();
+    const std::uint32_t queries = tiles.queries + blocked_columns_then_rows();
+#pragma unroll
+    for (int kk = 0; kk < KD / 16; ++kk) {
+      std::uint32_t a[4];
+      state_fragment(state, kk, a);
+#pragma unroll
+      for (int nb = 0; nb < L / 16; ++nb) {
+        std::uint32_t b[4];
+        ldmatrix_x4(b, keys + blocked(16 * nb, 2 * kk));
+        mma_16x8x16<T>(work[2 * nb], a, b[0], b[1]);
+        mma_16x8x16<T>(work[2 * nb + 1], a, b[2], b[3]);
+      }
+#pragma unroll
+      for (int qb = 0; qb < QR / 16; ++qb) {
+        std::uint32_t b[4];
+        ldmatrix_x4(b, queries + blocked(16 * qb, 2 * kk));
+        mma_16x8x16<T>(out[2 * qb], a, b[0], b[1]);
+        mma_16x8x16<T>(out[2 * qb + 1], a, b[2], b[3]);
+      }
+    }
+#endif
+  }
+
+  /// S^T += (scaled N^T) K, inner dimension L: wgmma on sm_90a (K read N-major), mma.sync otherwise.
+  static __device__ __forceinline__ void update_state(float (&state)[KD / 8][4], const Tiles& tiles,
+                                                      const std::uint32_t (&update_values)[L / 16][4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    pin_registers(state);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < L / 16; ++ks)
+      // N-major B (k = micro-step, n = key): core matrices 128 bytes apart along the keys, a row block (8 micro-steps)
+      // KD * 16 bytes apart along k.
+      wgmma_async<T, 1>(state, update_values[ks], wgmma_descriptor(tiles.keys + blocked(16 * ks, 0), KD * 16, 128));
+    wgmma_commit();
+    wgmma_wait_all();
+    pin_registers(state);
+#else
+    const std::uint32_t keys = tiles.keys + blocked_transposed_b();
+#pragma unroll
+    for (int nb = 0; nb < KD / 16; ++nb)
+#pragma unroll
+      for (int ks = 0; ks < L / 16; ++ks) {
+        std::uint32_t b[4];
+        ldmatrix_x4_trans(b, keys + blocked(16 * ks, 2 * nb));
+        mma_16x8x16<T>(state[2 * nb], update_values[ks], b[0], b[1]);
+        mma_16x8x16<T>(state[2 * nb + 1], update_values[ks], b[2], b[3]);
+      }
+#endif
+  }
+
+  static __device__ __forceinline__ void run(const ChunkedParams<T>& p) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    if (inputs_rejected(p.status)) return;  // a value check failed: write nothing
+    const int head = static_cast<int>(blockIdx.y);
+    const index_t sequence = blockIdx.x;
+    const SequenceSpan span = sequence_span(p, sequence);
+    const index_t length = span.end - span.begin;
+    const index_t chunks = (length + C - 1) / C;
+
+    const std::uint32_t smem_address = shared_address(smem);
+
+    // state[j][e] = S(key = 8 j + 2 quad + e % 2, v = value_row + 8 (e / 2)): the C layout of S^T (v x key).
+    float state[KD / 8][4];
+#pragma unroll
+    for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        state[j][e] = p.initial_state.present()
+                          ? p.initial_state(sequence, head, 8 * j + 2 * quad() + e % 2, value_row() + 8 * (e / 2))
+                          : 0.0f;
+
+    PendingScalar next{T{}, false};
+    if (chunks > 0) store_scalars(stage_at(smem, 0), load_chunk(p, span, head, 0, stage_at(smem, 0)));
+
+    for (index_t chunk = 0; chunk < chunks; ++chunk) {
+      // Addresses derive from opaque bases inside the loop: hoisted out of it, each would hold a register.
+      const std::uint32_t base_address = opaque(smem_address);
+      unsigned char* const base = shared_pointer<unsigned char>(base_address);
+      float* const diagonal_blocks = reinterpret_cast<float*>(base + Layout::diagonal_blocks);
+      __half* const negated_a = reinterpret_cast<__half*>(base + Layout::negated_a);
+      __half* const diagonal_inverses = reinterpret_cast<__half*>(base + Layout::diagonal_inverses);
+      T* const readout = reinterpret_cast<T*>(base + Layout::readout);
+      T* const output = reinterpret_cast<T*>(base + Layout::output);
+      float* const key_scales = reinterpret_cast<float*>(base + Layout::key_scales);
+      float* const query_scales = reinterpret_cast<float*>(base + Layout::query_scales);
+      float* const log2_gates = reinterpret_cast<float*>(base + Layout::log2_gates);
+      const int stage_index = static_cast<int>(chunk % 2);
+      const Stage stage = stage_at(base, stage_index);
+      const Tiles tiles = tiles_at(base_address, stage_index);
+      const int warp = thread_index() / 32, quad = thread_index() % 4, value_row = ChunkedKernel::value_row();
+      copy_async_wait_all();
+      fence_proxy_async();  // the copies' writes, made through the generic proxy, are read by wgmma
+      __syncthreads();      // (1) the chunk is in `stage`; every warp is done with the previous chunk
+      if (chunk + 1 < chunks) next = load_chunk(p, span, head, chunk + 1, stage_at(base, 1 - stage_index));
+      if (chunk > 0) write_output(p, span, head, chunk - 1, output);
+      prepare_scales(p, stage, key_scales, query_scales, log2_gates);
+      __syncthreads();  // (2) scales and gates are ready
+
+      gram_blocks(stage, tiles, diagonal_blocks, negated_a, readout, diagonal_inverses, key_scales, query_scales,
+                  log2_gates);
+
+      // work[j][e]: (S^T K^T)(v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2), then R^T, then N^T;
+      // out: S^T Q^T, the output's part from the state at the chunk's start.
+      float work[L / 8][4] = {}, out[QR / 8][4] = {};
+      state_products(state, tiles, work, out);
+      // R^T = b (V^T - exp(G) kinv S^T K^T); V^T arrives in the accumulator layout through ldmatrix.trans.
+      {
+        const std::uint32_t values = tiles.values + columns_then_rows(VP);
+#pragma unroll
+        for (int rb = 0; rb < L / 16; ++rb) {
+          std::uint32_t vv[4];
+          ldmatrix_x4_trans(vv, values + at(16 * rb, 16 * warp, VP));
+#pragma unroll
+          for (int half_tile = 0; half_tile < 2; ++half_tile)
+#pragma unroll
+            for (int half_row = 0; half_row < 2; ++half_row) {
+              const float2 pair = unpack2<T>(vv[2 * half_tile + half_row]);
+              const int j = 2 * rb + half_tile;
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const int r = 8 * j + 2 * quad + e;
+                const float decayed_scale = gate_from_start(log2_gates, r / NH) * key_scales[r];
+                float& x = work[j][2 * half_row + e];
+                x = stage.betas[r] * ((e == 0 ? pair.x : pair.y) - decayed_scale * x);
+              }
+            }
+        }
+      }
+      // S^T Q^T diag(scale qinv exp(G)): each thread keeps its fp32 fragments in shared memory until N is known (fewer
+      // live registers).
+      float4* const partial_output = reinterpret_cast<float4*>(base + Layout::partial_output) +
+                                     thread_index() / 32 * (QR / 8) * 32 + thread_index() % 32;
+#pragma unroll
+      for (int j = 0; j < QR / 8; ++j) {
+        const int t = 8 * j + 2 * quad;
+        const float scale0 = query_scales[t] * gate_from_start(log2_gates, t);
+        const float scale1 = query_scales[t + 1] * gate_from_start(log2_gates, t + 1);
+        partial_output[j * 32] =
+            make_float4(out[j][0] * scale0, out[j][1] * scale1, out[j][2] * scale0, out[j][3] * scale1);
+      }
+
+      __syncthreads();  // (3) -A below the diagonal blocks, the diagonal inverses and P are complete
+
+      // Block forward substitution, 16 micro-steps at a time: N_i = (I + A_ii)^-1 (R_i - sum_{m < i} A_im N_m).
+      {
+        const std::uint32_t negated = tiles.negated_a + columns_then_rows(LP);
+        const std::uint32_t inverses = tiles.diagonal_inverses + columns_then_rows(DP);
+        std::uint32_t solved[L / 16][4];
+#pragma unroll
+        for (int i = 0; i < L / 16; ++i) {
+#pragma unroll
+          for (int m = 0; m < i; ++m) {
+            std::uint32_t b[4];
+            ldmatrix_x4(b, negated + at(16 * i, 16 * m, LP));
+            mma_16x8x16<__half>(work[2 * i], solved[m], b[0], b[1]);
+            mma_16x8x16<__half>(work[2 * i + 1], solved[m], b[2], b[3]);
+          }
+          std::uint32_t z[4], b[4];
+          accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], z);
+          ldmatrix_x4(b, inverses + at(16 * i, 0, DP));
+#pragma unroll
+          for (int e = 0; e < 4; ++e) work[2 * i][e] = work[2 * i + 1][e] = 0.0f;
+          mma_16x8x16<__half>(work[2 * i], z, b[0], b[1]);
+          mma_16x8x16<__half>(work[2 * i + 1], z, b[2], b[3]);
+          accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], solved[i]);
+        }
+      }
+
+      // N^T as 16-bit A fragments: as it is for the output, scaled by exp(G_last - G) kinv for the state update.
+      std::uint32_t solved_values[L / 16][4], update_values[L / 16][4];
+#pragma unroll
+      for (int ks = 0; ks < L / 16; ++ks) {
+        accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], solved_values[ks]);
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int r = 16 * ks + 8 * h + 2 * quad + e % 2;
+            work[2 * ks + h][e] *= key_scales[r] * gate_between(log2_gates, C - 1, r / NH);
+          }
+        accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], update_values[ks]);
+      }
+
+      // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
+#pragma unroll
+      for (int half = 0; half < (QR + 31) / 32; ++half) {
+        constexpr int blocks = QR >= 32 ? 2 : 1;
+        float out[2 * blocks][4];
+#pragma unroll
+        for (int j = 0; j < 2 * blocks; ++j) {
+          const float4 partial = partial_output[(2 * blocks * half + j) * 32];
+          out[j][0] = partial.x;
+          out[j][1] = partial.y;
+          out[j][2] = partial.z;
+          out[j][3] = partial.w;
+        }
+        const std::uint32_t readouts = tiles.readout + columns_then_rows(LP);
+#pragma unroll
+        for (int ks = 0; ks < L / 16; ++ks)
+#pragma unroll
+          for (int qb = 0; qb < blocks; ++qb)
+            if (readout_block_used<NH, C>(16 * (blocks * half + qb), 16, 16 * ks)) {
+              std::uint32_t b[4];
+              ldmatrix_x4(b, readouts + at(16 * (blocks * half + qb), 16 * ks, LP));
+              mma_16x8x16<T>(out[2 * qb], solved_values[ks], b[0], b[1]);
+              mma_16x8x16<T>(out[2 * qb + 1], solved_values[ks], b[2], b[3]);
+            }
+#pragma unroll
+        for (int j = 0; j < 2 * blocks; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            output[(16 * blocks * half + 8 * j + 2 * quad + e % 2) * VP + value_row + 8 * (e / 2)] =
+                from_float<T>(out[j][e]);
+      }
+
+      // State update: S^T <- exp(G_last) S^T + (N^T diag(exp(G_last - G) kinv)) K.
+      {
+        if constexpr (Gated) {
+          const float last_gate = gate_from_start(log2_gates, C - 1);
+#pragma unroll
+          for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) state[j][e] *= last_gate;
+        }
+        update_state(state, tiles, update_values);
+      }
+      if (chunk + 1 < chunks) store_scalars(stage_at(base, 1 - stage_index), next);
+    }
+
+    if (chunks > 0) {
+      __syncthreads();
+      write_output(p, span, head, chunks - 1, reinterpret_cast<const T*>(smem + Layout::output));
+    }
+    if (p.final_state.present()) {
+#pragma unroll
+      for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          p.final_state(sequence, head, 8 * j + 2 * quad() + e % 2, value_row() + 8 * (e / 2)) = state[j][e];
+    }
+  }
+
+  /// Copies the staged output rows of chunk `chunk` to o, 16 bytes per thread and store.
+  static __device__ __forceinline__ void write_output(const ChunkedParams<T>& p, const SequenceSpan& span, int head,
+                                                      index_t chunk, const T* output) {
+    constexpr int pieces = VD / 8;
+    const index_t first_token = chunk * C, length = span.end - span.begin;
+    T* const rows = &p.o(span.row, span.begin + first_token, head, 0);
+#pragma unroll
+    for (int i = 0; i < (C * pieces + Layout::threads - 1) / Layout::threads; ++i) {
+      const int index = thread_index() + i * Layout::threads, t = index / pieces, piece = index % pieces;
+      if (index >= C * pieces || first_token + t >= length) continue;
+      *reinterpret_cast<uint4*>(rows + t * p.o.strides[1] + piece * 8) =
+          *reinterpret_cast<const uint4*>(output + t * VP + piece * 8);
+    }
+  }
+};
+
+/// Grid: (sequences, heads); block: V / 16 warps; dynamic shared memory: TileLayout::bytes.
+template <class T, int KD, int VD, int NH, bool Gated>
+__global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_forward_kernel(const ChunkedParams<T> p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();  // mma.sync with bf16 needs sm_80; the host never launches this kernel there
+#else
+  ChunkedKernel<T, KD, VD, NH, Gated>::run(p);
+#endif
+}
+
+}  // namespace deltaproduct::detail::cuda_chunked
