@@ -83,6 +83,8 @@ def plan(args):
     runs = []
     if args.only in ("all", "chunked"):
         shapes = CHUNKED_SHAPES[:1] if args.quick else CHUNKED_SHAPES
+        if args.shapes:
+            shapes = [CHUNKED_SHAPES[int(i)] for i in args.shapes.split(",")]
         for B, T, H, K in shapes:
             for name in args.models:
                 accuracy = args.accuracy == "all"
@@ -112,6 +114,8 @@ def parse_args(argv=None):
     parser.add_argument("--accuracy", choices=("anchors", "all", "none"), default="anchors",
                         help="anchors: the anchors' accuracy shapes and decode; all: every timed shape too")
     parser.add_argument("--quick", action="store_true", help="first chunked shape and two decode shapes only")
+    parser.add_argument("--shapes", default="", help="comma-separated indices of the chunked shapes to run "
+                        "(0.." + str(len(CHUNKED_SHAPES) - 1) + "; default all)")
     parser.add_argument("--warmup-ms", type=float, default=100.0, help="do_bench warm-up")
     parser.add_argument("--rep-ms", type=float, default=300.0, help="do_bench measuring time")
     parser.add_argument("--iters", type=int, default=30, help="timed calls of dp_run")
@@ -353,13 +357,14 @@ def main(argv=None):
         results.append(dict(run=run, roofline_ms=bound, bytes=nbytes, flops=flops, rows=rows))
         del x, reference
         torch.cuda.empty_cache()
+        if args.out:  # after every run, so that a run stopped at a time limit keeps what it measured
+            with open(args.out, "w") as out:
+                json.dump(dict(date=time.strftime("%Y-%m-%d %H:%M"), device=torch.cuda.get_device_name(),
+                               ceilings=dict(copy_bytes_per_second=COPY_BYTES_PER_SECOND,
+                                             bf16_flops_per_second=BF16_FLOPS_PER_SECOND),
+                               results=results), out, indent=1)
 
     if args.out:
-        with open(args.out, "w") as out:
-            json.dump(dict(date=time.strftime("%Y-%m-%d %H:%M"), device=torch.cuda.get_device_name(),
-                           ceilings=dict(copy_bytes_per_second=COPY_BYTES_PER_SECOND,
-                                         bf16_flops_per_second=BF16_FLOPS_PER_SECOND),
-                           results=results), out, indent=1)
         print(f"wrote {args.out}")
     return 0
 

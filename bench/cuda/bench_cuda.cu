@@ -229,7 +229,9 @@ BENCHMARK(decode_tile<16, 8>)->Name("decode_tile/row_lanes_16_rows_8")->Apply(ti
 BENCHMARK(decode_tile<32, 4>)->Name("decode_tile/row_lanes_32_rows_4")->Apply(tile_shapes);
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Chunked forward (training / prefill): forward() of chunked_forward.cuh on the anchors' shapes; args {B, T, H, K}.
+// Chunked forward (training / prefill): forward() of chunked_forward.cuh on the anchors' shapes; args {B, T, H, K,
+// splits}: splits = backend.sequence_splits (0: the automatic plan, with the workspace forward_workspace_bytes()
+// asks for; 1: sequences never split), so that the split and unsplit kernels are measured in the same run.
 // This list is the place for the chunked kernel's shapes: add registrations at the end of this section.
 
 /// FLOPs of the chunked algorithm with chunks of C = 64 micro-steps, per micro-step and head (the anchors' count,
@@ -247,6 +249,7 @@ void chunked_forward(benchmark::State& state) {
     return;
   }
   const dp::index_t B = state.range(0), T = state.range(1), H = state.range(2), K = state.range(3), V = K;
+  const int splits_asked = static_cast<int>(state.range(4));
   constexpr dp::index_t n_h = HouseholderSteps;
   constexpr bool gated = Gate == dp::Gating::scalar_decay;
   const dp::index_t R = T * n_h;
@@ -262,7 +265,7 @@ void chunked_forward(benchmark::State& state) {
   dp::DeltaProduct<float, HouseholderSteps, dp::EigenvalueRange::signed_unit, Gate> model;
   model.options.key_normalization = dp::Normalization::l2;
   model.options.validate_ranges = false;
-  const dp::CudaBackend backend{.algorithm = dp::CudaAlgorithm::chunked};
+  dp::CudaBackend backend{.algorithm = dp::CudaAlgorithm::chunked, .sequence_splits = splits_asked};
   dp::DeltaInputs<bf16, float> in{.q = dp::make_view<const bf16>(q.data, {B, T, H, K}),
                                   .k = dp::make_view<const bf16>(k.data, {B, R, H, K}),
                                   .v = dp::make_view<const bf16>(v.data, {B, R, H, V}),
@@ -274,6 +277,10 @@ void chunked_forward(benchmark::State& state) {
     state.SkipWithError("the chunked kernel does not take this shape");
     return;
   }
+  DeviceArray<unsigned char> workspace(dp::forward_workspace_bytes(backend, model, in, out));
+  backend.workspace = workspace.data;
+  backend.workspace_bytes = workspace.size;
+  state.counters["splits"] = dp::forward_sequence_splits(backend, model, in, out);
   const double seconds = time_calls(state, 1, [&] { dp::forward(backend, model, in, out); });
   // q, o once per token; k, v, beta once per micro-step; g once per token; the final state written once.
   const double bytes =
@@ -286,11 +293,13 @@ void chunked_forward(benchmark::State& state) {
 
 /// The chunked forward table of the performance anchors.
 void chunked_shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"B", "T", "H", "K"});
-  b->Args({8, 4096, 16, 128});
-  b->Args({1, 16384, 8, 128});
-  b->Args({4, 2048, 8, 128});
-  b->Args({4, 2048, 8, 64});
+  b->ArgNames({"B", "T", "H", "K", "splits"});
+  b->Args({8, 4096, 16, 128, 0});
+  for (int splits : {0, 1}) {
+    b->Args({1, 16384, 8, 128, splits});
+    b->Args({4, 2048, 8, 128, splits});
+    b->Args({4, 2048, 8, 64, splits});
+  }
   b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 

@@ -151,7 +151,7 @@ void run(const Arguments& a) {
 
   dp::DeltaProduct<float, HouseholderSteps, dp::EigenvalueRange::signed_unit, Gate> model;
   model.options.validate_ranges = false;
-  const dp::CudaBackend backend{};
+  dp::CudaBackend backend{};
   std::string path_taken;
   double ms = 0;
   if (a.mode == "decode") {
@@ -179,7 +179,14 @@ void run(const Arguments& a) {
     if (a.h0) in.initial_state = dp::make_view<const float>(initial_state.data, {B, H, K, V});
     const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V}),
                                               .final_state = dp::make_view(final_state.data, {B, H, K, V})};
-    path_taken = dp::chunked_forward_applies(backend, model, in, out) ? "chunked" : "recurrent";
+    // The workspace forward() asks for: sequences split where B * H leaves multiprocessors idle.
+    Device<unsigned char> workspace(dp::forward_workspace_bytes(backend, model, in, out));
+    backend.workspace = workspace.data;
+    backend.workspace_bytes = workspace.size;
+    const int splits = dp::forward_sequence_splits(backend, model, in, out);
+    path_taken = dp::chunked_forward_applies(backend, model, in, out)
+                     ? (splits > 1 ? "chunked/" + std::to_string(splits) + "splits" : std::string("chunked"))
+                     : std::string("recurrent");
     dp::forward(backend, model, in, out);
     write_file(path("o.bin"), o.download());
     write_file(path("ht.bin"), final_state.download());

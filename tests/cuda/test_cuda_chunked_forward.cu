@@ -2,7 +2,9 @@
 // (cuda/cpu_reference.hpp) on the same inputs rounded to the element type under test: every variant of the
 // tensor-core kernel (n_h 1..4, gated or not, both eigenvalue ranges, K = V = 64 and 128, bf16 and fp16), lengths
 // that are not multiples of a chunk, packed sequences with empty and one-token members, initial and final states,
-// normalisation options and strides; the shapes the tensor-core kernel leaves to the recurrent kernel; value checks.
+// normalisation options and strides; sequences split into runs of chunks (summaries, fix-up, outputs: explicit counts
+// from 2 to 13, packed sequences with empty runs, the final state in place, the automatic plan and its fallback
+// without scratch); the shapes the tensor-core kernel leaves to the recurrent kernel; value checks.
 //
 // Tolerances. The reference runs on exactly the inputs the GPU reads, so the error comes from the kernel alone:
 // tensor-core operands rounded once to 16 bits (the state S^T, the readout matrix P and the corrected values N in
@@ -98,6 +100,7 @@ reference::Problem rounded_problem(reference::Problem p) {
 struct GpuResult {
   reference::Result result;
   bool chunked = false;  ///< the call took the tensor-core kernel
+  int splits = 1;        ///< runs of chunks per sequence (sequence_split.cuh)
 };
 
 /// Optional layout changes of the GPU call, to exercise strides and alignment.
@@ -105,6 +108,8 @@ struct Layout {
   int head_padding = 0;         ///< extra elements between heads in q, k, v, o (strided views)
   int misalign_queries = 0;     ///< q's data starts this many elements into its buffer
   bool state_in_place = false;  ///< final_state is the initial state's memory
+  int sequence_splits = 1;      ///< backend.sequence_splits: 1 (never split) tests the one-pass kernel; 0 automatic
+  bool minimal_workspace = false;  ///< only the value-check record, instead of forward_workspace_bytes()
 };
 
 /// forward() on the GPU for problem p (inputs already representable in T) with model type Model.
@@ -162,10 +167,14 @@ GpuResult run_gpu(const reference::Problem& p, dp::CudaAlgorithm algorithm = dp:
     out.final_state = dp::make_view(ht.data(), {N, H, K, V});
   }
 
-  gpu_harness::Workspace workspace;
+  const dp::CudaBackend plan{.algorithm = algorithm, .sequence_splits = layout.sequence_splits};
+  gpu_harness::Workspace workspace(layout.minimal_workspace ? dp::cuda_status_bytes
+                                                            : dp::forward_workspace_bytes(plan, model, in, out));
   workspace.backend.algorithm = algorithm;
+  workspace.backend.sequence_splits = layout.sequence_splits;
   GpuResult r;
   r.chunked = dp::chunked_forward_applies(workspace.backend, model, in, out);
+  r.splits = dp::forward_sequence_splits(workspace.backend, model, in, out);
   dp::forward(workspace.backend, model, in, out);
   gpu_harness::synchronize();
   dp::check_status(workspace.backend);
@@ -182,15 +191,20 @@ GpuResult run_gpu(const reference::Problem& p, dp::CudaAlgorithm algorithm = dp:
 }
 
 /// Runs p (rounded to T) on the GPU and the CPU reference and checks o and the final state within `tolerance`
-/// (max relative error; the RMS error within half of it). Returns whether the tensor-core kernel ran.
+/// (max relative error; the RMS error within half of it). Returns whether the tensor-core kernel ran; `splits`, when
+/// given, receives the runs of chunks per sequence the call used.
 template <class Model, class T>
 bool check_against_reference(reference::Problem p, double tolerance, const std::string& what,
-                             dp::CudaAlgorithm algorithm = dp::CudaAlgorithm::chunked, const Layout& layout = {}) {
+                             dp::CudaAlgorithm algorithm = dp::CudaAlgorithm::chunked, const Layout& layout = {},
+                             int* splits = nullptr) {
   p = rounded_problem<T>(p);
   const GpuResult gpu = run_gpu<Model, T>(p, algorithm, layout);
+  if (splits != nullptr) *splits = gpu.splits;
   const reference::Result ref = cuda_test::cpu_forward_double(p);
   const Errors eo = compare(gpu.result.o, ref.o), es = compare(gpu.result.final_state, ref.final_state);
-  const std::string path = gpu.chunked ? " [chunked]" : " [recurrent]";
+  const std::string path = gpu.chunked ? (gpu.splits > 1 ? " [chunked, " + std::to_string(gpu.splits) + " splits]"
+                                                         : std::string(" [chunked]"))
+                                       : std::string(" [recurrent]");
   MESSAGE(what << path << ": o max " << eo.max_relative << " rms " << eo.rms_relative << "; state max "
                << es.max_relative << " rms " << es.rms_relative);
   INFO(what);
@@ -357,6 +371,94 @@ TEST_CASE("forward(): shapes and types the tensor-core kernel leaves to the recu
                                                         dp::CudaAlgorithm::automatic));
 }
 
+template <int NH, bool Gated>
+void check_split_sequences() {
+  using Model = ModelOf<NH, Gated>;
+  std::uint64_t seed = 1000 + 10 * NH + (Gated ? 5 : 0);
+  for (int D : {64, 128})
+    for (int splits : {2, 3, 7}) {
+      // 9 or 10 chunks: runs of unequal length, and with 7 splits some runs of one chunk and an empty one.
+      const int T = 9 * (64 / NH) + 5;
+      const reference::Problem p = reference::random_problem(2, T, 2, D, D, NH, Gated, 2.0, true, ++seed);
+      const std::string what = "split " + std::to_string(splits) + ", n_h " + std::to_string(NH) +
+                               (Gated ? " gated" : "") + " K=V=" + std::to_string(D);
+      int used = 0;
+      CHECK(check_against_reference<Model, bf16>(p, chunked_tolerance<bf16>(), what, dp::CudaAlgorithm::chunked,
+                                                 Layout{.sequence_splits = splits}, &used));
+      CHECK(used == splits);
+    }
+}
+
+TEST_CASE("chunked kernel: sequences split into runs of chunks match the reference (summaries, fix-up, outputs)") {
+  check_split_sequences<1, false>();
+  check_split_sequences<1, true>();
+  check_split_sequences<2, true>();
+  check_split_sequences<3, false>();
+}
+
+TEST_CASE("chunked kernel: split packed sequences, empty runs, the final state in place, beta = 2") {
+  const std::vector<int> lengths{0, 1, 70, 0, 300, 1, 64, 3};
+  int used = 0;
+  CHECK(check_against_reference<ModelOf<1, true>, bf16>(packed_problem(lengths, 2, 128, 128, 1, true, 151),
+                                                        chunked_tolerance<bf16>(), "packed, split 4",
+                                                        dp::CudaAlgorithm::chunked, Layout{.sequence_splits = 4},
+                                                        &used));
+  CHECK(used == 4);
+  CHECK(check_against_reference<ModelOf<3, true>, bf16>(packed_problem({5, 0, 900, 44}, 1, 64, 64, 3, true, 153),
+                                                        chunked_tolerance<bf16>(), "packed, automatic plan",
+                                                        dp::CudaAlgorithm::chunked, Layout{.sequence_splits = 0},
+                                                        &used));
+  CHECK(used > 1);
+  reference::Problem p = reference::random_problem(1, 700, 2, 128, 128, 2, true, 2.0, true, 152);
+  for (std::size_t i = 0; i < p.beta.size(); i += 2) p.beta[i] = 2.0;  // half the steps exact reflections
+  CHECK(check_against_reference<ModelOf<2, true>, bf16>(
+      p, chunked_tolerance<bf16>(), "in place, split 5", dp::CudaAlgorithm::chunked,
+      Layout{.state_in_place = true, .sequence_splits = 5}, &used));
+  CHECK(used == 5);
+}
+
+TEST_CASE("chunked kernel: the automatic plan splits a lone long sequence, and splits less with less workspace") {
+  const reference::Problem p = reference::random_problem(1, 4096, 2, 128, 128, 1, true, 2.0, true, 161);
+  int used = 0;
+  CHECK(check_against_reference<ModelOf<1, true>, bf16>(p, chunked_tolerance<bf16>(), "automatic plan, T=4096",
+                                                        dp::CudaAlgorithm::chunked, Layout{.sequence_splits = 0},
+                                                        &used));
+  CHECK(used > 1);
+  CHECK(check_against_reference<ModelOf<1, true>, bf16>(
+      p, chunked_tolerance<bf16>(), "no scratch, T=4096", dp::CudaAlgorithm::chunked,
+      Layout{.sequence_splits = 0, .minimal_workspace = true}, &used));
+  CHECK(used == 1);
+}
+
+TEST_CASE("chunked kernel: an explicit split count needs its scratch; a negative one is refused") {
+  const reference::Problem p = rounded_problem<bf16>(reference::random_problem(1, 200, 1, 64, 64, 1, false, 2.0,
+                                                                               true, 171));
+  try {
+    (void)run_gpu<ModelOf<1, false>, bf16>(p, dp::CudaAlgorithm::chunked,
+                                          Layout{.sequence_splits = 3, .minimal_workspace = true});
+    FAIL("a split count without its scratch was accepted");
+  } catch (const dp::ArgumentError& e) {
+    CHECK(e.argument() == "backend.workspace_bytes");
+  }
+  try {
+    (void)run_gpu<ModelOf<1, false>, bf16>(p, dp::CudaAlgorithm::chunked, Layout{.sequence_splits = -1});
+    FAIL("a negative split count was accepted");
+  } catch (const dp::ArgumentError& e) {
+    CHECK(e.argument() == "backend.sequence_splits");
+  }
+}
+
+TEST_CASE("the split plan: none when the pairs fill the GPU, many for a lone long sequence" *
+          doctest::test_suite("host")) {
+  using dp::detail::cuda_chunked::plan_sequence_splits;
+  CHECK(plan_sequence_splits(128, 64, 132, 32) == 1);   // B = 8, H = 16: one CTA per multiprocessor already
+  CHECK(plan_sequence_splits(8, 256, 132, 32) >= 8);    // B = 1, H = 8, T = 16384
+  CHECK(plan_sequence_splits(8, 1, 132, 32) == 1);      // one chunk: nothing to split
+  CHECK(plan_sequence_splits(1, 3, 132, 32) <= 3);      // never more runs than chunks
+  CHECK(dp::detail::cuda_chunked::split_scratch_bytes(2, 3, 64, 64, 4) == 4 * 3 * 2 * 3 * 64 * 64 * 4);
+  CHECK(dp::detail::cuda_chunked::split_scratch_bytes(2, 3, 64, 64, 1) == 0);
+}
+
 TEST_CASE("chunked kernel: a beta out of range is reported by check_status()") {
   reference::Problem p = reference::random_problem(1, 40, 2, 128, 128, 1, false, 2.0, true, 91);
   p = rounded_problem<bf16>(p);
@@ -387,90 +489,6 @@ TEST_CASE("forward(): shape errors are reported before any device work" * doctes
   in.k = dp::make_view(data, {2, 8, 2, 64});
   in.g = dp::make_view(data, {2, 4, 2});  // the model is not gated
   CHECK_THROWS_AS(dp::forward(dp::CudaBackend{}, model, in, out), dp::ArgumentError);
-}
-
-// ---- timing (skipped by default; run with: test_cuda_chunked_forward -ts=timing -ns) ----
-
-namespace {
-
-/// Deterministic pseudo-random fill on the device: uniform in [lo, hi).
-template <class T>
-__global__ void fill_uniform(T* x, std::size_t n, std::uint32_t seed, float lo, float hi) {
-  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    std::uint32_t h = static_cast<std::uint32_t>(i) * 2654435761u ^ seed;
-    h ^= h >> 15;
-    h *= 2246822519u;
-    h ^= h >> 13;
-    h *= 3266489917u;
-    h ^= h >> 16;
-    const float u = static_cast<float>(h >> 8) * (1.0f / 16777216.0f);
-    x[i] = dp::detail::from_float<T>(lo + (hi - lo) * u);
-  }
-}
-
-template <class T>
-DeviceBuffer<T> random_device(std::size_t n, std::uint32_t seed, float lo, float hi) {
-  DeviceBuffer<T> b(n);
-  fill_uniform<T><<<1024, 256>>>(b.data(), n, seed, lo, hi);
-  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
-  return b;
-}
-
-template <int NH, bool Gated>
-void time_forward(int B, int T, int H, int D) {
-  using Model = ModelOf<NH, Gated>;
-  Model model;
-  model.options.key_normalization = dp::Normalization::l2;
-  model.options.validate_ranges = false;
-  const dp::index_t R = static_cast<dp::index_t>(T) * NH;
-  const std::size_t tokens = static_cast<std::size_t>(B) * T * H, rows = static_cast<std::size_t>(B) * R * H;
-  auto q = random_device<bf16>(tokens * D, 1, -1.f, 1.f), k = random_device<bf16>(rows * D, 2, -1.f, 1.f),
-       v = random_device<bf16>(rows * D, 3, -1.f, 1.f), beta = random_device<bf16>(rows, 4, 0.f, 2.f),
-       g = random_device<bf16>(tokens, 5, -0.5f, 0.f);
-  DeviceBuffer<bf16> o(tokens * D);
-  DeviceBuffer<float> state(static_cast<std::size_t>(B) * H * D * D);
-  dp::DeltaInputs<bf16, float> in{.q = dp::make_view(static_cast<const bf16*>(q.data()), {B, T, H, D}),
-                                  .k = dp::make_view(static_cast<const bf16*>(k.data()), {B, R, H, D}),
-                                  .v = dp::make_view(static_cast<const bf16*>(v.data()), {B, R, H, D}),
-                                  .beta = dp::make_view(static_cast<const bf16*>(beta.data()), {B, R, H})};
-  if (Gated) in.g = dp::make_view(static_cast<const bf16*>(g.data()), {B, T, H});
-  const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data(), {B, T, H, D}),
-                                            .final_state = dp::make_view(state.data(), {B, H, D, D})};
-  const dp::CudaBackend backend{.algorithm = dp::CudaAlgorithm::chunked};
-  REQUIRE(dp::chunked_forward_applies(backend, model, in, out));
-  for (int i = 0; i < 3; ++i) dp::forward(backend, model, in, out);
-  cudaEvent_t start, stop;
-  DELTAPRODUCT_CUDA_CHECK(cudaEventCreate(&start));
-  DELTAPRODUCT_CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<float> ms;
-  for (int i = 0; i < 15; ++i) {
-    DELTAPRODUCT_CUDA_CHECK(cudaEventRecord(start));
-    dp::forward(backend, model, in, out);
-    DELTAPRODUCT_CUDA_CHECK(cudaEventRecord(stop));
-    DELTAPRODUCT_CUDA_CHECK(cudaEventSynchronize(stop));
-    float t = 0;
-    DELTAPRODUCT_CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
-    ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  std::printf("TIMING n_h=%d gated=%d B=%d T=%d H=%d K=V=%d: median %.4f ms (min %.4f)\n", NH, Gated ? 1 : 0, B, T, H,
-              D, static_cast<double>(ms[ms.size() / 2]), static_cast<double>(ms[0]));
-  DELTAPRODUCT_CUDA_CHECK(cudaEventDestroy(start));
-  DELTAPRODUCT_CUDA_CHECK(cudaEventDestroy(stop));
-}
-
-}  // namespace
-
-TEST_CASE("timing of the anchors' shapes" * doctest::test_suite("timing") * doctest::skip()) {
-  time_forward<1, false>(8, 4096, 16, 128);
-  time_forward<1, true>(8, 4096, 16, 128);
-  time_forward<2, true>(8, 4096, 16, 128);
-  time_forward<3, true>(8, 4096, 16, 128);
-  time_forward<1, true>(1, 16384, 8, 128);
-  time_forward<1, true>(4, 2048, 8, 128);
-  time_forward<1, true>(4, 2048, 8, 64);
-  time_forward<2, true>(4, 2048, 8, 64);
 }
 
 int main(int argc, char** argv) { return gpu_harness::run_tests(argc, argv); }

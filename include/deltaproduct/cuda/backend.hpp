@@ -50,6 +50,9 @@ struct CudaBackend {
   void* workspace = nullptr;        ///< device memory, 256-byte aligned, zeroed once (reset_status)
   std::size_t workspace_bytes = 0;  ///< size of `workspace`
   CudaAlgorithm algorithm = CudaAlgorithm::automatic;
+  /// Chunked forward: cut every sequence into this many runs of chunks, computed on separate multiprocessors and
+  /// joined by a fix-up (for when B * H cannot fill the GPU). 0: chosen from the shape and the workspace; 1: never.
+  int sequence_splits = 0;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).

@@ -26,6 +26,12 @@
 
 namespace deltaproduct::detail::cuda_chunked {
 
+/// The passes of a split sequence (chunked_forward.cuh): `whole` runs unsplit sequences; `summarize` computes each
+/// split's state contribution C_i (blockIdx.z = 0: from a zero state, or from the initial state for split 0) and its
+/// transition P_i (blockIdx.z = 1: from the identity, values taken as zero), so that S_(i+1) = P_i S_i + C_i;
+/// `outputs` reruns every split from its true start state S_i and writes o (and, for the last split, the final state).
+enum class SplitPass : int { whole = 0, summarize = 1, outputs = 2 };
+
 /// What the tensor-core kernel receives: the contract's views as device views, and the options it needs.
 template <class T>
 struct ChunkedParams {
@@ -43,6 +49,13 @@ struct ChunkedParams {
   NormCode key_norm = NormCode::none, query_norm = NormCode::none;
   float eps = 1e-6f;
   const ValueCheckRecord* status = nullptr;  ///< value-check record to honour; nullptr: not validated
+
+  // Sequence splitting (chunked_forward.cuh says why and how): blockIdx.x = sequence * splits + split, and the CTA
+  // runs the split-th of `splits` equal runs of its sequence's chunks. splits = 1 is the unsplit kernel.
+  int splits = 1;
+  SplitPass pass = SplitPass::whole;
+  float* summaries = nullptr;     ///< [N, H, splits, 2, K, V]: C_i (slot 0), P_i^T (slot 1), written by summarize
+  const float* starts = nullptr;  ///< [N, H, splits, K, V]: the state S_i at each split's start, read by outputs
 };
 
 /// Where one sequence lies: its batch row and its token range [begin, end).

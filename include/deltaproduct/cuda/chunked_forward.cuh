@@ -14,12 +14,18 @@
 // chunked_forward_applies() says which path a call takes. CudaAlgorithm::automatic takes the tensor-core kernel when
 // it applies and sequences average at least 16 tokens; CudaAlgorithm::chunked whenever it applies.
 //
-// The kernel needs no workspace beyond the value-check record, allocates nothing and never synchronises.
+// Long sequences that leave multiprocessors idle (B * H small) are split into runs of chunks on separate CTAs and
+// joined by a fix-up (sequence_split.cuh); the split scratch lives in the caller's workspace, after the value-check
+// record: forward_workspace_bytes() says how much the call would use, and with less the call splits less. Nothing
+// is allocated and nothing synchronises.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <string>
 #include <type_traits>
 
 #include "deltaproduct/core/arguments.hpp"
@@ -31,6 +37,7 @@
 #include "deltaproduct/cuda/decode.cuh"
 #include "deltaproduct/cuda/device_views.cuh"
 #include "deltaproduct/cuda/error.hpp"
+#include "deltaproduct/cuda/sequence_split.cuh"
 #include "deltaproduct/cuda/validate.hpp"
 #include "deltaproduct/cuda/value_checks.cuh"
 
@@ -90,16 +97,77 @@ bool chunked_kernel_takes(const Problem& p, const DeltaInputs<T, float>& in, con
   }
 }
 
+/// Largest sequence split count the automatic plan considers (the fix-up is sequential in it).
+inline constexpr int chunked_max_sequence_splits = 32;
+
 template <class T, int KD, int NH, bool Gated>
-void launch_chunked(const CudaBackend& backend, const cuda_chunked::ChunkedParams<T>& params, index_t sequences,
+void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> params, index_t sequences,
                     index_t heads) {
-  using Layout = cuda_chunked::TileLayout<T, KD, KD, NH>;
-  const auto kernel = cuda_chunked::chunked_forward_kernel<T, KD, KD, NH, Gated>;
+  using namespace cuda_chunked;
+  using Layout = TileLayout<T, KD, KD, NH>;
+  const auto kernel = chunked_forward_kernel<T, KD, KD, NH, Gated>;
   DELTAPRODUCT_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Layout::bytes)));
-  const dim3 grid(static_cast<unsigned>(sequences), static_cast<unsigned>(heads));
-  kernel<<<grid, Layout::threads, Layout::bytes, backend.stream>>>(params);
+  const unsigned split_ctas = static_cast<unsigned>(sequences * params.splits);
+  if (params.splits == 1) {
+    params.pass = SplitPass::whole;
+    kernel<<<dim3(split_ctas, static_cast<unsigned>(heads)), Layout::threads, Layout::bytes, backend.stream>>>(params);
+    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+  // sequence_split.cuh: summaries of the runs, the fix-up of their start states, then every run from its start.
+  params.pass = SplitPass::summarize;
+  kernel<<<dim3(split_ctas, static_cast<unsigned>(heads), 2), Layout::threads, Layout::bytes, backend.stream>>>(
+      params);
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+
+  SplitFixupParams fixup;
+  fixup.initial_state = params.initial_state;
+  fixup.summaries = params.summaries;
+  fixup.starts = const_cast<float*>(params.starts);
+  fixup.splits = params.splits;
+  const auto fixup_kernel = split_fixup_kernel<KD, KD>;
+  constexpr std::size_t fixup_bytes = fixup_shared_bytes<KD>();
+  DELTAPRODUCT_CUDA_CHECK(
+      cudaFuncSetAttribute(fixup_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(fixup_bytes)));
+  fixup_kernel<<<dim3(static_cast<unsigned>(sequences * heads), KD / fixup_columns), KD, fixup_bytes,
+                 backend.stream>>>(fixup);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+
+  params.pass = SplitPass::outputs;
+  kernel<<<dim3(split_ctas, static_cast<unsigned>(heads)), Layout::threads, Layout::bytes, backend.stream>>>(params);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+}
+
+/// The split count a validated call that takes the tensor-core kernel uses: backend.sequence_splits when set (the
+/// workspace must then hold its scratch), else the modelled best that fits the workspace's scratch. A huge
+/// workspace (`scratch_bytes` = max) gives the count forward_workspace_bytes() sizes for.
+inline int chunked_sequence_splits(const CudaBackend& backend, const Problem& p, std::size_t scratch_bytes) {
+  const auto scratch = [&](int splits) {
+    return cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim, splits);
+  };
+  if (backend.sequence_splits < 0)
+    argument_error("backend.sequence_splits", "0 (automatic) or a split count >= 1",
+                   std::to_string(backend.sequence_splits));
+  if (backend.sequence_splits >= 1) {
+    const int splits = backend.sequence_splits;
+    if (scratch(splits) > scratch_bytes)
+      argument_error("backend.workspace_bytes",
+                     "at least " + std::to_string(cuda_status_bytes + scratch(splits)) +
+                         " bytes for backend.sequence_splits = " + std::to_string(splits) +
+                         " (forward_workspace_bytes() gives the size)",
+                     std::to_string(backend.workspace_bytes));
+    return splits;
+  }
+  if (p.sequences == 0 || p.heads == 0) return 1;
+  // Chunks per sequence: exact for a dense batch, the average for packed sequences (their lengths stay on the device).
+  const index_t chunk_tokens = cuda_chunked::micro_steps_per_chunk / p.householder_steps;
+  const index_t tokens_per_sequence = p.batch * p.tokens / p.sequences;
+  const index_t chunks = (tokens_per_sequence + chunk_tokens - 1) / chunk_tokens;
+  int splits = cuda_chunked::plan_sequence_splits(p.sequences * p.heads, chunks, multiprocessor_count(),
+                                                  chunked_max_sequence_splits);
+  while (splits > 1 && scratch(splits) > scratch_bytes) --splits;
+  return splits;
 }
 
 /// The tensor-core kernel on a validated call that chunked_kernel_takes().
@@ -127,6 +195,16 @@ void run_chunked(const CudaBackend& backend, const Model& model, const CudaProbl
   params.query_norm = norm_code(model.options.query_normalization);
   params.eps = static_cast<float>(model.options.normalization_eps);
   params.status = status;
+
+  const Scratch scratch = algorithm_scratch(backend);
+  params.splits = chunked_sequence_splits(backend, p, scratch.bytes);
+  if (params.splits > 1) {
+    auto* summaries = static_cast<float*>(scratch.data);
+    params.summaries = summaries;
+    params.starts = summaries + 2 * cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim,
+                                                                      params.splits) /
+                                    (3 * sizeof(float));
+  }
 
   constexpr int NH = Model::householder_steps;
   constexpr bool gated = Model::gating == Gating::scalar_decay;
@@ -156,6 +234,33 @@ bool chunked_forward_applies(const CudaBackend& backend, const Model& model, con
                              const ForwardOutputs<T, float>& out) {
   detail::check_cuda_call<Model, T>();
   return detail::takes_chunked_path<Model>(backend, detail::check_forward_cuda(model, in, out), in, out);
+}
+
+/// Device workspace bytes forward() uses on these arguments: the value-check record, and the sequence-split scratch
+/// when the tensor-core kernel splits sequences (backend.sequence_splits, or the automatic plan given unlimited
+/// scratch). With a smaller workspace the automatic plan splits less, or not at all: it never fails for want of
+/// scratch; an explicit backend.sequence_splits does.
+template <DeltaProductModel Model, CudaElement T>
+std::size_t forward_workspace_bytes(const CudaBackend& backend, const Model& model, const DeltaInputs<T, float>& in,
+                                    const ForwardOutputs<T, float>& out) {
+  detail::check_cuda_call<Model, T>();
+  const CudaProblem cp = detail::check_forward_cuda(model, in, out);
+  if (!detail::takes_chunked_path<Model>(backend, cp, in, out)) return cuda_status_bytes;
+  const Problem& p = cp.sizes;
+  const int splits = detail::chunked_sequence_splits(backend, p, std::numeric_limits<std::size_t>::max());
+  return cuda_status_bytes +
+         detail::cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim, splits);
+}
+
+/// How many runs of chunks forward() splits each sequence into on these arguments and this workspace: 1 when it does
+/// not split, or when the call takes the recurrent kernel.
+template <DeltaProductModel Model, CudaElement T>
+int forward_sequence_splits(const CudaBackend& backend, const Model& model, const DeltaInputs<T, float>& in,
+                            const ForwardOutputs<T, float>& out) {
+  detail::check_cuda_call<Model, T>();
+  const CudaProblem cp = detail::check_forward_cuda(model, in, out);
+  if (!detail::takes_chunked_path<Model>(backend, cp, in, out)) return 1;
+  return detail::chunked_sequence_splits(backend, cp.sizes, detail::algorithm_scratch(backend).bytes);
 }
 
 /// DeltaNet / DeltaProduct forward pass on the GPU: o and (optionally) the final state from q, k, v, beta, g (gated

@@ -544,14 +544,35 @@ struct ChunkedKernel {
 #endif
   }
 
+  /// The summarize pass's transition CTAs (blockIdx.z = 1): identity start, values taken as zero, no output.
+  static __device__ __forceinline__ bool is_transition(const ChunkedParams<T>& p) {
+    return p.pass == SplitPass::summarize && blockIdx.z == 1;
+  }
+  static __device__ __forceinline__ bool writes_outputs(const ChunkedParams<T>& p) {
+    return p.pass != SplitPass::summarize;
+  }
+
+  /// Element (key, value) of slot `slot` of split `split` in a [N, H, splits, slots, K, V] split buffer.
+  static __device__ __forceinline__ index_t split_index(const ChunkedParams<T>& p, index_t sequence, int head,
+                                                        int split, int slot, int slots, int key, int value) {
+    const index_t matrix = ((sequence * gridDim.y + head) * p.splits + split) * slots + slot;
+    return (matrix * KD + key) * VD + value;
+  }
+
   static __device__ __forceinline__ void run(const ChunkedParams<T>& p) {
     extern __shared__ __align__(128) unsigned char smem[];
     if (inputs_rejected(p.status)) return;  // a value check failed: write nothing
     const int head = static_cast<int>(blockIdx.y);
-    const index_t sequence = blockIdx.x;
+    const index_t sequence = blockIdx.x / p.splits;
+    const int split = static_cast<int>(blockIdx.x % p.splits);
+    // Summaries serve splits 0 .. splits - 2; split 0 starts from the initial state, so it needs no transition.
+    if (p.pass == SplitPass::summarize && (split == p.splits - 1 || (is_transition(p) && split == 0))) return;
     const SequenceSpan span = sequence_span(p, sequence);
     const index_t length = span.end - span.begin;
-    const index_t chunks = (length + C - 1) / C;
+    // This CTA's chunks: the split-th of `splits` equal runs (a sequence of few chunks leaves later splits empty).
+    const index_t all_chunks = (length + C - 1) / C, per_split = (all_chunks + p.splits - 1) / p.splits;
+    const index_t first_chunk = min(split * per_split, all_chunks);
+    const index_t end_chunk = min(first_chunk + per_split, all_chunks);
 
     const std::uint32_t smem_address = shared_address(smem);
 
@@ -560,15 +581,23 @@ struct ChunkedKernel {
 #pragma unroll
     for (int j = 0; j < KD / 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e)
-        state[j][e] = p.initial_state.present()
-                          ? p.initial_state(sequence, head, 8 * j + 2 * quad() + e % 2, value_row() + 8 * (e / 2))
-                          : 0.0f;
+      for (int e = 0; e < 4; ++e) {
+        const int key = 8 * j + 2 * quad() + e % 2, value = value_row() + 8 * (e / 2);
+        float x = 0.0f;
+        if (p.pass == SplitPass::outputs)
+          x = p.starts[split_index(p, sequence, head, split, 0, 1, key, value)];
+        else if (is_transition(p))
+          x = key == value ? 1.0f : 0.0f;  // K = V: the identity, so that the final state is P_i
+        else if (split == 0 && p.initial_state.present())
+          x = p.initial_state(sequence, head, key, value);
+        state[j][e] = x;
+      }
 
     PendingScalar next{T{}, false};
-    if (chunks > 0) store_scalars(stage_at(smem, 0), load_chunk(p, span, head, 0, stage_at(smem, 0)));
+    if (first_chunk < end_chunk)
+      store_scalars(stage_at(smem, 0), load_chunk(p, span, head, first_chunk, stage_at(smem, 0)));
 
-    for (index_t chunk = 0; chunk < chunks; ++chunk) {
+    for (index_t chunk = first_chunk; chunk < end_chunk; ++chunk) {
       // Addresses derive from opaque bases inside the loop: hoisted out of it, each would hold a register.
       const std::uint32_t base_address = opaque(smem_address);
       unsigned char* const base = shared_pointer<unsigned char>(base_address);
@@ -580,15 +609,15 @@ struct ChunkedKernel {
       float* const key_scales = reinterpret_cast<float*>(base + Layout::key_scales);
       float* const query_scales = reinterpret_cast<float*>(base + Layout::query_scales);
       float* const log2_gates = reinterpret_cast<float*>(base + Layout::log2_gates);
-      const int stage_index = static_cast<int>(chunk % 2);
+      const int stage_index = static_cast<int>((chunk - first_chunk) % 2);
       const Stage stage = stage_at(base, stage_index);
       const Tiles tiles = tiles_at(base_address, stage_index);
       const int warp = thread_index() / 32, quad = thread_index() % 4, value_row = ChunkedKernel::value_row();
       copy_async_wait_all();
       fence_proxy_async();  // the copies' writes, made through the generic proxy, are read by wgmma
       __syncthreads();      // (1) the chunk is in `stage`; every warp is done with the previous chunk
-      if (chunk + 1 < chunks) next = load_chunk(p, span, head, chunk + 1, stage_at(base, 1 - stage_index));
-      if (chunk > 0) write_output(p, span, head, chunk - 1, output);
+      if (chunk + 1 < end_chunk) next = load_chunk(p, span, head, chunk + 1, stage_at(base, 1 - stage_index));
+      if (chunk > first_chunk && writes_outputs(p)) write_output(p, span, head, chunk - 1, output);
       prepare_scales(p, stage, key_scales, query_scales, log2_gates);
       __syncthreads();  // (2) scales and gates are ready
 
@@ -617,7 +646,8 @@ struct ChunkedKernel {
                 const int r = 8 * j + 2 * quad + e;
                 const float decayed_scale = gate_from_start(log2_gates, r / NH) * key_scales[r];
                 float& x = work[j][2 * half_row + e];
-                x = stage.betas[r] * ((e == 0 ? pair.x : pair.y) - decayed_scale * x);
+                const float value = is_transition(p) ? 0.0f : (e == 0 ? pair.x : pair.y);
+                x = stage.betas[r] * (value - decayed_scale * x);
               }
             }
         }
@@ -626,6 +656,7 @@ struct ChunkedKernel {
       // live registers).
       float4* const partial_output = reinterpret_cast<float4*>(base + Layout::partial_output) +
                                      thread_index() / 32 * (QR / 8) * 32 + thread_index() % 32;
+      if (writes_outputs(p)) {
 #pragma unroll
       for (int j = 0; j < QR / 8; ++j) {
         const int t = 8 * j + 2 * quad;
@@ -633,6 +664,7 @@ struct ChunkedKernel {
         const float scale1 = query_scales[t + 1] * gate_from_start(log2_gates, t + 1);
         partial_output[j * 32] =
             make_float4(out[j][0] * scale0, out[j][1] * scale1, out[j][2] * scale0, out[j][3] * scale1);
+      }
       }
 
       __syncthreads();  // (3) -A below the diagonal blocks, the diagonal inverses and P are complete
@@ -680,6 +712,7 @@ struct ChunkedKernel {
       // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
 #pragma unroll
       for (int half = 0; half < (QR + 31) / 32; ++half) {
+        if (!writes_outputs(p)) break;
         constexpr int blocks = QR >= 32 ? 2 : 1;
         float out[2 * blocks][4];
 #pragma unroll
@@ -720,19 +753,28 @@ struct ChunkedKernel {
         }
         update_state(state, tiles, update_values);
       }
-      if (chunk + 1 < chunks) store_scalars(stage_at(base, 1 - stage_index), next);
+      if (chunk + 1 < end_chunk) store_scalars(stage_at(base, 1 - stage_index), next);
     }
 
-    if (chunks > 0) {
+    if (first_chunk < end_chunk && writes_outputs(p)) {
       __syncthreads();
-      write_output(p, span, head, chunks - 1, reinterpret_cast<const T*>(smem + Layout::output));
+      write_output(p, span, head, end_chunk - 1, reinterpret_cast<const T*>(smem + Layout::output));
     }
-    if (p.final_state.present()) {
+    // The end state: C_i or P_i of a summary, or the final state (of the last split).
+    const bool summary = p.pass == SplitPass::summarize;
+    if (summary || (split == p.splits - 1 && p.final_state.present())) {
 #pragma unroll
       for (int j = 0; j < KD / 8; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          p.final_state(sequence, head, 8 * j + 2 * quad() + e % 2, value_row() + 8 * (e / 2)) = state[j][e];
+        for (int e = 0; e < 4; ++e) {
+          const int key = 8 * j + 2 * quad() + e % 2, value = value_row() + 8 * (e / 2);
+          if (summary && blockIdx.z == 0)
+            p.summaries[split_index(p, sequence, head, split, 0, 2, key, value)] = state[j][e];
+          else if (summary)  // P_i transposed, the layout the fix-up reads (sequence_split.cuh)
+            p.summaries[split_index(p, sequence, head, split, 1, 2, value, key)] = state[j][e];
+          else
+            p.final_state(sequence, head, key, value) = state[j][e];
+        }
     }
   }
 
@@ -752,7 +794,8 @@ struct ChunkedKernel {
   }
 };
 
-/// Grid: (sequences, heads); block: V / 16 warps; dynamic shared memory: TileLayout::bytes.
+/// Grid: (sequences x splits, heads, 2 for the summarize pass, else 1); block: V / 16 warps; dynamic shared memory:
+/// TileLayout::bytes.
 template <class T, int KD, int VD, int NH, bool Gated>
 __global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_forward_kernel(const ChunkedParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
