@@ -16,8 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deltaproduct/cuda/chunked_forward.cuh>
-#include <deltaproduct/cuda/decode.cuh>
+#include <deltaproduct/cuda/cuda.cuh>
 #include <fstream>
 #include <stdexcept>
 #include <string>

@@ -14,6 +14,10 @@
 //                      state-pool step() for serving, and detail::cuda_recurrent_forward() for short sequences
 //   chunked_forward.cuh the chunked (tensor-core) forward for long sequences; it defines forward() and may call
 //                      detail::cuda_recurrent_forward() (CudaAlgorithm::recurrent, or short sequences)
+//   chunked_kernel.cuh, chunked_common.cuh
+//                      the tensor-core kernel and the PTX wrappers it uses (mma.sync, ldmatrix, cp.async, wgmma)
+//   sequence_split.cuh splitting long sequences across CTAs: the plan, the scratch, the fix-up kernel
+//   cuda.cuh           all of the above in one include
 //
 // Conventions every CUDA entry point follows:
 //   - Views hold device memory. Token data q, k, v, beta, g and o have element type T = __nv_bfloat16, __half or
