@@ -1,0 +1,32 @@
+# CTest script: training 2 epochs straight gives the same result line as a run stopped after epoch 1 and resumed
+# from its checkpoint (checkpoints resume exactly). Run as: cmake -DTRAINER=<path> -DWORK=<dir> -P trainer_resume_check.cmake
+set(common --group S3 --k 12 --k_test 24 --train_samples 128 --test_samples 16 --d_model 16 --n_heads 2
+           --head_dim 8 --batch_size 16 --lr 3e-3 --threads 2 --seed 5)
+file(REMOVE_RECURSE ${WORK})
+file(MAKE_DIRECTORY ${WORK})
+function(run_trainer out_var)
+  execute_process(COMMAND ${TRAINER} ${common} ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE output
+                  ERROR_VARIABLE errors)
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "train_word_problem ${ARGN} failed (${status}):\n${output}\n${errors}")
+  endif()
+  string(REGEX MATCH "result [^\n]*" line "${output}")
+  if(line STREQUAL "")
+    message(FATAL_ERROR "no result line in:\n${output}")
+  endif()
+  # The elapsed time differs between runs; everything else must not.
+  string(REGEX REPLACE " seconds=[0-9]+" "" line "${line}")
+  set(${out_var} "${line}" PARENT_SCOPE)
+endfunction()
+run_trainer(straight --epochs 2 --out ${WORK}/straight)
+run_trainer(first --epochs 2 --stop_after 1 --checkpoint ${WORK}/model.ckpt --out ${WORK}/first)
+run_trainer(resumed --epochs 2 --checkpoint ${WORK}/model.ckpt --resume --out ${WORK}/resumed)
+if(NOT straight STREQUAL resumed)
+  message(FATAL_ERROR "resumed training differs:\n  straight: ${straight}\n  resumed:  ${resumed}")
+endif()
+foreach(file accuracy_by_position.csv accuracy_by_position.png)
+  if(NOT EXISTS ${WORK}/resumed/${file})
+    message(FATAL_ERROR "missing ${WORK}/resumed/${file}")
+  endif()
+endforeach()
+message(STATUS "straight and resumed agree: ${straight}")
