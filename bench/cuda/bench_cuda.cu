@@ -6,7 +6,8 @@
 //   ./bench_cuda --benchmark_filter=decode
 //
 // Decode: one token per sequence (step()), fp32 state read and written in place, bf16 token data. Chunked forward:
-// the shapes of the performance anchors (forward() on long sequences; see the marked list at the end).
+// the shapes of the performance anchors (forward() on long sequences; see the marked list at the end). Backward: the
+// recurrent backward (backward()) on training shapes, every gradient requested.
 #include <benchmark/benchmark.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <deltaproduct/cuda/backward.cuh>
 #include <deltaproduct/cuda/chunked_forward.cuh>
 #include <deltaproduct/cuda/decode.cuh>
 #include <string>
@@ -308,5 +310,72 @@ BENCHMARK(chunked_forward<1, dp::Gating::scalar_decay>)->Name("chunked/GatedDelt
 BENCHMARK(chunked_forward<2, dp::Gating::scalar_decay>)->Name("chunked/GatedDeltaProduct_nh2")->Apply(chunked_shapes);
 BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay>)->Name("chunked/GatedDeltaProduct_nh3")->Apply(chunked_shapes);
 // (chunked kernel shapes: add registrations above this line)
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Backward: backward() with every gradient (q, k, v, beta, g, initial state) from dL/do and dL/d(final state), bf16
+// token data; args {B, T, H, K = V}. The recurrent form: three sweeps over each sequence (recurrent_backward_kernel.cuh).
+
+template <int HouseholderSteps, dp::Gating Gate>
+void recurrent_backward(benchmark::State& state) {
+  if (!device_present()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const dp::index_t B = state.range(0), T = state.range(1), H = state.range(2), K = state.range(3), V = K;
+  constexpr dp::index_t n_h = HouseholderSteps;
+  constexpr bool gated = Gate == dp::Gating::scalar_decay;
+  const dp::index_t R = T * n_h;
+  DeviceArray<bf16> q(B * T * H * K), k(B * R * H * K), v(B * R * H * V), beta(B * R * H), g(B * T * H),
+      d_o(B * T * H * V), dq(B * T * H * K), dk(B * R * H * K), dv(B * R * H * V), dbeta(B * R * H), dg(B * T * H);
+  DeviceArray<float> h0(B * H * K * V), d_final(B * H * K * V), dh0(B * H * K * V);
+  fill(q, -1, 1, 21);
+  fill(k, -1, 1, 22);
+  fill(v, -1, 1, 23);
+  fill(beta, 0, 2, 24);
+  fill(g, -0.5f, 0, 25);
+  fill(d_o, -1, 1, 26);
+  fill(h0, -1, 1, 27);
+  fill(d_final, -1, 1, 28);
+
+  dp::DeltaProduct<float, HouseholderSteps, dp::EigenvalueRange::signed_unit, Gate> model;
+  model.options.key_normalization = dp::Normalization::l2;
+  model.options.validate_ranges = false;
+  dp::DeltaInputs<bf16, float> in{.q = dp::make_view<const bf16>(q.data, {B, T, H, K}),
+                                  .k = dp::make_view<const bf16>(k.data, {B, R, H, K}),
+                                  .v = dp::make_view<const bf16>(v.data, {B, R, H, V}),
+                                  .beta = dp::make_view<const bf16>(beta.data, {B, R, H}),
+                                  .initial_state = dp::make_view<const float>(h0.data, {B, H, K, V})};
+  if constexpr (gated) in.g = dp::make_view<const bf16>(g.data, {B, T, H});
+  const dp::OutputGradients<bf16, float> og{.o = dp::make_view<const bf16>(d_o.data, {B, T, H, V}),
+                                            .final_state = dp::make_view<const float>(d_final.data, {B, H, K, V})};
+  dp::DeltaGradients<bf16, float> grads{.q = dp::make_view(dq.data, {B, T, H, K}),
+                                        .k = dp::make_view(dk.data, {B, R, H, K}),
+                                        .v = dp::make_view(dv.data, {B, R, H, V}),
+                                        .beta = dp::make_view(dbeta.data, {B, R, H}),
+                                        .initial_state = dp::make_view(dh0.data, {B, H, K, V})};
+  if constexpr (gated) grads.g = dp::make_view(dg.data, {B, T, H});
+  DeviceArray<unsigned char> workspace(dp::backward_workspace_bytes(model, in, og, grads));
+  DELTAPRODUCT_CUDA_CHECK(cudaMemset(workspace.data, 0, workspace.size));  // the value-check record starts zeroed
+  const dp::CudaBackend backend{.workspace = workspace.data, .workspace_bytes = workspace.size};
+  state.counters["workspace_bytes"] = static_cast<double>(workspace.size);
+  const double seconds = time_calls(state, 1, [&] { dp::backward(backend, model, in, og, grads); });
+  // Token data and dL/do read, their gradients written (bf16); states and their gradients once (fp32).
+  const double token_bytes = static_cast<double>(B * T * H * (2 * K + V + (gated ? 2 : 0)) + B * R * H * 2 * (K + V + 1));
+  const double bytes = token_bytes * sizeof(bf16) + 3.0 * static_cast<double>(B * H * K * V) * sizeof(float);
+  report(state, seconds, bytes, 0.0);
+}
+
+void backward_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"B", "T", "H", "K"});
+  b->Args({8, 4096, 16, 128});
+  b->Args({1, 16384, 8, 128});
+  b->Args({4, 2048, 8, 64});
+  b->Args({8, 512, 16, 128});
+  b->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(recurrent_backward<1, dp::Gating::none>)->Name("backward/DeltaNet")->Apply(backward_shapes);
+BENCHMARK(recurrent_backward<1, dp::Gating::scalar_decay>)->Name("backward/GatedDeltaNet")->Apply(backward_shapes);
+BENCHMARK(recurrent_backward<2, dp::Gating::scalar_decay>)->Name("backward/GatedDeltaProduct_nh2")->Apply(backward_shapes);
 
 }  // namespace

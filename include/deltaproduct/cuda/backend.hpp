@@ -17,6 +17,9 @@
 //   chunked_kernel.cuh, chunked_common.cuh
 //                      the tensor-core kernel and the PTX wrappers it uses (mma.sync, ldmatrix, cp.async, wgmma)
 //   sequence_split.cuh splitting long sequences across CTAs: the plan, the scratch, the fix-up kernel
+//   backward.cuh, recurrent_backward_kernel.cuh
+//                      backward(): gradients of every input in three recurrent sweeps (no stored states), and
+//                      backward_workspace_bytes()
 //   cuda.cuh           all of the above in one include
 //
 // Conventions every CUDA entry point follows:

@@ -1,0 +1,314 @@
+// backward() of the CUDA backend: gradients of a scalar loss with respect to every input of forward(), given dL/do
+// and dL/d(final state), on device memory, asynchronous on backend.stream. The same call and layouts as the CPU
+// backend's backward() (cpu/backward.hpp), with the CUDA conventions of backend.hpp (cu_seqlens in device memory,
+// value checks recorded on the device and reported by check_status()). nvcc only.
+//
+//   const std::size_t bytes = deltaproduct::backward_workspace_bytes(model, inputs, output_gradients);
+//   deltaproduct::backward(deltaproduct::CudaBackend{stream, workspace, bytes}, model, inputs, output_gradients,
+//                          gradients);
+//
+// The form is the recurrent one (recurrent_backward_kernel.cuh): three sweeps over each sequence with the state in
+// registers, cut into column slabs over many warps. Its cost grows with T without parallelism over tokens, so it
+// serves short sequences, fine-tuning at decode time and checking; long sequences want the chunked tensor-core
+// backward, which CudaAlgorithm::chunked will select once it exists (until then that choice is an error).
+//
+// Memory: no state is stored, neither per token nor per chunk. The workspace holds, after the value-check record,
+// fp32 vectors per step and token: u and dv ([B, T*n_h, H, V] each), dL/dq and dL/dk before the normalisation's
+// gradient ([B, T, H, K], [B, T*n_h, H, K]), dL/dbeta, and for gated models the terms of dL/dg: 4 (2 R V + T K +
+// R K + R + T) bytes per batch row and head (R = T * n_h), backward_workspace_bytes() says exactly.
+// Gradients are written, not accumulated; absent gradient views are not written. Gradient views must not overlap
+// the inputs. Results agree with the CPU backend to fp32 rounding but not bit for bit (slabs add with atomics).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "deltaproduct/core/arguments.hpp"
+#include "deltaproduct/core/config.hpp"
+#include "deltaproduct/core/contract.hpp"
+#include "deltaproduct/core/view.hpp"
+#include "deltaproduct/cuda/backend.hpp"
+#include "deltaproduct/cuda/decode.cuh"
+#include "deltaproduct/cuda/device_views.cuh"
+#include "deltaproduct/cuda/error.hpp"
+#include "deltaproduct/cuda/recurrent_backward_kernel.cuh"
+#include "deltaproduct/cuda/validate.hpp"
+#include "deltaproduct/cuda/value_checks.cuh"
+
+namespace deltaproduct {
+namespace detail {
+
+/// Shape checks of a backward pass whose cu_seqlens (if any) lives in device memory: the shared check_backward for
+/// everything but the offsets' values, then the [N, H, K, V] state shapes once N is known, and every alignment.
+template <DeltaProductModel Model, class T>
+CudaProblem check_backward_cuda(const Model& model, const DeltaInputs<T, float>& in,
+                                const OutputGradients<T, float>& output_gradients,
+                                const DeltaGradients<T, float>& gradients) {
+  const bool packed = !in.cu_seqlens.absent();
+  DeltaInputs<T, float> host_in = in;
+  OutputGradients<T, float> host_og = output_gradients;
+  DeltaGradients<T, float> host_grads = gradients;
+  host_in.cu_seqlens = {};
+  if (packed) {  // N = len(cu_seqlens) - 1: the state shapes are checked below
+    host_in.initial_state = {};
+    host_og.final_state = {};
+    host_grads.initial_state = {};
+  }
+  CudaProblem cp{check_backward(model, host_in, host_og, host_grads), {}};
+  if (packed) {
+    check_present(in.cu_seqlens, "cu_seqlens", "[N + 1]");
+    if (cp.sizes.batch != 1)
+      argument_error("q", "batch size B = 1 when cu_seqlens is given (sequences packed along T)",
+                     "B = " + std::to_string(cp.sizes.batch));
+    if (in.cu_seqlens.extent(0) < 2)
+      argument_error("cu_seqlens", "at least 2 offsets (one sequence)", std::to_string(in.cu_seqlens.extent(0)));
+    cp.sizes.sequences = in.cu_seqlens.extent(0) - 1;
+    cp.cu_seqlens = in.cu_seqlens;
+    const std::array<index_t, 4> state_shape{cp.sizes.sequences, cp.sizes.heads, cp.sizes.key_dim, cp.sizes.value_dim};
+    check_optional_shape(in.initial_state, "initial_state", "[N, H, K, V]", state_shape);
+    check_optional_shape(output_gradients.final_state, "output_gradients.final_state", "[N, H, K, V]", state_shape);
+    check_gradient_shape(gradients.initial_state, "gradients.initial_state", "[N, H, K, V]", state_shape);
+  }
+  check_aligned(in.q, "q");
+  check_aligned(in.k, "k");
+  check_aligned(in.v, "v");
+  check_aligned(in.beta, "beta");
+  check_aligned(in.g, "g");
+  check_aligned(in.initial_state, "initial_state");
+  check_aligned(in.cu_seqlens, "cu_seqlens");
+  check_aligned(output_gradients.o, "output_gradients.o");
+  check_aligned(output_gradients.final_state, "output_gradients.final_state");
+  check_aligned(gradients.q, "gradients.q");
+  check_aligned(gradients.k, "gradients.k");
+  check_aligned(gradients.v, "gradients.v");
+  check_aligned(gradients.beta, "gradients.beta");
+  check_aligned(gradients.g, "gradients.g");
+  check_aligned(gradients.initial_state, "gradients.initial_state");
+  return cp;
+}
+
+/// Offsets (in floats, each 256-byte aligned) of the recurrent backward's scratch, and its size.
+struct RecurrentBackwardLayout {
+  std::size_t u = 0, dv = 0, zeroed = 0, dq = 0, dk = 0, dbeta = 0, token_terms = 0, phi = 0, floats = 0;
+
+  RecurrentBackwardLayout(const Problem& p, bool gated) {
+    const auto rows = static_cast<std::size_t>(p.batch * p.tokens * p.householder_steps * p.heads);
+    const auto tokens = static_cast<std::size_t>(p.batch * p.tokens * p.heads);
+    std::size_t at = 0;
+    const auto take = [&](std::size_t n) {
+      const std::size_t offset = at;
+      at += (n + 63) / 64 * 64;
+      return offset;
+    };
+    u = take(rows * static_cast<std::size_t>(p.value_dim));
+    dv = take(rows * static_cast<std::size_t>(p.value_dim));
+    zeroed = at;  // everything from here on receives atomic additions
+    dq = take(tokens * static_cast<std::size_t>(p.key_dim));
+    dk = take(rows * static_cast<std::size_t>(p.key_dim));
+    dbeta = take(rows);
+    if (gated) {
+      token_terms = take(tokens);
+      phi = take(static_cast<std::size_t>(p.sequences * p.heads));
+    }
+    floats = at;
+  }
+
+  std::size_t bytes() const { return floats * sizeof(float); }
+};
+
+template <DeltaProductModel Model, class T>
+constexpr void check_cuda_backward_call() {
+  check_cuda_model<Model>();
+  static_assert(CudaElement<T>,
+                "deltaproduct: CUDA token data (q, k, v, beta, g, o and their gradients) must be __nv_bfloat16, "
+                "__half or float");
+}
+
+template <class Tile, class T>
+void launch_backward_sweeps(const CudaBackend& backend, RecurrentBackwardParams<T> p, bool after_value_checks) {
+  p.column_blocks = ceil_div(p.value_dim, Tile::columns);
+  p.work_items = p.work_items * p.column_blocks;
+  if (p.work_items == 0) return;
+  const index_t sms = multiprocessor_count();
+  const int warps_per_block = p.work_items >= 8 * sms ? recurrent_max_threads / 32 : p.work_items >= 2 * sms ? 2 : 1;
+  const dim3 grid(static_cast<unsigned>(ceil_div(p.work_items, warps_per_block)));
+  const dim3 block(static_cast<unsigned>(warps_per_block * 32));
+  launch_after_value_checks(after_value_checks, backward_forward_sweep_kernel<Tile, T>, grid, block, backend.stream,
+                            p);
+  backward_reverse_sweep_kernel<Tile, T><<<grid, block, 0, backend.stream>>>(p);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+  backward_key_sweep_kernel<Tile, T><<<grid, block, 0, backend.stream>>>(p);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+}
+
+/// The tile for K, as the forward's recurrent kernel picks it (decode.cuh).
+template <class T>
+void launch_backward_tile(const CudaBackend& backend, const RecurrentBackwardParams<T>& p, bool float4_state,
+                          bool after_value_checks) {
+  const index_t K = p.key_dim;
+  const bool c = after_value_checks;
+  if (float4_state) {
+    if (K <= 32) return launch_backward_sweeps<RecurrentTile<4, 8, 4>>(backend, p, c);
+    if (K <= 64) return launch_backward_sweeps<RecurrentTile<8, 8, 4>>(backend, p, c);
+    if (K <= 128) return launch_backward_sweeps<RecurrentTile<8, 16, 4>>(backend, p, c);
+    return launch_backward_sweeps<RecurrentTile<16, 16, 4>>(backend, p, c);
+  }
+  if (K <= 32) return launch_backward_sweeps<RecurrentTile<4, 8, 1>>(backend, p, c);
+  if (K <= 64) return launch_backward_sweeps<RecurrentTile<8, 8, 1>>(backend, p, c);
+  if (K <= 128) return launch_backward_sweeps<RecurrentTile<8, 16, 1>>(backend, p, c);
+  return launch_backward_sweeps<RecurrentTile<16, 16, 1>>(backend, p, c);
+}
+
+inline unsigned grid_stride_blocks(index_t work, int threads) {
+  constexpr index_t max_blocks = 4096;
+  const index_t blocks = ceil_div(work > 0 ? work : 1, threads);
+  return static_cast<unsigned>(blocks < max_blocks ? blocks : max_blocks);
+}
+
+template <class T>
+void launch_key_gradient(const CudaBackend& backend, const float* hat_gradient, const View<const T, 4>& x,
+                         const View<T, 4>& dx, NormCode mode, float eps, const ValueCheckRecord* status) {
+  if (dx.absent() || dx.size() == 0) return;
+  constexpr int threads = 256;
+  const index_t rows = x.extent(0) * x.extent(1) * x.extent(2);
+  normalized_rows_gradient_kernel<T><<<grid_stride_blocks(rows * 32, threads), threads, 0, backend.stream>>>(
+      hat_gradient, device_view(x), device_view(dx), mode, eps, status);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T, std::size_t Rank>
+void launch_scratch_copy(const CudaBackend& backend, const float* scratch, const View<T, Rank>& out,
+                         const ValueCheckRecord* status) {
+  if (out.absent() || out.size() == 0) return;
+  constexpr int threads = 256;
+  scratch_to_view_kernel<T, static_cast<int>(Rank)>
+      <<<grid_stride_blocks(out.size(), threads), threads, 0, backend.stream>>>(scratch, device_view(out), status);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+}
+
+/// The recurrent backward on validated arguments.
+template <DeltaProductModel Model, class T>
+void run_recurrent_backward(const CudaBackend& backend, const Model& model, const CudaProblem& cp,
+                            const DeltaInputs<T, float>& in, const OutputGradients<T, float>& output_gradients,
+                            const DeltaGradients<T, float>& gradients) {
+  const Problem& p = cp.sizes;
+  constexpr bool gated = Model::gating == Gating::scalar_decay;
+  if (p.key_dim > recurrent_max_key_dim)
+    argument_error("q",
+                   "key dimension K <= " + std::to_string(recurrent_max_key_dim) +
+                       " for the CUDA recurrent backward (a lane keeps K/16 state rows in registers)",
+                   "K = " + std::to_string(p.key_dim));
+  if (backend.algorithm == CudaAlgorithm::chunked)
+    argument_error("backend.algorithm",
+                   "CudaAlgorithm::automatic or CudaAlgorithm::recurrent (the CUDA backward has no chunked form yet)",
+                   "CudaAlgorithm::chunked");
+  const RecurrentBackwardLayout layout(p, gated);
+  const Scratch scratch = algorithm_scratch(backend);
+  if (backend.workspace == nullptr || scratch.bytes < layout.bytes())
+    argument_error("backend.workspace_bytes",
+                   "at least " + std::to_string(cuda_status_bytes + layout.bytes()) +
+                       " bytes for this backward (backward_workspace_bytes() gives the size)",
+                   backend.workspace == nullptr ? std::string("no workspace")
+                                                : std::to_string(backend.workspace_bytes) + " bytes");
+  if (reinterpret_cast<std::uintptr_t>(backend.workspace) % 256 != 0)
+    argument_error("backend.workspace", "256-byte aligned device memory (as cudaMalloc returns)",
+                   "address " + address_text(backend.workspace));
+
+  ValueCheckRecord* status = status_record(backend, model.options.validate_ranges);
+  auto* base = static_cast<float*>(scratch.data);
+  DELTAPRODUCT_CUDA_CHECK(cudaMemsetAsync(base + layout.zeroed, 0, (layout.floats - layout.zeroed) * sizeof(float),
+                                          backend.stream));
+  const bool checked = launch_value_checks(backend, status, model, in, cp);
+
+  RecurrentBackwardParams<T> params;
+  params.q = device_view(in.q);
+  params.k = device_view(in.k);
+  params.v = device_view(in.v);
+  params.beta = device_view(in.beta);
+  if constexpr (gated) params.g = device_view(in.g);
+  params.initial_state = device_view(in.initial_state);
+  params.d_o = device_view(output_gradients.o);
+  params.d_final_state = device_view(output_gradients.final_state);
+  params.d_initial_state = device_view(gradients.initial_state);
+  params.cu_seqlens = device_view(cp.cu_seqlens);
+  params.scratch.u = base + layout.u;
+  params.scratch.dv = base + layout.dv;
+  params.scratch.dq = base + layout.dq;
+  params.scratch.dk = base + layout.dk;
+  params.scratch.dbeta = base + layout.dbeta;
+  if constexpr (gated) {
+    params.scratch.token_terms = base + layout.token_terms;
+    params.scratch.phi = base + layout.phi;
+  }
+  params.tokens = p.tokens;
+  params.heads = p.heads;
+  params.key_dim = p.key_dim;
+  params.value_dim = p.value_dim;
+  params.work_items = p.sequences * p.heads;
+  params.householder_steps = Model::householder_steps;
+  params.key_norm = norm_code(model.options.key_normalization);
+  params.query_norm = norm_code(model.options.query_normalization);
+  params.eps = static_cast<float>(model.options.normalization_eps);
+  params.scale = static_cast<float>(p.scale);
+  params.status = status;
+  const bool float4_state = state_allows_float4(in.initial_state, p.value_dim) &&
+                            state_allows_float4(output_gradients.final_state, p.value_dim) &&
+                            state_allows_float4(View<const float, 4>(gradients.initial_state), p.value_dim);
+  launch_backward_tile(backend, params, float4_state, checked);
+
+  launch_key_gradient(backend, params.scratch.dq, in.q, gradients.q, params.query_norm, params.eps, status);
+  launch_key_gradient(backend, params.scratch.dk, in.k, gradients.k, params.key_norm, params.eps, status);
+  launch_scratch_copy(backend, params.scratch.dv, gradients.v, status);
+  launch_scratch_copy(backend, params.scratch.dbeta, gradients.beta, status);
+  if constexpr (gated) {
+    if (!gradients.g.absent() && gradients.g.size() > 0) {
+      GateGradientParams gp;
+      gp.token_terms = params.scratch.token_terms;
+      gp.phi = params.scratch.phi;
+      gp.cu_seqlens = params.cu_seqlens;
+      gp.tokens = p.tokens;
+      gp.heads = p.heads;
+      gp.sequences = p.sequences;
+      gp.status = status;
+      constexpr int threads = 128;
+      const index_t warps = p.sequences * p.heads;
+      if (warps > 0) {
+        gate_gradient_kernel<T><<<static_cast<unsigned>(ceil_div(warps * 32, threads)), threads, 0, backend.stream>>>(
+            gp, device_view(gradients.g));
+        DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
+/// Device workspace bytes backward() needs on these arguments: the value-check record and the recurrent backward's
+/// fp32 scratch (see the top of this file). Checks the shapes as backward() does.
+template <DeltaProductModel Model, CudaElement T>
+std::size_t backward_workspace_bytes(const Model& model, const DeltaInputs<T, float>& in,
+                                     const OutputGradients<T, float>& output_gradients,
+                                     const DeltaGradients<T, float>& gradients = {}) {
+  detail::check_cuda_backward_call<Model, T>();
+  const CudaProblem cp = detail::check_backward_cuda(model, in, output_gradients, gradients);
+  return cuda_status_bytes +
+         detail::RecurrentBackwardLayout(cp.sizes, Model::gating == Gating::scalar_decay).bytes();
+}
+
+/// DeltaNet / DeltaProduct backward pass on the GPU: dL/dq, dL/dk, dL/dv, dL/dbeta, dL/dg (gated models) and
+/// dL/d(initial state), for the gradient views present, from the forward's inputs and dL/do, dL/d(final state), all
+/// in device memory. Gradients of q and k are with respect to the raw inputs (through the normalisation options).
+/// Asynchronous; the workspace must hold backward_workspace_bytes().
+template <DeltaProductModel Model, CudaElement T>
+void backward(const CudaBackend& backend, const Model& model, const DeltaInputs<T, float>& in,
+              const OutputGradients<T, float>& output_gradients, const DeltaGradients<T, float>& gradients) {
+  detail::check_cuda_backward_call<Model, T>();
+  const CudaProblem cp = detail::check_backward_cuda(model, in, output_gradients, gradients);
+  detail::run_recurrent_backward(backend, model, cp, in, output_gradients, gradients);
+}
+
+}  // namespace deltaproduct

@@ -1,0 +1,463 @@
+// The CUDA backward (backward.cuh, recurrent_backward_kernel.cuh) against the CPU backend's sequential backward in
+// double (cuda/cpu_reference.hpp; itself checked against finite differences in tests/cpu/test_backward.cpp) on the
+// same inputs rounded to the element type under test, and one case directly against central differences of the
+// double reference forward: n_h 1..4, gated or not, K = V in {32, 64, 128}, K != V (with V not a multiple of 4:
+// the scalar-column path), K = 200 (the largest tile), one token and 97, packed sequences with empty and one-token
+// members, the normalisation options and scale, strided views, subsets of the gradient views, absent dL/d(final
+// state) and initial state, bf16 and fp16 data, a long sequence with beta in [0, 2]; value checks; host-side errors.
+//
+// Tolerances. The kernels compute in fp32 from inputs the reference also reads. Every transition and its transpose
+// is a contraction (unit keys, beta <= 2, gates <= 1), so rounding errors made along the T n_h steps add rather than
+// grow, and each step's dot products over K (or V) add about K roundings: the forward's bound 16 (T n_h + K)
+// eps_fp32, relative to each gradient's largest entry, holds for every gradient (dL/dg is a reverse cumulative sum
+// over the sequence, which the kernel adds in double). Gradients of 16-bit data are then rounded once to the element
+// type: u / 2 of an element (bf16: u = 2^-8, fp16: u = 2^-11), so the bound there is u + the fp32 bound. The RMS
+// error must stay within half of each bound. Measured on an H200: see the MESSAGE lines (largest in fp32 about
+// 1e-6 relative, well inside the bound of 4e-4 at T = 97; bf16 about 0.3 u).
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <deltaproduct/cuda/backward.cuh>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/cpu_reference.hpp"
+#include "cuda/gpu_harness.cuh"
+
+namespace {
+
+namespace dp = deltaproduct;
+using bf16 = __nv_bfloat16;
+using fp16 = __half;
+using gpu_harness::DeviceBuffer;
+
+template <class T>
+constexpr double unit_roundoff() {
+  if constexpr (std::is_same_v<T, bf16>)
+    return 1.0 / 256.0;
+  else if constexpr (std::is_same_v<T, fp16>)
+    return 1.0 / 2048.0;
+  else
+    return 0.0;  // fp32 gradients are not rounded again
+}
+
+/// The bound stated at the top of this file.
+template <class T>
+double tolerance_for(const reference::Problem& p) {
+  return unit_roundoff<T>() +
+         16.0 * (static_cast<double>(p.T) * p.n_h + std::max(p.K, p.V)) * std::numeric_limits<float>::epsilon();
+}
+
+struct Errors {
+  double max_relative = 0.0;  ///< max |a - b| / max |b|
+  double rms_relative = 0.0;  ///< ||a - b||_2 / ||b||_2
+  bool finite = true;
+};
+
+Errors compare(const std::vector<double>& a, const std::vector<double>& b) {
+  Errors e;
+  if (a.size() != b.size())
+    return {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(), false};
+  double diff_max = 0, ref_max = std::numeric_limits<double>::min(), diff_sq = 0,
+         ref_sq = std::numeric_limits<double>::min();
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) e.finite = false;
+    const double d = std::abs(a[i] - b[i]);
+    diff_max = std::max(diff_max, d);
+    ref_max = std::max(ref_max, std::abs(b[i]));
+    diff_sq += d * d;
+    ref_sq += b[i] * b[i];
+  }
+  e.max_relative = diff_max / ref_max;
+  e.rms_relative = std::sqrt(diff_sq / ref_sq);
+  return e;
+}
+
+dp::Normalization normalization_of(int mode) {
+  return mode == 0 ? dp::Normalization::none : mode == 1 ? dp::Normalization::l2 : dp::Normalization::l2_eps;
+}
+
+template <class T>
+std::vector<double> rounded(std::vector<double> x) {
+  gpu_harness::round_in_place<T>(x);
+  return x;
+}
+
+/// p and w with every value rounded to what the GPU reads: token data and dL/do to T, states to fp32.
+template <class T>
+void round_problem(reference::Problem& p, reference::LossWeights& w) {
+  p.q = rounded<T>(p.q);
+  p.k = rounded<T>(p.k);
+  p.v = rounded<T>(p.v);
+  p.beta = rounded<T>(p.beta);
+  p.g = rounded<T>(p.g);
+  p.initial_state = rounded<float>(p.initial_state);
+  w.o = rounded<T>(w.o);
+  w.final_state = rounded<float>(w.final_state);
+}
+
+/// Optional changes of the GPU call.
+struct Call {
+  int head_padding = 0;      ///< extra elements between heads in every [B, rows, H, D] view (strided views)
+  bool every_view = true;    ///< false: only dL/dk, dL/dg and dL/d(initial state) are requested
+  bool initial_state_gradient = true;
+};
+
+struct GpuGradients {
+  reference::Gradients d;        ///< empty vectors for the views not requested
+  std::string rejected;          ///< the argument check_status() named, if it threw
+  bool every_element_nan = true; ///< no gradient element was written (all still the NaN the buffers start with)
+};
+
+/// backward() on the GPU for p (inputs and weights already representable in T) with model type Model.
+template <class Model, class T>
+GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& w, const Call& call = {}) {
+  Model model;
+  model.options.key_normalization = normalization_of(p.key_norm);
+  model.options.query_normalization = normalization_of(p.query_norm);
+  model.options.normalization_eps = p.eps;
+  model.options.scale = p.scale;
+  const dp::index_t B = p.B, T_ = p.T, H = p.H, K = p.K, V = p.V, R = T_ * p.n_h, N = p.sequences();
+  const dp::index_t pad = call.head_padding;
+
+  auto spread = [&](const std::vector<double>& dense, dp::index_t rows, dp::index_t D) {
+    std::vector<T> out(static_cast<std::size_t>(B * rows * H * (D + pad)), gpu_harness::round_to<T>(0.0));
+    for (dp::index_t i = 0; i < B * rows * H; ++i)
+      for (dp::index_t d = 0; d < D; ++d)
+        out[static_cast<std::size_t>(i * (D + pad) + d)] =
+            gpu_harness::round_to<T>(dense[static_cast<std::size_t>(i * D + d)]);
+    return out;
+  };
+  auto gather = [&](const std::vector<T>& padded, dp::index_t rows, dp::index_t D) {
+    std::vector<double> out(static_cast<std::size_t>(B * rows * H * D));
+    for (dp::index_t i = 0; i < B * rows * H; ++i)
+      for (dp::index_t d = 0; d < D; ++d)
+        out[static_cast<std::size_t>(i * D + d)] = gpu_harness::widen(padded[static_cast<std::size_t>(i * (D + pad) + d)]);
+    return out;
+  };
+  auto strides = [&](dp::index_t rows, dp::index_t D) {
+    return std::array<dp::index_t, 4>{rows * H * (D + pad), H * (D + pad), D + pad, 1};
+  };
+  const auto as_float = [](const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); };
+
+  DeviceBuffer<T> q(spread(p.q, T_, K)), k(spread(p.k, R, K)), v(spread(p.v, R, V));
+  DeviceBuffer<T> beta(gpu_harness::round_all<T>(p.beta)), g(gpu_harness::round_all<T>(p.g));
+  DeviceBuffer<float> h0(as_float(p.initial_state)), d_final(as_float(w.final_state));
+  DeviceBuffer<std::int64_t> cu(p.cu_seqlens);
+  DeviceBuffer<T> d_o(spread(w.o, T_, V));
+  DeviceBuffer<T> dq(q.size()), dk(k.size()), dv(v.size()), dbeta(beta.size()), dg(g.size());
+  DeviceBuffer<float> dh0(static_cast<std::size_t>(N * H * K * V));
+  for (auto* buffer : {&dq, &dk, &dv, &dbeta, &dg}) buffer->fill_bytes(0xff);  // NaN: unwritten elements fail
+  dh0.fill_bytes(0xff);
+
+  dp::DeltaInputs<T, float> in{.q = dp::View<const T, 4>(q.data(), {B, T_, H, K}, strides(T_, K)),
+                               .k = dp::View<const T, 4>(k.data(), {B, R, H, K}, strides(R, K)),
+                               .v = dp::View<const T, 4>(v.data(), {B, R, H, V}, strides(R, V)),
+                               .beta = dp::make_view(static_cast<const T*>(beta.data()), {B, R, H})};
+  if (p.gated) in.g = dp::make_view(static_cast<const T*>(g.data()), {B, T_, H});
+  if (!p.initial_state.empty()) in.initial_state = dp::make_view(static_cast<const float*>(h0.data()), {N, H, K, V});
+  if (!p.cu_seqlens.empty())
+    in.cu_seqlens = dp::make_view(static_cast<const std::int64_t*>(cu.data()), {static_cast<dp::index_t>(cu.size())});
+  dp::OutputGradients<T, float> og{.o = dp::View<const T, 4>(d_o.data(), {B, T_, H, V}, strides(T_, V))};
+  if (!w.final_state.empty()) og.final_state = dp::make_view(static_cast<const float*>(d_final.data()), {N, H, K, V});
+  dp::DeltaGradients<T, float> grads{.k = dp::View<T, 4>(dk.data(), {B, R, H, K}, strides(R, K))};
+  if (call.every_view) {
+    grads.q = dp::View<T, 4>(dq.data(), {B, T_, H, K}, strides(T_, K));
+    grads.v = dp::View<T, 4>(dv.data(), {B, R, H, V}, strides(R, V));
+    grads.beta = dp::make_view(dbeta.data(), {B, R, H});
+  }
+  if (p.gated) grads.g = dp::make_view(dg.data(), {B, T_, H});
+  if (call.initial_state_gradient) grads.initial_state = dp::make_view(dh0.data(), {N, H, K, V});
+
+  gpu_harness::Workspace workspace(dp::backward_workspace_bytes(model, in, og, grads));
+  dp::backward(workspace.backend, model, in, og, grads);
+  gpu_harness::synchronize();
+
+  GpuGradients r;
+  const auto note_nan = [&](const std::vector<double>& x) {
+    for (double e : x)
+      if (!std::isnan(e)) r.every_element_nan = false;
+  };
+  r.d.k = gather(dk.download(), R, K);
+  note_nan(r.d.k);
+  if (call.every_view) {
+    r.d.q = gather(dq.download(), T_, K);
+    r.d.v = gather(dv.download(), R, V);
+    r.d.beta = gpu_harness::widen_all(dbeta.download());
+    note_nan(r.d.q);
+    note_nan(r.d.v);
+    note_nan(r.d.beta);
+  }
+  if (p.gated) {
+    r.d.g = gpu_harness::widen_all(dg.download());
+    note_nan(r.d.g);
+  }
+  if (call.initial_state_gradient) {
+    const std::vector<float> s = dh0.download();
+    r.d.initial_state.assign(s.begin(), s.end());
+    note_nan(r.d.initial_state);
+  }
+  try {
+    dp::check_status(workspace.backend);
+  } catch (const dp::ArgumentError& e) {
+    r.rejected = e.argument();
+  }
+  return r;
+}
+
+double largest_magnitude(const std::vector<double>& x) {
+  double m = 0.0;
+  for (double e : x) m = std::max(m, std::abs(e));
+  return m;
+}
+
+/// `zero_scale` measures a gradient whose reference is exactly zero (dL/dg at T = 1 without an initial state: the gate
+/// scales a zero state). It has no scale of its own, and the GPU forms it as a sum of cancelling terms (the top of
+/// recurrent_backward_kernel.cuh), so its error is taken relative to the problem's largest other gradient.
+void check_one(const std::string& name, const std::vector<double>& gpu, const std::vector<double>& ref,
+               double tolerance, double& worst, double zero_scale = 0.0) {
+  if (gpu.empty()) return;  // not requested
+  Errors e = compare(gpu, ref);
+  if (largest_magnitude(ref) == 0.0 && zero_scale > 0.0) {
+    double squares = 0.0;
+    for (double x : gpu) squares += x * x;
+    e.max_relative = largest_magnitude(gpu) / zero_scale;
+    e.rms_relative = std::sqrt(squares / static_cast<double>(gpu.size())) / zero_scale;
+  }
+  worst = std::max(worst, e.max_relative);
+  INFO(name << ": max " << e.max_relative << " rms " << e.rms_relative << " (bound " << tolerance << ")");
+  CHECK(e.finite);
+  CHECK(e.max_relative <= tolerance);
+  CHECK(e.rms_relative <= tolerance / 2);
+}
+
+/// Runs p and w (rounded to T) on the GPU and the CPU reference and checks every requested gradient.
+template <class Model, class T>
+void check_against_reference(reference::Problem p, reference::LossWeights w, const std::string& what,
+                             const Call& call = {}) {
+  round_problem<T>(p, w);
+  const GpuGradients gpu = run_gpu<Model, T>(p, w, call);
+  const reference::Gradients ref = cuda_test::cpu_backward_double(p, w);
+  const double tolerance = tolerance_for<T>(p);
+  INFO(what);
+  CHECK(gpu.rejected.empty());
+  double worst = 0.0;
+  check_one("dq", gpu.d.q, ref.q, tolerance, worst);
+  check_one("dk", gpu.d.k, ref.k, tolerance, worst);
+  check_one("dv", gpu.d.v, ref.v, tolerance, worst);
+  check_one("dbeta", gpu.d.beta, ref.beta, tolerance, worst);
+  const double other_scale = std::max({largest_magnitude(ref.q), largest_magnitude(ref.k), largest_magnitude(ref.v),
+                                       largest_magnitude(ref.beta)});
+  check_one("dg", gpu.d.g, ref.g, tolerance, worst, other_scale);
+  check_one("d initial state", gpu.d.initial_state, ref.initial_state, tolerance, worst);
+  MESSAGE(what << ": largest relative error " << worst << " (bound " << tolerance << ")");
+}
+
+template <int NH, bool Gated, dp::EigenvalueRange Range = dp::EigenvalueRange::signed_unit>
+using ModelOf = dp::DeltaProduct<float, NH, Range, Gated ? dp::Gating::scalar_decay : dp::Gating::none>;
+
+template <int NH, bool Gated>
+void check_sizes() {
+  std::uint64_t seed = 1000 * NH + (Gated ? 500 : 0);
+  for (int D : {32, 64, 128})
+    for (int T : {1, 97}) {
+      const reference::Problem p = reference::random_problem(2, T, 2, D, D, NH, Gated, 2.0, T != 1, ++seed);
+      const std::string what = "n_h " + std::to_string(NH) + (Gated ? " gated" : "") + " K=V=" + std::to_string(D) +
+                               " T=" + std::to_string(T);
+      check_against_reference<ModelOf<NH, Gated>, float>(p, reference::random_loss_weights(p, seed + 7), what);
+    }
+}
+
+/// Packed sequences of the given lengths (B = 1), with an initial state per sequence.
+reference::Problem packed_problem(const std::vector<int>& lengths, int H, int K, int V, int n_h, bool gated,
+                                  std::uint64_t seed) {
+  int total = 0;
+  for (int n : lengths) total += n;
+  reference::Problem p = reference::random_problem(1, total, H, K, V, n_h, gated, 2.0, false, seed);
+  p.cu_seqlens.push_back(0);
+  for (int n : lengths) p.cu_seqlens.push_back(p.cu_seqlens.back() + n);
+  std::mt19937_64 rng(seed + 1);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  p.initial_state.resize(lengths.size() * static_cast<std::size_t>(H * K * V));
+  for (double& x : p.initial_state) x = normal(rng);
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("backward: DeltaNet and DeltaProduct n_h 1..4, gated or not, fp32, K = V in {32, 64, 128}") {
+  check_sizes<1, false>();
+  check_sizes<1, true>();
+  check_sizes<2, false>();
+  check_sizes<2, true>();
+  check_sizes<3, false>();
+  check_sizes<3, true>();
+  check_sizes<4, false>();
+  check_sizes<4, true>();
+}
+
+TEST_CASE("backward: matches central differences of the double reference forward") {
+  // Independent of the CPU backward: dL/dx by (L(x + h) - L(x - h)) / 2h on the plain-loop reference (h = 1e-5 gives
+  // a truncation error ~1e-10 and cancellation ~1e-11 relative); the GPU's fp32 error dominates (bound 1e-4).
+  reference::Problem p = reference::random_problem(1, 6, 1, 8, 8, 2, true, 2.0, true, 4242);
+  reference::LossWeights w = reference::random_loss_weights(p, 4243);
+  round_problem<float>(p, w);
+  const GpuGradients gpu = run_gpu<ModelOf<2, true>, float>(p, w);
+  const reference::Gradients fd = reference::delta_product_gradients(p, w);
+  double worst = 0.0;
+  check_one("dq", gpu.d.q, fd.q, 1e-4, worst);
+  check_one("dk", gpu.d.k, fd.k, 1e-4, worst);
+  check_one("dv", gpu.d.v, fd.v, 1e-4, worst);
+  check_one("dbeta", gpu.d.beta, fd.beta, 1e-4, worst);
+  check_one("dg", gpu.d.g, fd.g, 1e-4, worst);
+  check_one("d initial state", gpu.d.initial_state, fd.initial_state, 1e-4, worst);
+  MESSAGE("against finite differences: largest relative error " << worst);
+}
+
+TEST_CASE("backward: bf16 and fp16 data") {
+  for (int D : {64, 128}) {
+    const reference::Problem p = reference::random_problem(2, 97, 2, D, D, 2, true, 2.0, true, 77 + D);
+    const reference::LossWeights w = reference::random_loss_weights(p, 78 + D);
+    check_against_reference<ModelOf<2, true>, bf16>(p, w, "bf16 n_h 2 gated K=V=" + std::to_string(D));
+    check_against_reference<ModelOf<2, true>, fp16>(p, w, "fp16 n_h 2 gated K=V=" + std::to_string(D));
+    const reference::Problem net = reference::random_problem(2, 97, 2, D, D, 1, false, 2.0, true, 79 + D);
+    reference::LossWeights only_outputs = reference::random_loss_weights(net, 80 + D);
+    only_outputs.final_state.clear();
+    check_against_reference<ModelOf<1, false>, bf16>(net, only_outputs,
+                                                     "bf16 DeltaNet K=V=" + std::to_string(D) + " (dL/do only)");
+  }
+}
+
+TEST_CASE("backward: K != V, V not a multiple of 4 (scalar columns), K = 200 (the largest tile)") {
+  const std::array<std::array<int, 2>, 5> shapes{{{48, 80}, {64, 37}, {200, 64}, {17, 5}, {128, 256}}};
+  std::uint64_t seed = 300;
+  for (const auto& [K, V] : shapes) {
+    const reference::Problem p = reference::random_problem(1, 41, 3, K, V, 2, true, 2.0, true, ++seed);
+    check_against_reference<ModelOf<2, true>, float>(p, reference::random_loss_weights(p, seed + 50),
+                                                     "K=" + std::to_string(K) + " V=" + std::to_string(V));
+  }
+}
+
+TEST_CASE("backward: packed sequences with empty and one-token members") {
+  const reference::Problem p = packed_problem({0, 1, 50, 0, 33, 7}, 2, 64, 64, 2, true, 911);
+  check_against_reference<ModelOf<2, true>, float>(p, reference::random_loss_weights(p, 912), "packed gated n_h 2");
+  const reference::Problem q = packed_problem({5, 0, 40}, 1, 128, 128, 1, false, 913);
+  check_against_reference<ModelOf<1, false>, bf16>(q, reference::random_loss_weights(q, 914), "packed bf16 DeltaNet");
+}
+
+TEST_CASE("backward: normalisation options and scale") {
+  std::uint64_t seed = 600;
+  for (int key_norm : {0, 1, 2})
+    for (int query_norm : {0, 1, 2}) {
+      reference::Problem p = reference::random_problem(1, 30, 2, 64, 64, 2, false, 2.0, true, ++seed);
+      p.key_norm = key_norm;
+      p.query_norm = query_norm;
+      p.eps = 0.5;  // large enough to change the gradient visibly
+      p.scale = 0.7;
+      if (key_norm == 0)  // raw keys must keep every transition a contraction: |k|^2 beta <= 2
+        for (std::size_t i = 0; i < p.k.size(); ++i) p.k[i] /= 8.0 * std::sqrt(2.0);
+      check_against_reference<ModelOf<2, false>, float>(
+          p, reference::random_loss_weights(p, seed + 9),
+          "key norm " + std::to_string(key_norm) + " query norm " + std::to_string(query_norm));
+    }
+}
+
+TEST_CASE("backward: strided views, a subset of the gradients, no dL/d(final state), no initial state") {
+  reference::Problem p = reference::random_problem(2, 60, 2, 64, 64, 3, true, 2.0, true, 1201);
+  reference::LossWeights w = reference::random_loss_weights(p, 1202);
+  check_against_reference<ModelOf<3, true>, bf16>(p, w, "head padding 8", Call{.head_padding = 8});
+  check_against_reference<ModelOf<3, true>, float>(p, w, "only dk, dg, d initial state", Call{.every_view = false});
+  reference::LossWeights no_final = w;
+  no_final.final_state.clear();
+  check_against_reference<ModelOf<3, true>, float>(p, no_final, "no dL/d(final state)");
+  reference::Problem fresh = p;
+  fresh.initial_state.clear();
+  check_against_reference<ModelOf<3, true>, float>(fresh, w, "no initial state");
+  check_against_reference<ModelOf<3, true>, float>(fresh, no_final, "neither, no d initial state",
+                                                   Call{.initial_state_gradient = false});
+}
+
+TEST_CASE("backward: eigenvalues in [0, 1] and a long sequence with reflections (beta in [0, 2])") {
+  const reference::Problem p = reference::random_problem(1, 80, 2, 64, 64, 1, true, 1.0, true, 1301);
+  check_against_reference<ModelOf<1, true, dp::EigenvalueRange::unit>, float>(
+      p, reference::random_loss_weights(p, 1302), "[0, 1] gated DeltaNet");
+  const reference::Problem long_p = reference::random_problem(1, 2048, 1, 64, 64, 2, true, 2.0, true, 1303);
+  check_against_reference<ModelOf<2, true>, float>(long_p, reference::random_loss_weights(long_p, 1304),
+                                                   "T = 2048 n_h 2 gated");
+}
+
+TEST_CASE("backward: a beta out of range is reported by check_status() and no gradient is written") {
+  reference::Problem p = reference::random_problem(1, 40, 2, 64, 64, 1, true, 2.0, true, 1401);
+  reference::LossWeights w = reference::random_loss_weights(p, 1402);
+  round_problem<float>(p, w);
+  p.beta[17] = 2.5;  // signed_unit allows [0, 2]
+  const GpuGradients gpu = run_gpu<ModelOf<1, true>, float>(p, w);
+  CHECK(gpu.rejected == "beta");
+  CHECK(gpu.every_element_nan);
+}
+
+TEST_CASE("backward(): argument errors are reported before any device work" * doctest::test_suite("host")) {
+  // Host memory stands in for device memory: every error below is raised before a pointer is used.
+  std::vector<float> buffer(2 * 8 * 2 * 64, 0.0f);
+  const float* data = buffer.data();
+  float* out = buffer.data();
+  const ModelOf<2, true> model;
+  const dp::DeltaInputs<float, float> in{.q = dp::make_view(data, {2, 4, 2, 64}),
+                                         .k = dp::make_view(data, {2, 8, 2, 64}),
+                                         .v = dp::make_view(data, {2, 8, 2, 64}),
+                                         .beta = dp::make_view(data, {2, 8, 2}),
+                                         .g = dp::make_view(data, {2, 4, 2})};
+  const dp::OutputGradients<float, float> og{.o = dp::make_view(data, {2, 4, 2, 64})};
+  dp::DeltaGradients<float, float> grads{.k = dp::make_view(out, {2, 4, 2, 64})};  // T rows instead of T * n_h
+  CHECK_THROWS_WITH_AS(
+      dp::backward(dp::CudaBackend{}, model, in, og, grads),
+      "deltaproduct: argument 'gradients.k': expected shape [B, T*n_h, H, K] = [2, 8, 2, 64], got [2, 4, 2, 64]",
+      dp::ArgumentError);
+  grads.k = dp::make_view(out, {2, 8, 2, 64});
+
+  // The exact workspace: the value-check record and 4 (2 R V + T K + R K + R + T) bytes per (batch row, head),
+  // each region padded to 256 bytes.
+  const std::size_t rows = 2 * 8 * 2, tokens = 2 * 4 * 2, K = 64, V = 64;  // B * T * n_h * H, B * T * H
+  const auto padded = [](std::size_t floats) { return (floats + 63) / 64 * 64 * 4; };
+  const std::size_t expected = dp::cuda_status_bytes + 2 * padded(rows * V) + padded(tokens * K) +
+                               padded(rows * K) + padded(rows) + padded(tokens) + padded(2 * 2);
+  CHECK(dp::backward_workspace_bytes(model, in, og, grads) == expected);
+
+  const auto argument_of = [&](const dp::CudaBackend& backend, const dp::DeltaGradients<float, float>& g) {
+    try {
+      dp::backward(backend, model, in, og, g);
+    } catch (const dp::ArgumentError& e) {
+      return e.argument();
+    }
+    return std::string("(no error)");
+  };
+  CHECK(argument_of(dp::CudaBackend{}, grads) == "backend.workspace_bytes");
+  CHECK(argument_of(dp::CudaBackend{.algorithm = dp::CudaAlgorithm::chunked}, grads) == "backend.algorithm");
+  dp::DeltaGradients<float, float> misaligned = grads;
+  misaligned.v = dp::make_view(reinterpret_cast<float*>(reinterpret_cast<char*>(out) + 2), {2, 8, 2, 64});
+  CHECK(argument_of(dp::CudaBackend{}, misaligned) == "gradients.v");
+
+  const ModelOf<2, true> wide_model;
+  std::vector<float> wide(8 * 300, 0.0f);
+  const dp::DeltaInputs<float, float> wide_in{.q = dp::make_view(static_cast<const float*>(wide.data()), {1, 4, 1, 300}),
+                                              .k = dp::make_view(static_cast<const float*>(wide.data()), {1, 8, 1, 300}),
+                                              .v = dp::make_view(static_cast<const float*>(wide.data()), {1, 8, 1, 4}),
+                                              .beta = dp::make_view(static_cast<const float*>(wide.data()), {1, 8, 1}),
+                                              .g = dp::make_view(static_cast<const float*>(wide.data()), {1, 4, 1})};
+  const dp::OutputGradients<float, float> wide_og{.o = dp::make_view(static_cast<const float*>(wide.data()), {1, 4, 1, 4})};
+  try {
+    dp::backward(dp::CudaBackend{}, wide_model, wide_in, wide_og, dp::DeltaGradients<float, float>{});
+    FAIL("K = 300 was accepted");
+  } catch (const dp::ArgumentError& e) {
+    CHECK(e.argument() == "q");
+    CHECK(std::string(e.what()).find("K = 300") != std::string::npos);
+  }
+}
+
+int main(int argc, char** argv) { return gpu_harness::run_tests(argc, argv); }
