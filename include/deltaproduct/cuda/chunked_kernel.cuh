@@ -25,11 +25,10 @@
 // are exp2 of differences of log2-unit cumulative gates (<= 1), on the special function unit (2^-22 relative).
 //
 // Schedule per chunk, 3 block barriers:
-//   1. wait for the chunk; start loading the next one (cp.async); write the previous chunk's output; key and query
-//      normalisers, cumulative gates;
-//   2. Gram blocks spread over the warps (warps 0..3 first take a diagonal block and invert it); S^T K^T and S^T Q^T;
-//      R^T;
-//   3. per warp, no barrier: block forward substitution, output, state update.
+//   1. wait for the chunk; start copying the next one's keys (cp.async); key and query normalisers, cumulative gates;
+//   2. Gram blocks spread over the warps (warps 0..3 first take a diagonal block and invert it); the next chunk's
+//      queries; S^T K^T and S^T Q^T; R^T; the previous chunk's output to global memory;
+//   3. the next chunk's values; per warp, no barrier: block forward substitution, output, state update.
 #pragma once
 
 #include <cstddef>
@@ -204,51 +203,71 @@ struct ChunkedKernel {
             base + static_cast<std::uint32_t>(Layout::readout)};
   }
 
-  /// The beta (threads 0..L-1) or gate (threads L..2L-1) of the next chunk, in flight from global memory. It stays
-  /// raw until it is stored, so that no instruction waits for the load before the end of the current chunk.
+  /// The beta or gate of a thread for the next chunk, in flight from global memory. It stays raw until it is stored,
+  /// so that no instruction waits for the load before the end of the current chunk.
   struct PendingScalar {
     T raw;
     bool valid;
   };
 
-  /// Starts the asynchronous copy of chunk `chunk`'s keys, values and queries into `stage` (rows past the sequence
-  /// are zero-filled) and the load of its betas and gates (store_scalars() puts them in the stage later).
-  static __device__ __forceinline__ PendingScalar load_chunk(const ChunkedParams<T>& p, const SequenceSpan& span,
-                                                             int head, index_t chunk, const Stage& stage) {
+  /// The parts of a chunk's token data, copied at different points of the previous chunk: issuing a copy stalls
+  /// once the memory system is saturated, so a whole chunk issued at once would hold every warp for thousands of
+  /// cycles, while the same bytes spread over the chunk's phases are absorbed.
+  enum class ChunkPart { keys, queries, values };
+
+  /// Starts the asynchronous copy of one part of chunk `chunk` into `stage` (rows past the sequence are zero-filled)
+  /// as its own commit group.
+  template <ChunkPart Part>
+  static __device__ __forceinline__ void copy_chunk_part(const ChunkedParams<T>& p, const SequenceSpan& span, int head,
+                                                         index_t chunk, const Stage& stage) {
     const int tid = thread_index();
     const index_t first_token = chunk * C, length = span.end - span.begin;
     const index_t first_step = first_token * NH, steps = length * NH;
     const index_t step_base = span.begin * NH;
     constexpr int key_pieces = KD / 8, value_pieces = VD / 8;  // 16-byte pieces per row
     // The chunk's first rows (always inside the sequence); rows then follow at the views' token strides.
-    const T* const key_rows = &p.k(span.row, step_base + first_step, head, 0);
-    const T* const value_rows = &p.v(span.row, step_base + first_step, head, 0);
-    const T* const query_rows = &p.q(span.row, span.begin + first_token, head, 0);
+    if constexpr (Part == ChunkPart::keys) {
+      const T* const key_rows = &p.k(span.row, step_base + first_step, head, 0);
 #pragma unroll
-    for (int i = 0; i < (L * key_pieces + Layout::threads - 1) / Layout::threads; ++i) {
-      const int index = tid + i * Layout::threads, r = index / key_pieces, piece = index % key_pieces;
-      if (index >= L * key_pieces) break;
-      const bool valid = r < Layout::valid_rows && first_step + r < steps;
-      const T* source = valid ? key_rows + r * p.k.strides[1] + piece * 8 : p.k.data;
-      copy_async_16(reinterpret_cast<unsigned char*>(stage.keys) + blocked(r, piece), source, valid);
-    }
+      for (int i = 0; i < (L * key_pieces + Layout::threads - 1) / Layout::threads; ++i) {
+        const int index = tid + i * Layout::threads, r = index / key_pieces, piece = index % key_pieces;
+        if (index >= L * key_pieces) break;
+        const bool valid = r < Layout::valid_rows && first_step + r < steps;
+        const T* source = valid ? key_rows + r * p.k.strides[1] + piece * 8 : p.k.data;
+        copy_async_16(reinterpret_cast<unsigned char*>(stage.keys) + blocked(r, piece), source, valid);
+      }
+    } else if constexpr (Part == ChunkPart::values) {
+      const T* const value_rows = &p.v(span.row, step_base + first_step, head, 0);
 #pragma unroll
-    for (int i = 0; i < (L * value_pieces + Layout::threads - 1) / Layout::threads; ++i) {
-      const int index = tid + i * Layout::threads, r = index / value_pieces, piece = index % value_pieces;
-      if (index >= L * value_pieces) break;
-      const bool valid = r < Layout::valid_rows && first_step + r < steps;
-      const T* source = valid ? value_rows + r * p.v.strides[1] + piece * 8 : p.v.data;
-      copy_async_16(stage.values + r * VP + piece * 8, source, valid);
-    }
+      for (int i = 0; i < (L * value_pieces + Layout::threads - 1) / Layout::threads; ++i) {
+        const int index = tid + i * Layout::threads, r = index / value_pieces, piece = index % value_pieces;
+        if (index >= L * value_pieces) break;
+        const bool valid = r < Layout::valid_rows && first_step + r < steps;
+        const T* source = valid ? value_rows + r * p.v.strides[1] + piece * 8 : p.v.data;
+        copy_async_16(stage.values + r * VP + piece * 8, source, valid);
+      }
+    } else {
+      const T* const query_rows = &p.q(span.row, span.begin + first_token, head, 0);
 #pragma unroll
-    for (int i = 0; i < (QR * key_pieces + Layout::threads - 1) / Layout::threads; ++i) {
-      const int index = tid + i * Layout::threads, t = index / key_pieces, piece = index % key_pieces;
-      if (index >= QR * key_pieces) break;
-      const bool valid = t < C && first_token + t < length;
-      const T* source = valid ? query_rows + t * p.q.strides[1] + piece * 8 : p.q.data;
-      copy_async_16(reinterpret_cast<unsigned char*>(stage.queries) + blocked(t, piece), source, valid);
+      for (int i = 0; i < (QR * key_pieces + Layout::threads - 1) / Layout::threads; ++i) {
+        const int index = tid + i * Layout::threads, t = index / key_pieces, piece = index % key_pieces;
+        if (index >= QR * key_pieces) break;
+        const bool valid = t < C && first_token + t < length;
+        const T* source = valid ? query_rows + t * p.q.strides[1] + piece * 8 : p.q.data;
+        copy_async_16(reinterpret_cast<unsigned char*>(stage.queries) + blocked(t, piece), source, valid);
+      }
     }
     copy_async_commit();
+  }
+
+  /// The load of chunk `chunk`'s betas (threads 0..L-1) and gates (threads L..2L-1); store_scalars() puts them in
+  /// its stage once the stage is free.
+  static __device__ __forceinline__ PendingScalar load_scalars(const ChunkedParams<T>& p, const SequenceSpan& span,
+                                                               int head, index_t chunk) {
+    const int tid = thread_index();
+    const index_t first_token = chunk * C, length = span.end - span.begin;
+    const index_t first_step = first_token * NH, steps = length * NH;
+    const index_t step_base = span.begin * NH;
     PendingScalar next{T{}, false};
     if (tid < L) {
       next.valid = tid < Layout::valid_rows && first_step + tid < steps;
@@ -264,7 +283,7 @@ struct ChunkedKernel {
     return next;
   }
 
-  /// Stores the betas and gates of load_chunk() into `stage` (zero past the chunk's data).
+  /// Stores the betas and gates of load_scalars() into `stage` (zero past the chunk's data).
   static __device__ __forceinline__ void store_scalars(const Stage& stage, const PendingScalar& next) {
     const int tid = thread_index();
     const float value = next.valid ? to_float(next.raw) : 0.0f;
@@ -594,8 +613,13 @@ struct ChunkedKernel {
       }
 
     PendingScalar next{T{}, false};
-    if (first_chunk < end_chunk)
-      store_scalars(stage_at(smem, 0), load_chunk(p, span, head, first_chunk, stage_at(smem, 0)));
+    if (first_chunk < end_chunk) {
+      const Stage first = stage_at(smem, 0);
+      copy_chunk_part<ChunkPart::keys>(p, span, head, first_chunk, first);
+      copy_chunk_part<ChunkPart::queries>(p, span, head, first_chunk, first);
+      copy_chunk_part<ChunkPart::values>(p, span, head, first_chunk, first);
+      store_scalars(first, load_scalars(p, span, head, first_chunk));
+    }
 
     for (index_t chunk = first_chunk; chunk < end_chunk; ++chunk) {
       // Addresses derive from opaque bases inside the loop: hoisted out of it, each would hold a register.
@@ -616,13 +640,18 @@ struct ChunkedKernel {
       copy_async_wait_all();
       fence_proxy_async();  // the copies' writes, made through the generic proxy, are read by wgmma
       __syncthreads();      // (1) the chunk is in `stage`; every warp is done with the previous chunk
-      if (chunk + 1 < end_chunk) next = load_chunk(p, span, head, chunk + 1, stage_at(base, 1 - stage_index));
-      if (chunk > first_chunk && writes_outputs(p)) write_output(p, span, head, chunk - 1, output);
+      const bool more = chunk + 1 < end_chunk;
+      const Stage next_stage = stage_at(base, 1 - stage_index);
+      if (more) {
+        next = load_scalars(p, span, head, chunk + 1);
+        copy_chunk_part<ChunkPart::keys>(p, span, head, chunk + 1, next_stage);
+      }
       prepare_scales(p, stage, key_scales, query_scales, log2_gates);
       __syncthreads();  // (2) scales and gates are ready
 
       gram_blocks(stage, tiles, diagonal_blocks, negated_a, readout, diagonal_inverses, key_scales, query_scales,
                   log2_gates);
+      if (more) copy_chunk_part<ChunkPart::queries>(p, span, head, chunk + 1, next_stage);
 
       // work[j][e]: (S^T K^T)(v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2), then R^T, then N^T;
       // out: S^T Q^T, the output's part from the state at the chunk's start.
@@ -667,7 +696,10 @@ struct ChunkedKernel {
       }
       }
 
+      // The previous chunk's output leaves its staging tile before this chunk's output overwrites it (after (3)).
+      if (chunk > first_chunk && writes_outputs(p)) write_output(p, span, head, chunk - 1, output);
       __syncthreads();  // (3) -A below the diagonal blocks, the diagonal inverses and P are complete
+      if (more) copy_chunk_part<ChunkPart::values>(p, span, head, chunk + 1, next_stage);
 
       // Block forward substitution, 16 micro-steps at a time: N_i = (I + A_ii)^-1 (R_i - sum_{m < i} A_im N_m).
       {
