@@ -1,31 +1,36 @@
 // The CPU backend's chunked backward pass for DeltaNet / DeltaProduct: back-propagation through the chunked (UT)
 // form of cpu/chunked.hpp, chunk by chunk in reverse, as matrix-matrix products. It builds each chunk's factors
-// with the forward's own functions (load_delta_chunk, build_delta_chunk_factors).
+// with the forward's own functions (load_delta_chunk, build_delta_chunk_factors, advance_delta_chunk).
 //
 // Forward form of one chunk (rows r = micro-steps, tokens t, S_0 the state before the chunk; cpu/chunked.hpp):
-//   Gamma_r = exp(gamma_r), c_r = exp(gamma_L - gamma_r), E_rs = exp(gamma_r - gamma_s),
-//   A_rs = b_r E_rs (k_r . k_s) for s < r,   Y = diag(b) (V - diag(Gamma) K S_0),   u = (I + A)^{-1} Y
+//   Gamma_r = exp(gamma_r), c_r = exp(gamma_L - gamma_r), E_rs = exp(gamma_r - gamma_s), G_rs = k_r . k_s,
+//   A_rs = b_r E_rs G_rs for s < r,   Y = diag(b) W,  W = V - diag(Gamma) K S_0,   u = (I + A)^{-1} Y
 //   S_L = Gamma_L S_0 + K^T diag(c) u
 //   O = diag(Gamma_q) Q S_0 + M u,   M_ts = E_r(t)s (q_t . k_s) for s <= r(t)   (Q: scaled, normalised queries)
 // Backward, given dO and D = dL/dS_L (dY: the gradient of Y; dA: of A, strictly lower):
-//   du = M^T dO + diag(c) K D,   dY = (I + A)^{-T} du,   dA = -dY u^T,   dM = dO u^T
-//   dV = diag(b) dY,   db_r = dY_r . (v_r - Gamma_r S_0^T k_r) + k_r . (H K)_r,   H = dA o E (strictly lower)
-//   dQ = diag(Gamma_q) dO S_0^T + P K,   P = dM o E_causal
-//   dK = P^T Q + diag(c) u D^T - diag(b Gamma) dY S_0^T + diag(b) H K + (diag(b) H)^T K
-//   dS_0 = Gamma_L D + (diag(Gamma_q) Q)^T dO - (diag(Gamma) K)^T dV   (one product of stacked blocks)
+//   du = diag(c) K D + M^T dO,   dY = (I + A)^{-T} du,   dA = -dY u^T,   dM = dO u^T
+//   H = dA o E (strictly lower),  P = dM o E_causal,  Z = diag(b) H
+//   dV = diag(b) dY,   db_r = dY_r . W_r + sum_s H_rs G_rs
+//   dQ = diag(Gamma_q) dO S_0^T + P K
+//   dK = diag(c) u D^T - diag(b Gamma) dY S_0^T + [Z + Z^T, P^T] [K; Q]
+//   dS_0 = Gamma_L D + [K; Q]^T [-diag(Gamma) dV; diag(Gamma_q) dO]
 //   dgamma: each exponent x gets dL/dx = (its factor's gradient) * (the factor), e.g. sum_s dM_ts M_ts for
-//   gamma_r(t); dg_t sums dgamma over the rows of tokens t..end of the chunk (gamma is a cumulative sum of g).
+//   gamma_r(t), b_r H_rs G_rs for gamma_r against gamma_s; dg_t sums dgamma over the rows of tokens t..end of the
+//   chunk (gamma is a cumulative sum of g).
+// The products that share an operand are stacked: [dY; dO] [S_0; u]^T gives dY S_0^T, dO S_0^T, dY u^T and
+// dO u^T in one product, and [K; Q] (the forward's stacked rows) serves dK and dS_0 whole.
 //
 // Memory: the reverse pass needs each chunk's start state and factors, last chunk first. A state pass runs the
-// chunks forward and keeps, per chunk, what the reverse pass needs (KeptChunks: S_0, u, K, Q, A, M and a few
-// vectors), so the reverse pass neither reloads nor rebuilds them. A sequence of at most
+// chunks forward and keeps, per chunk, what the reverse pass needs (KeptChunks: S_0, u, K, Q, G, (I + A)^{-1}, M
+// and a few vectors), so the reverse pass neither reloads nor rebuilds them. A sequence of at most
 // BackwardLimits::max_checkpoints chunks keeps all its chunks: one state pass, then the reverse pass. A longer one
-// first keeps only the states at the start of every segment of ceil(sqrt(chunks)) chunks (one extra state pass),
-// then runs the state pass and the reverse pass segment by segment from there. Per worker that is at most
-// max_checkpoints kept chunks, or for longer sequences ceil(sqrt(chunks)) kept chunks plus as many K x V
-// checkpoints. A kept chunk holds K V + C n_h V + (C n_h + C) (K + C n_h) numbers: for K = V = 128, n_h = 1 and
-// chunks of 64, about 3 K x V states (12 MB in float for 64 chunks). Nothing proportional to T is stored. Work
-// items are (sequence, head) pairs.
+// is cut into segments of max(max_checkpoints, ceil(sqrt(chunks))) chunks: a first state pass keeps only each
+// segment's start state, then the segments are taken last to first, each with its own state pass and reverse
+// pass. The first pass stops where the last segment starts, so (chunks - segment) / chunks of one state pass is
+// done twice. Per worker that is at most max(max_checkpoints, ceil(sqrt(chunks))) kept chunks plus
+// (chunks / segment) K x V states. A kept chunk holds (K + L) V + (L + C) K + 2 L^2 + C L numbers: for
+// K = V = 128, n_h = 1 and chunks of 32 tokens about 2 K x V states (8 MB in float for 64 chunks). Nothing
+// proportional to T is stored. Work items are (sequence, head) pairs.
 #pragma once
 
 #include <Eigen/Core>
@@ -45,33 +50,39 @@
 
 namespace deltaproduct::detail {
 
-/// What the reverse pass needs of each chunk of a segment, kept by the state pass so that the reverse pass neither
-/// reloads nor rebuilds it: the chunk-start state S_0, the pseudo-values u, the normalised keys, the scaled,
-/// normalised queries (without the gates), the normalisations' divisors, A, M, the betas and the cumulative
-/// log-gates. Stacked by slot: K rows (states), L = C n_h rows or C rows per slot.
+/// What the reverse pass needs of each chunk of a segment, kept by the state pass at a slot: [S_0; u] (K + L rows
+/// of V), [K; Q] as DeltaChunkFactors::rows holds them (L + C rows of K), G, (I + A)^{-1}, M, the betas, the
+/// cumulative log-gates and the normalisations' divisors. Slots are sized for a full chunk; a partial chunk uses
+/// the leading rows of its slot.
 template <class Scalar>
 struct KeptChunks {
-  StateMatrix<Scalar> states;           ///< (slots K) x V
-  ChunkMatrix<Scalar> pseudo_values;    ///< (slots L) x V
-  ChunkMatrix<Scalar> keys;             ///< (slots L) x K
-  ChunkMatrix<Scalar> queries;          ///< (slots C) x K
-  ChunkMatrix<Scalar> transition;       ///< (slots L) x L: A, strictly lower
-  ChunkMatrix<Scalar> readout;          ///< (slots C) x L: M
-  RowVector<Scalar> betas, log_decays;  ///< slots L
-  RowVector<Scalar> key_divisors;       ///< slots L: n of each key (normalization_divisor)
-  RowVector<Scalar> query_divisors;     ///< slots C: n of each query
+  index_t key_dim, max_steps, max_tokens;
+  StateMatrix<Scalar> states;      ///< slots (K + L) x V
+  ChunkMatrix<Scalar> rows;        ///< slots (L + C) x K
+  ChunkMatrix<Scalar> gram;        ///< slots L x L
+  ChunkMatrix<Scalar> inverse;     ///< slots L x L
+  ChunkMatrix<Scalar> readout;     ///< slots C x L
+  RowVector<Scalar> betas;         ///< slots L
+  RowVector<Scalar> log_decays;    ///< slots L (gated models)
+  RowVector<Scalar> norms;         ///< slots (L + C)
 
   KeptChunks(const Problem& p, index_t chunk, bool gated, index_t slots)
-      : states(slots * p.key_dim, p.value_dim),
-        pseudo_values(slots * chunk * p.householder_steps, p.value_dim),
-        keys(slots * chunk * p.householder_steps, p.key_dim),
-        queries(slots * chunk, p.key_dim),
-        transition(slots * chunk * p.householder_steps, chunk * p.householder_steps),
-        readout(slots * chunk, chunk * p.householder_steps),
-        betas(slots * chunk * p.householder_steps),
-        log_decays(gated ? slots * chunk * p.householder_steps : 0),
-        key_divisors(slots * chunk * p.householder_steps),
-        query_divisors(slots * chunk) {}
+      : key_dim(p.key_dim),
+        max_steps(chunk * p.householder_steps),
+        max_tokens(chunk),
+        states(slots * (p.key_dim + max_steps), p.value_dim),
+        rows(slots * (max_steps + max_tokens), p.key_dim),
+        gram(slots * max_steps, max_steps),
+        inverse(slots * max_steps, max_steps),
+        readout(slots * max_tokens, max_steps),
+        betas(slots * max_steps),
+        log_decays(gated ? slots * max_steps : 0),
+        norms(slots * (max_steps + max_tokens)) {}
+
+  auto state_rows(index_t slot, index_t steps) { return states.middleRows(slot * (key_dim + max_steps), key_dim + steps); }
+  auto factor_rows(index_t slot, index_t steps, index_t tokens) {
+    return rows.middleRows(slot * (max_steps + max_tokens), steps + tokens);
+  }
 };
 
 /// Per-thread scratch of the chunked backward, sized for a full chunk (partial chunks use the leading rows) and
@@ -80,51 +91,40 @@ template <class Scalar>
 struct ChunkedBackwardScratch {
   DeltaChunkFactors<Scalar> factors;  ///< the state pass's chunk factors (cpu/chunked.hpp)
   KeptChunks<Scalar> kept;
-  StateMatrix<Scalar> checkpoints;  ///< segment-start states, stacked
-  // Reverse pass.
-  ChunkMatrix<Scalar> values;                       ///< L x V: V (reverse pass), V - diag(Gamma) K S_0 (state pass)
-  ChunkMatrix<Scalar> pseudo_values;                ///< L x V: u of the first pass, which keeps nothing
-  ChunkMatrix<Scalar> value_work;                   ///< L x V: du
-  ChunkMatrix<Scalar> value_gradients;              ///< (C + L) x V: [dO; dY], then [dO; dV]
-  ChunkMatrix<Scalar> state_products;               ///< (C + L) x K: [dO; dY] S_0^T
-  ChunkMatrix<Scalar> inverse, inversion_scratch;   ///< L x L: (I + A)^{-1}
-  ChunkMatrix<Scalar> end_keys;                     ///< L x K: diag(c) K (gated models)
-  ChunkMatrix<Scalar> state_readers;                ///< (C + L) x K: [diag(Gamma_q) Q; -diag(Gamma) K]
-  ChunkMatrix<Scalar> score_gradient;               ///< C x L: dM, then P
-  ChunkMatrix<Scalar> system_gradient;              ///< L x L: dA, then H, then diag(b) H
-  ChunkMatrix<Scalar> key_gradient, key_work;       ///< L x K
-  ChunkMatrix<Scalar> query_gradient;               ///< C x K
-  RowVector<Scalar> gate, carry;                    ///< L: Gamma_r, c_r
-  RowVector<Scalar> beta_gradient, gamma_gradient;  ///< L
+  StateMatrix<Scalar> checkpoints;      ///< segment-start states, stacked
+  ChunkMatrix<Scalar> values;           ///< L x V: V, then Y (state pass); V (reverse pass)
+  ChunkMatrix<Scalar> key_products;     ///< L x V: K S_0 (state pass)
+  ChunkMatrix<Scalar> pseudo_values;    ///< L x V: u of the first pass, which keeps nothing
+  ChunkMatrix<Scalar> gradients;        ///< (L + C) x V: [dY; dO], then [-diag(Gamma) dV; diag(Gamma_q) dO]
+  ChunkMatrix<Scalar> pseudo_gradient;  ///< L x V: du
+  ChunkMatrix<Scalar> cross;            ///< (L + C) x (K + L): [dY; dO] [S_0; u]^T, then P and H in place
+  ChunkMatrix<Scalar> carried;          ///< L x K: u D^T
+  ChunkMatrix<Scalar> row_gradients;    ///< (L + C) x K: [dK; dQ] (of the normalised, scaled rows)
+  ChunkMatrix<Scalar> mix;              ///< L x (L + C): [Z + Z^T, P^T]
+  RowVector<Scalar> gate, carry;        ///< L: Gamma_r, c_r
+  RowVector<Scalar> beta_gradient, gamma_gradient;       ///< L
   StateMatrix<Scalar> state, adjoint, initial_gradient;  ///< K x V
-  RowVector<Scalar> raw_row;                             ///< K: a raw key or query
 
   ChunkedBackwardScratch(const Problem& p, index_t chunk, bool gated, index_t checkpoint_states, index_t kept_chunks)
       : factors(chunk, p.householder_steps, p.key_dim, gated),
         kept(p, chunk, gated, kept_chunks),
         checkpoints(checkpoint_states * p.key_dim, p.value_dim),
         values(chunk * p.householder_steps, p.value_dim),
+        key_products(chunk * p.householder_steps, p.value_dim),
         pseudo_values(chunk * p.householder_steps, p.value_dim),
-        value_work(chunk * p.householder_steps, p.value_dim),
-        value_gradients(chunk * (p.householder_steps + 1), p.value_dim),
-        state_products(chunk * (p.householder_steps + 1), p.key_dim),
-        inverse(chunk * p.householder_steps, chunk * p.householder_steps),
-        inversion_scratch(chunk * p.householder_steps, chunk * p.householder_steps),
-        end_keys(gated ? chunk * p.householder_steps : 0, p.key_dim),
-        state_readers(chunk * (p.householder_steps + 1), p.key_dim),
-        score_gradient(chunk, chunk * p.householder_steps),
-        system_gradient(chunk * p.householder_steps, chunk * p.householder_steps),
-        key_gradient(chunk * p.householder_steps, p.key_dim),
-        key_work(chunk * p.householder_steps, p.key_dim),
-        query_gradient(chunk, p.key_dim),
+        gradients(chunk * (p.householder_steps + 1), p.value_dim),
+        pseudo_gradient(chunk * p.householder_steps, p.value_dim),
+        cross(chunk * (p.householder_steps + 1), p.key_dim + chunk * p.householder_steps),
+        carried(chunk * p.householder_steps, p.key_dim),
+        row_gradients(chunk * (p.householder_steps + 1), p.key_dim),
+        mix(chunk * p.householder_steps, chunk * (p.householder_steps + 1)),
         gate(chunk * p.householder_steps),
         carry(chunk * p.householder_steps),
         beta_gradient(chunk * p.householder_steps),
         gamma_gradient(chunk * p.householder_steps),
         state(p.key_dim, p.value_dim),
         adjoint(p.key_dim, p.value_dim),
-        initial_gradient(p.key_dim, p.value_dim),
-        raw_row(p.key_dim) {}
+        initial_gradient(p.key_dim, p.value_dim) {}
 };
 
 /// Where one chunk lies: batch row, first token, number of tokens.
@@ -132,8 +132,9 @@ struct ChunkSpan {
   index_t row = 0, first = 0, tokens = 0;
 };
 
-/// One chunk of the state pass: S <- Gamma_L S + (diag(c) K)^T u with u = T (V - diag(Gamma) K S), the chunk's
-/// factors built by cpu/chunked.hpp. With slot >= 0, what the reverse pass needs is kept at that slot.
+/// One chunk of the state pass: S <- Gamma_L S + (diag(c) K)^T u with u = (I + A)^{-1} diag(b) (V - diag(Gamma) K S),
+/// the chunk's factors built by cpu/chunked.hpp. With slot >= 0, what the reverse pass needs is kept at that slot;
+/// without, the queries are not read (the state does not depend on them).
 template <class Model, class Scalar, class T, class S>
 void state_pass_chunk(const Model& model, const Problem& p, const DeltaInputs<T, S>& in, index_t h, const ChunkSpan& c,
                       StateArg<Scalar> state, ChunkedBackwardScratch<Scalar>& s, index_t slot) {
@@ -141,60 +142,29 @@ void state_pass_chunk(const Model& model, const Problem& p, const DeltaInputs<T,
   constexpr bool gated = Model::gating == Gating::scalar_decay;
   DeltaChunkFactors<Scalar>& f = s.factors;
   KeptChunks<Scalar>& kept = s.kept;
-  const index_t L = c.tokens * n_h, C = c.tokens, max_L = s.values.rows(), max_C = s.query_gradient.rows();
-  const Options& options = model.options;
-  load_delta_chunk<n_h, gated>(options, p, in, c.row, c.first, c.tokens, h, f);
-  if (slot >= 0) {
-    state_slot(kept.states, slot, p.key_dim) = state;
-    kept.queries.middleRows(slot * max_C, C) = f.queries.topRows(C);  // before the build applies the gates
-    // The divisors of the normalisations, from the raw rows load_delta_chunk has just read (still in cache).
-    RowVector<Scalar>& raw = s.raw_row;
-    for (index_t r = 0; r < L; ++r) {
-      load_converted<Scalar>(&in.k(c.row, c.first * n_h + r, h, 0), in.k.stride(3), raw);
-      kept.key_divisors(slot * max_L + r) =
-          normalization_divisor(raw, options.key_normalization, options.normalization_eps);
-    }
-    for (index_t t = 0; t < C; ++t) {
-      load_converted<Scalar>(&in.q(c.row, c.first + t, h, 0), in.q.stride(3), raw);
-      kept.query_divisors(slot * max_C + t) =
-          normalization_divisor(raw, options.query_normalization, options.normalization_eps);
-    }
-  }
-  build_delta_chunk_factors<n_h, gated>(f);
-  auto work = s.values.topRows(L);
+  const bool keep = slot >= 0;
+  const index_t L = c.tokens * n_h, C = c.tokens, max_L = kept.max_steps, max_C = kept.max_tokens;
+  load_delta_chunk<n_h, gated>(model.options, p, in, c.row, c.first, c.tokens, h, f, keep);
+  build_delta_chunk_factors<n_h, gated>(f, keep);
+  auto values = s.values.topRows(L);
   for (index_t r = 0; r < L; ++r)
-    load_converted<Scalar>(&in.v(c.row, c.first * n_h + r, h, 0), in.v.stride(3), work.row(r));
-  work.noalias() -= f.start_keys(gated) * state;
-  auto u = slot >= 0 ? kept.pseudo_values.middleRows(slot * max_L, L) : s.pseudo_values.topRows(L);
-  multiply_lower_staircase<Scalar>(f.solve.topLeftCorner(L, L), 1, work, u, false);
-  if constexpr (gated) state *= f.end_decay;
-  state.noalias() += f.end_keys(gated).transpose() * u;
-  if (slot >= 0) {
-    kept.keys.middleRows(slot * max_L, L) = f.keys.topRows(L);
-    kept.transition.block(slot * max_L, 0, L, L) = f.transition.topLeftCorner(L, L);
+    load_converted<Scalar>(&in.v(c.row, c.first * n_h + r, h, 0), in.v.stride(3), values.row(r));
+  auto key_products = s.key_products.topRows(L);
+  key_products.noalias() = f.keys() * state;
+  if (keep) {
+    auto kept_states = kept.state_rows(slot, L);
+    kept_states.topRows(p.key_dim) = state;
+    advance_delta_chunk<gated>(f, values, key_products, kept_states.bottomRows(L), state);
+    kept.factor_rows(slot, L, C) = f.rows.topRows(L + C);
+    kept.gram.block(slot * max_L, 0, L, L) = f.gram.topLeftCorner(L, L);
+    kept.inverse.block(slot * max_L, 0, L, L) = f.inverse.topLeftCorner(L, L);
     kept.readout.block(slot * max_C, 0, C, L) = f.readout.topLeftCorner(C, L);
     kept.betas.segment(slot * max_L, L) = f.betas.head(L);
+    kept.norms.segment(slot * (max_L + max_C), L + C) = f.norms.head(L + C);
     if constexpr (gated) kept.log_decays.segment(slot * max_L, L) = f.log_decays.head(L);
+  } else {
+    advance_delta_chunk<gated>(f, values, key_products, s.pseudo_values.topRows(L), state);
   }
-}
-
-/// Calls body(first, width, first_token) for the column panels [first, first + width) of a chunk's L micro-steps.
-/// In the causal products only rows r >= first (tokens t >= first_token = first / n_h) meet a panel's columns, so
-/// the products skip the zero part above the diagonal.
-template <class Body>
-void for_each_causal_panel(index_t steps, int householder_steps, Body&& body) {
-  constexpr index_t panel = 32;
-  for (index_t first = 0; first < steps; first += panel)
-    body(first, std::min(panel, steps - first), first / householder_steps);
-}
-
-/// The rows of a gated model's scratch matrix, or for an ungated model the matrix they would equal (`plain`).
-template <bool Gated, class Scalar, class Plain>
-ConstChunkBlock<Scalar> gated_rows(ChunkMatrix<Scalar>& scratch, index_t rows, const Plain& plain) {
-  if constexpr (Gated)
-    return scratch.topRows(rows);
-  else
-    return plain;
 }
 
 /// The backward of one chunk (see the file comment), from what the state pass kept at `slot`: reads D = dL/dS_L
@@ -206,170 +176,160 @@ void reverse_chunk(const Problem& p, const DeltaInputs<T, S>& in, const OutputGr
   constexpr int n_h = Model::householder_steps;
   constexpr bool gated = Model::gating == Gating::scalar_decay;
   KeptChunks<Scalar>& kept = s.kept;
-  const index_t L = c.tokens * n_h, C = c.tokens, max_L = s.values.rows(), max_C = s.query_gradient.rows();
-  const auto start = state_slot(kept.states, slot, p.key_dim);  // S_0
-  const auto u = kept.pseudo_values.middleRows(slot * max_L, L);
-  const auto keys = kept.keys.middleRows(slot * max_L, L);
-  const auto queries = kept.queries.middleRows(slot * max_C, C);     // scale * normalised, without the gates
-  const auto system = kept.transition.block(slot * max_L, 0, L, L);  // A, strictly lower
-  const auto readout = kept.readout.block(slot * max_C, 0, C, L);    // M, zero above the staircase
+  const index_t K = p.key_dim, L = c.tokens * n_h, C = c.tokens, max_L = kept.max_steps, max_C = kept.max_tokens;
+  const auto start_and_pseudo_values = kept.state_rows(slot, L);  // [S_0; u]
+  const auto start = start_and_pseudo_values.topRows(K);
+  const auto u = start_and_pseudo_values.bottomRows(L);
+  const auto rows = kept.factor_rows(slot, L, C);                 // [K; Q]
+  const auto keys = rows.topRows(L);
+  const auto queries = rows.bottomRows(C);                        // scale * normalised, without the gates
+  const auto gram = kept.gram.block(slot * max_L, 0, L, L);       // G, strictly lower
+  const auto inverse = kept.inverse.block(slot * max_L, 0, L, L);
+  const auto readout = kept.readout.block(slot * max_C, 0, C, L);  // M, zero above the staircase
   const auto betas = kept.betas.segment(slot * max_L, L);
+  const auto norms = kept.norms.segment(slot * (max_L + max_C), L + C);
   auto last_row = [](index_t t) { return t * n_h + n_h - 1; };  // r(t): the row whose state token t reads out
-  auto panels = [&](auto&& body) { for_each_causal_panel(L, n_h, body); };
 
-  // Gates Gamma_r = exp(gamma_r), carries c_r = exp(gamma_L - gamma_r), the carried keys diag(c) K, and the rows
-  // [diag(Gamma_q) Q; -diag(Gamma) K] that read S_0 (for dS_0 in one product).
-  s.gate.head(L).setOnes();
-  s.carry.head(L).setOnes();
+  // Gates Gamma_r = exp(gamma_r) and carries c_r = exp(gamma_L - gamma_r).
+  auto gate = s.gate.head(L);
+  auto carry = s.carry.head(L);
+  Scalar end_decay(1.0);
+  gate.setOnes();
+  carry.setOnes();
   if constexpr (gated) {
     const auto log_decays = kept.log_decays.segment(slot * max_L, L);
-    multiply_by_decay(s.gate.head(L), Scalar(0.0), -log_decays);
-    multiply_by_decay(s.carry.head(L), log_decays(L - 1), log_decays);
-    s.end_keys.topRows(L) = s.carry.head(L).asDiagonal() * keys;
+    multiply_by_decay(gate, Scalar(0.0), -log_decays);
+    multiply_by_decay(carry, log_decays(L - 1), log_decays);
+    end_decay = gate(L - 1);
   }
-  const ConstChunkBlock<Scalar> end_keys = gated_rows<gated>(s.end_keys, L, keys);
-  auto decayed_queries = s.state_readers.topRows(C);
-  for (index_t t = 0; t < C; ++t) decayed_queries.row(t) = s.gate(last_row(t)) * queries.row(t);
-  s.state_readers.middleRows(C, L) = -(s.gate.head(L).asDiagonal() * keys);
-  const Scalar end_decay = s.gate(L - 1);
 
-  auto values = s.values.topRows(L);
-  for (index_t r = 0; r < L; ++r)
-    load_converted<Scalar>(&in.v(c.row, c.first * n_h + r, h, 0), in.v.stride(3), values.row(r));
   const StateMatrix<Scalar>& D = s.adjoint;
-  auto dO = s.value_gradients.topRows(C);
-  auto dY = s.value_gradients.middleRows(C, L);
+  auto gradients = s.gradients.topRows(L + C);
+  auto dY = gradients.topRows(L);
+  auto dO = gradients.bottomRows(C);
   for (index_t t = 0; t < C; ++t)
     load_converted<Scalar>(&out_grad.o(c.row, c.first + t, h, 0), out_grad.o.stride(3), dO.row(t));
+
+  // du = diag(c) K D + M^T dO;  dY = (I + A)^{-T} du.
+  auto du = s.pseudo_gradient.topRows(L);
+  du.noalias() = keys * D;
+  if constexpr (gated) du.array().colwise() *= carry.transpose().array();
+  du.noalias() += readout.transpose() * dO;
+  dY.noalias() = inverse.transpose() * du;
+
+  // [dY; dO] [S_0; u]^T: dY S_0^T, dO S_0^T (left K columns), dY u^T, dO u^T (right L columns).
+  auto cross = s.cross.topLeftCorner(L + C, K + L);
+  cross.noalias() = gradients * start_and_pseudo_values.transpose();
+  const auto keys_state = cross.topLeftCorner(L, K);        // dY S_0^T
+  const auto readout_state = cross.bottomLeftCorner(C, K);  // dO S_0^T
+  auto H = cross.topRightCorner(L, L);                      // dY u^T, then H
+  auto P = cross.bottomRightCorner(C, L);                   // dM = dO u^T, then P
+  auto carried = s.carried.topRows(L);
+  carried.noalias() = u * D.transpose();
+
   auto gamma_gradient = s.gamma_gradient.head(L);
+  auto beta_gradient = s.beta_gradient.head(L);
   gamma_gradient.setZero();
 
-  // du = M^T dO + diag(c) K D;  dY = (I + A)^{-T} du.
-  auto du = s.value_work.topRows(L);
-  du.noalias() = end_keys * D;
-  panels([&](index_t first, index_t width, index_t first_token) {
-    du.middleRows(first, width).noalias() +=
-        readout.block(first_token, first, C - first_token, width).transpose() * dO.bottomRows(C - first_token);
-  });
-  auto inverse = s.inverse.topLeftCorner(L, L);
-  invert_unit_lower_triangular<Scalar>(system, inverse, s.inversion_scratch.topLeftCorner(L, L));
-  panels([&](index_t first, index_t width, index_t) {
-    dY.middleRows(first, width).noalias() =
-        inverse.block(first, first, L - first, width).transpose() * du.bottomRows(L - first);
-  });
-  // [dO; dY] S_0^T in one product.
-  s.state_products.topRows(C + L).noalias() = s.value_gradients.topRows(C + L) * start.transpose();
-  const auto readout_state = s.state_products.topRows(C);     // dO S_0^T
-  const auto keys_state = s.state_products.middleRows(C, L);  // dY S_0^T
-
-  // P = dM o E_causal with dM = dO u^T; gamma_r(t) and gamma_s get +-dM_ts M_ts.
-  auto P = s.score_gradient.topLeftCorner(C, L);
-  panels([&](index_t first, index_t width, index_t first_token) {
-    P.block(first_token, first, C - first_token, width).noalias() =
-        dO.bottomRows(C - first_token) * u.middleRows(first, width).transpose();
-  });
+  // P = dM o E_causal; gamma_r(t) and gamma_s get +-dM_ts M_ts.
   for (index_t t = 0; t < C; ++t) {
     const index_t visible = last_row(t) + 1;
     auto row = P.row(t);
     row.tail(L - visible).setZero();
     if constexpr (gated) {
+      const auto log_decays = kept.log_decays.segment(slot * max_L, L);
       for (index_t col = 0; col < visible; ++col) {
         const Scalar through_decay = row(col) * readout(t, col);
         gamma_gradient(last_row(t)) += through_decay;
         gamma_gradient(col) -= through_decay;
       }
-      multiply_by_decay(row.head(visible), kept.log_decays(slot * max_L + last_row(t)),
-                        kept.log_decays.segment(slot * max_L, visible));
+      multiply_by_decay(row.head(visible), log_decays(last_row(t)), log_decays.head(visible));
     }
   }
-
-  // dQ = diag(Gamma_q) dO S_0^T + P K;  dK = P^T Q + ...
-  auto dQ = s.query_gradient.topRows(C);
-  auto dK = s.key_gradient.topRows(L);
-  for (index_t t = 0; t < C; ++t) {
-    if constexpr (gated) gamma_gradient(last_row(t)) += decayed_queries.row(t).dot(readout_state.row(t));
-    dQ.row(t) = s.gate(last_row(t)) * readout_state.row(t);
-  }
-  panels([&](index_t first, index_t width, index_t first_token) {
-    const auto block = P.block(first_token, first, C - first_token, width);
-    dQ.bottomRows(C - first_token).noalias() += block * keys.middleRows(first, width);
-    dK.middleRows(first, width).noalias() = block.transpose() * queries.bottomRows(C - first_token);
-  });
-
-  // dK += diag(c) u D^T - diag(b Gamma) dY S_0^T;  db_r = dY_r . (v_r - Gamma_r S_0^T k_r) + ...
-  auto key_work = s.key_work.topRows(L);
-  key_work.noalias() = u * D.transpose();
-  for (index_t r = 0; r < L; ++r) {
-    if constexpr (gated) {
-      const Scalar through_carry = s.carry(r) * Scalar(key_work.row(r).dot(keys.row(r)));
-      gamma_gradient(L - 1) += through_carry;
-      gamma_gradient(r) -= through_carry;
-    }
-    dK.row(r) += s.carry(r) * key_work.row(r);
-  }
-  if constexpr (gated) gamma_gradient(L - 1) += end_decay * Scalar(D.cwiseProduct(start).sum());
-  auto beta_gradient = s.beta_gradient.head(L);
-  for (index_t r = 0; r < L; ++r) {
-    const Scalar along_key = keys_state.row(r).dot(keys.row(r));  // dY_r . (S_0^T k_r)
-    const Scalar weight = betas(r) * s.gate(r);
-    if constexpr (gated) gamma_gradient(r) -= weight * along_key;
-    dK.row(r) -= weight * keys_state.row(r);
-    beta_gradient(r) = Scalar(dY.row(r).dot(values.row(r))) - s.gate(r) * along_key;
-  }
-
-  // dA = -dY u^T (strictly lower); gamma_r and gamma_s get +-dA_rs A_rs; H = dA o E;
-  // db_r += k_r . (H K)_r;  dK += diag(b) H K + (diag(b) H)^T K.
-  auto H = s.system_gradient.topLeftCorner(L, L);
-  panels([&](index_t first, index_t width, index_t) {
-    H.block(first, first, L - first, width).noalias() =
-        dY.bottomRows(L - first) * u.middleRows(first, width).transpose();
-  });
+  // H = dA o E with dA = -dY u^T (strictly lower); db_r gets sum_s H_rs G_rs, and gamma_r, gamma_s +-b_r H_rs G_rs.
   for (index_t r = 0; r < L; ++r) {
     auto row = H.row(r);
     row.tail(L - r).setZero();
     row.head(r) = -row.head(r);
     if constexpr (gated) {
-      for (index_t col = 0; col < r; ++col) {
-        const Scalar through_decay = row(col) * system(r, col);
-        gamma_gradient(r) += through_decay;
-        gamma_gradient(col) -= through_decay;
-      }
-      multiply_by_decay(row.head(r), kept.log_decays(slot * max_L + r), kept.log_decays.segment(slot * max_L, r));
+      const auto log_decays = kept.log_decays.segment(slot * max_L, L);
+      multiply_by_decay(row.head(r), log_decays(r), log_decays.head(r));
+    }
+    beta_gradient(r) = row.head(r).dot(gram.row(r).head(r));
+    if constexpr (gated) {
+      gamma_gradient(r) += betas(r) * beta_gradient(r);
+      gamma_gradient.head(r) -= betas(r) * row.head(r).cwiseProduct(gram.row(r).head(r));
     }
   }
-  key_work.setZero();
-  panels([&](index_t first, index_t width, index_t) {
-    key_work.bottomRows(L - first).noalias() += H.block(first, first, L - first, width) * keys.middleRows(first, width);
-  });
-  for (index_t r = 0; r < L; ++r) {
-    beta_gradient(r) += key_work.row(r).dot(keys.row(r));
-    dK.row(r) += betas(r) * key_work.row(r);
-    H.row(r) *= betas(r);
-  }
-  panels([&](index_t first, index_t width, index_t) {
-    dK.middleRows(first, width).noalias() +=
-        H.block(first, first, L - first, width).transpose() * keys.bottomRows(L - first);
-  });
 
-  // dS_0 = Gamma_L D + [diag(Gamma_q) Q; -diag(Gamma) K]^T [dO; dV], with dV = diag(b) dY (in place).
-  auto dV = dY;
-  for (index_t r = 0; r < L; ++r) dV.row(r) *= betas(r);
+  // dK = diag(c) u D^T - diag(b Gamma) dY S_0^T + ...;  db_r += dY_r . (v_r - Gamma_r S_0^T k_r).
+  auto values = s.values.topRows(L);
+  for (index_t r = 0; r < L; ++r)
+    load_converted<Scalar>(&in.v(c.row, c.first * n_h + r, h, 0), in.v.stride(3), values.row(r));
+  auto dK = s.row_gradients.topRows(L);
+  auto dQ = s.row_gradients.middleRows(L, C);
+  for (index_t r = 0; r < L; ++r) {
+    const Scalar along_key = keys_state.row(r).dot(keys.row(r));  // dY_r . (S_0^T k_r)
+    beta_gradient(r) += Scalar(dY.row(r).dot(values.row(r))) - gate(r) * along_key;
+    const Scalar weight = betas(r) * gate(r);
+    if constexpr (gated) {
+      const Scalar through_carry = carry(r) * Scalar(carried.row(r).dot(keys.row(r)));
+      gamma_gradient(L - 1) += through_carry;
+      gamma_gradient(r) -= through_carry + weight * along_key;
+      dK.row(r) = carry(r) * carried.row(r) - weight * keys_state.row(r);
+    } else {
+      dK.row(r) = carried.row(r) - weight * keys_state.row(r);
+    }
+  }
+  if constexpr (gated) gamma_gradient(L - 1) += end_decay * Scalar(D.cwiseProduct(start).sum());
+  // dQ = diag(Gamma_q) dO S_0^T + ...
+  for (index_t t = 0; t < C; ++t) {
+    if constexpr (gated) {
+      const Scalar query_gate = gate(last_row(t));
+      gamma_gradient(last_row(t)) += query_gate * Scalar(queries.row(t).dot(readout_state.row(t)));
+      dQ.row(t) = query_gate * readout_state.row(t);
+    } else {
+      dQ.row(t) = readout_state.row(t);
+    }
+  }
+
+  // dK += [Z + Z^T, P^T] [K; Q] with Z = diag(b) H;  dQ += P K.
+  auto mix = s.mix.topLeftCorner(L, L + C);
+  for (index_t r = 0; r < L; ++r) {
+    mix.row(r).head(r) = betas(r) * H.row(r).head(r);
+    mix(r, r) = Scalar(0.0);
+  }
+  for (index_t r = 0; r < L; ++r)
+    for (index_t col = r + 1; col < L; ++col) mix(r, col) = mix(col, r);
+  mix.rightCols(C) = P.transpose();
+  dK.noalias() += mix * rows;
+  dQ.noalias() += P * keys;
+
+  // dV = diag(b) dY;  dS_0 = Gamma_L D + [K; Q]^T [-diag(Gamma) dV; diag(Gamma_q) dO].
+  for (index_t r = 0; r < L; ++r) {
+    auto row = dY.row(r);
+    row *= betas(r);
+    if (!grad.v.absent())
+      store_converted<Scalar>(row, &grad.v(c.row, c.first * n_h + r, h, 0), grad.v.stride(3));
+    row *= -gate(r);
+  }
+  if constexpr (gated)
+    for (index_t t = 0; t < C; ++t) dO.row(t) *= gate(last_row(t));
   auto& initial_gradient = s.initial_gradient;
   if constexpr (gated)
     initial_gradient = end_decay * D;
   else
     initial_gradient = D;
-  initial_gradient.noalias() += s.state_readers.topRows(C + L).transpose() * s.value_gradients.topRows(C + L);
+  initial_gradient.noalias() += rows.transpose() * gradients;
   s.adjoint.swap(initial_gradient);
 
-  // Write dk (through the key normalisation), dv, db per row; dq (through the scale and the query normalisation)
+  // Write dk (through the key normalisation) and db per row; dq (through the scale and the query normalisation)
   // and dg per token; dg_t = sum of dgamma over the rows of tokens t..C-1.
   for (index_t r = 0; r < L; ++r) {
     const index_t input_row = c.first * n_h + r;
     store_gradient(grad.beta, beta_gradient(r), c.row, input_row, h);
-    if (!grad.v.absent()) store_converted<Scalar>(dV.row(r), &grad.v(c.row, input_row, h, 0), grad.v.stride(3));
     if (!grad.k.absent()) {
-      normalize_backward(keys.row(r), kept.key_divisors(slot * max_L + r), dK.row(r));
+      normalize_backward(keys.row(r), norms(r), dK.row(r));
       store_converted<Scalar>(dK.row(r), &grad.k(c.row, input_row, h, 0), grad.k.stride(3));
     }
   }
@@ -379,7 +339,7 @@ void reverse_chunk(const Problem& p, const DeltaInputs<T, S>& in, const OutputGr
     dQ *= scale;
     for (index_t t = 0; t < C; ++t) {
       if (Scalar(0.0) < scale || scale < Scalar(0.0))
-        normalize_backward(queries.row(t) / scale, kept.query_divisors(slot * max_C + t), dQ.row(t));
+        normalize_backward(queries.row(t) / scale, norms(L + t), dQ.row(t));
       store_converted<Scalar>(dQ.row(t), &grad.q(c.row, c.first + t, h, 0), grad.q.stride(3));
     }
   }
@@ -392,6 +352,13 @@ void reverse_chunk(const Problem& p, const DeltaInputs<T, S>& in, const OutputGr
   }
 }
 
+/// Chunks per segment of a sequence of `chunks` chunks: all of them when they fit in max_checkpoints kept chunks;
+/// else max(max_checkpoints, ceil(sqrt(chunks))), the longest segment the memory bound allows, so that the first
+/// pass (which stops where the last segment starts) recomputes as little as it can.
+inline index_t chunked_segment_length(index_t chunks, index_t max_checkpoints) {
+  return chunks <= max_checkpoints ? chunks : std::max(max_checkpoints, ceil_sqrt(chunks));
+}
+
 /// Chunked DeltaNet / DeltaProduct backward (see the file comment).
 template <DeltaProductModel Model, class T, class S>
 void backward_chunked(const CpuBackend& backend, const Model& model, const Problem& p, const DeltaInputs<T, S>& in,
@@ -401,10 +368,8 @@ void backward_chunked(const CpuBackend& backend, const Model& model, const Probl
   constexpr bool gated = Model::gating == Gating::scalar_decay;
   const index_t chunk = chunk_tokens(backend, p);
   const index_t max_checkpoints = std::max<index_t>(limits.max_checkpoints, 1);
-  // Chunks per segment: all of a sequence's chunks when they fit in max_checkpoints, else ceil(sqrt(chunks)).
-  auto segment_chunks = [&](index_t chunks) { return chunks <= max_checkpoints ? chunks : ceil_sqrt(chunks); };
   const index_t longest_chunks = (longest_sequence(p) + chunk - 1) / chunk;
-  const SegmentPlan longest_plan(longest_chunks, segment_chunks(longest_chunks));
+  const SegmentPlan longest_plan(longest_chunks, chunked_segment_length(longest_chunks, max_checkpoints));
   const index_t checkpoint_states = std::max<index_t>(longest_plan.count - 1, 0);
   const index_t kept_chunks = std::max<index_t>(std::min(longest_plan.length, longest_chunks), 1);
 
@@ -421,7 +386,7 @@ void backward_chunked(const CpuBackend& backend, const Model& model, const Probl
         };
         if (tokens > 0) {
           const index_t chunks = (tokens + chunk - 1) / chunk;
-          const SegmentPlan plan(chunks, segment_chunks(chunks));
+          const SegmentPlan plan(chunks, chunked_segment_length(chunks, max_checkpoints));
           reverse_with_checkpoints<Scalar>(
               plan, chunks, s.state, s.checkpoints,
               [&](StateArg<Scalar> state, index_t unit) {
@@ -430,7 +395,9 @@ void backward_chunked(const CpuBackend& backend, const Model& model, const Probl
               [&](StateArg<Scalar> state, index_t unit, index_t slot) {
                 state_pass_chunk(model, p, in, h, span(unit), state, s, slot);
               },
-              [&](index_t unit, index_t slot) { reverse_chunk<Model>(p, in, out_grad, grad, h, span(unit), slot, s); });
+              [&](index_t unit, index_t slot) {
+                reverse_chunk<Model>(p, in, out_grad, grad, h, span(unit), slot, s);
+              });
         }
         store_state<Scalar>(s.adjoint, grad.initial_state, n, h);
       });

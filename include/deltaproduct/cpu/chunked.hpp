@@ -10,13 +10,15 @@
 //   S_r = Gamma_r S_0 + sum_{s <= r} exp(gamma_r - gamma_s) k_s u_s^T,
 // where the pseudo-values u_r = b_r (v_r - (a_r S_{r-1})^T k_r) solve the unit lower triangular system
 //   (I + A) u = diag(b) (V - diag(Gamma) K S_0),   A_rs = b_r exp(gamma_r - gamma_s) (k_r . k_s) for s < r.
-// With T = (I + A)^{-1} diag(b) (formed once per chunk), the chunk is
+// With T = (I + A)^{-1} diag(b), the chunk is
 //   u = T (V - diag(Gamma) K S_0)
 //   o_t = Gamma_r(t) scale S_0^T q_t + sum_{s <= r(t)} exp(gamma_r(t) - gamma_s) scale (q_t . k_s) u_s
 //   S_L = Gamma_L S_0 + (diag(exp(gamma_L - gamma)) K)^T u,
 // r(t) being the last micro-step of token t. Decays are exponentials of differences of gamma (never ratios of
 // exponentials), so long decays underflow to 0 instead of overflowing. T is bounded: T_rs = -b_r k_r^T (product of
 // the Householder factors between s and r) k_s b_s for s < r, and those factors are non-expansive.
+// Evaluation: the keys and the queries are stacked, so one product [K; Q] S_0 reads the state for both; diag(b)
+// scales the rows of V - diag(Gamma) K S_0 and (I + A)^{-1} (kept, the backward reuses it) multiplies the result.
 //
 // Diagonal LRNN, one chunk (per key channel i; a may be 0 or negative, so nothing is divided by a product of a):
 // with P_t = a_1 ... a_t (running products from the chunk start) and D_ts = a_{s+1} ... a_t,
@@ -80,10 +82,14 @@ void store_converted(const Row& src, T* first, index_t stride) {
 /// normalize() of core/recurrence.hpp applied to every row of a block. Each row's sum of squares runs over i in the
 /// same order with the same operations (x_0 x_0, then + x_i x_i, then + eps), and each element is divided by the
 /// same square root, so every row equals normalize(row) bit for bit (tested). Eight rows are summed side by side,
-/// so their independent sums overlap instead of each waiting on its own chain of additions.
+/// so their independent sums overlap instead of each waiting on its own chain of additions. With `divisors`, row j's
+/// divisor is written to divisors[j] (0 where the row is left unchanged), for the backward's normalize_backward.
 template <class Scalar>
-void normalize_rows(ChunkBlock<Scalar> rows, Normalization mode, double eps) {
-  if (mode == Normalization::none) return;
+void normalize_rows(ChunkBlock<Scalar> rows, Normalization mode, double eps, Scalar* divisors = nullptr) {
+  if (mode == Normalization::none) {
+    if (divisors != nullptr) std::fill(divisors, divisors + rows.rows(), Scalar(0.0));
+    return;
+  }
   constexpr Eigen::Index group = 8;
   for (Eigen::Index first = 0; first < rows.rows(); first += group) {
     const Eigen::Index count = std::min(group, rows.rows() - first);
@@ -94,8 +100,10 @@ void normalize_rows(ChunkBlock<Scalar> rows, Normalization mode, double eps) {
         sum_of_squares[j] = sum_of_squares[j] + rows(first + j, i) * rows(first + j, i);
     for (Eigen::Index j = 0; j < count; ++j) {
       if (mode == Normalization::l2_eps) sum_of_squares[j] = sum_of_squares[j] + static_cast<Scalar>(eps);
-      if (!(Scalar(0.0) < sum_of_squares[j])) continue;
-      const Scalar norm = scalar_sqrt(sum_of_squares[j]);
+      const bool unchanged = !(Scalar(0.0) < sum_of_squares[j]);
+      const Scalar norm = unchanged ? Scalar(0.0) : scalar_sqrt(sum_of_squares[j]);
+      if (divisors != nullptr) divisors[first + j] = norm;
+      if (unchanged) continue;
       auto row = rows.row(first + j);
       for (Eigen::Index i = 0; i < rows.cols(); ++i) row(i) = row(i) / norm;
     }
@@ -164,62 +172,67 @@ void invert_unit_lower_triangular(const ConstChunkBlock<Scalar>& A, ChunkBlock<S
 
 /// One chunk's factors: everything that depends on the keys, queries, betas and gates but not on the state or the
 /// values, so one build serves every block of value columns. Sized once for the largest chunk; a chunk of C tokens
-/// uses the leading L = C n_h rows. load_delta_chunk fills keys, betas, log_decays and queries (normalised and
-/// scaled); build_delta_chunk_factors forms the rest and applies the gates to the queries.
+/// uses L = C n_h micro-steps. load_delta_chunk fills rows, betas, log_decays and norms; build_delta_chunk_factors
+/// forms the rest. The queries sit right below the chunk's L keys, so [K; Q] is one block of `rows`.
 template <class Scalar>
 struct DeltaChunkFactors {
   index_t tokens = 0;                     ///< C: tokens in the chunk
   index_t steps = 0;                      ///< L = C n_h micro-steps
-  ChunkMatrix<Scalar> keys;               ///< L x K: k_r after the key normalisation
+  ChunkMatrix<Scalar> rows;               ///< (L + C) x K: k_r normalised, then scale q_t normalised (no gates)
   RowVector<Scalar> betas;                ///< L: b_r
   RowVector<Scalar> log_decays;           ///< L: gamma_r (gated models)
-  ChunkMatrix<Scalar> queries;            ///< C x K: Gamma_r(t) scale q_t (scale q_t before the build)
-  ChunkMatrix<Scalar> transition;         ///< L x L: A_rs in the strict lower part (I + A is what the chunk inverts)
-  ChunkMatrix<Scalar> solve;              ///< L x L: T = (I + A)^{-1} diag(b), zero above the diagonal
+  RowVector<Scalar> norms;                ///< L + C: each row's normalisation divisor (0: left unchanged)
+  ChunkMatrix<Scalar> gram;               ///< L x L: k_r . k_s for s < r (above the diagonal: not meaningful)
+  ChunkMatrix<Scalar> system;             ///< L x L: A_rs for s < r (I + A is what the chunk inverts)
+  ChunkMatrix<Scalar> inverse;            ///< L x L: (I + A)^{-1}, unit lower triangular, zero above
   ChunkMatrix<Scalar> readout;            ///< C x L: M_ts, zero where s > r(t)
-  ChunkMatrix<Scalar> keys_from_start;    ///< L x K: Gamma_r k_r (gated models; else `keys` serves)
-  ChunkMatrix<Scalar> keys_to_end;        ///< L x K: exp(gamma_L - gamma_r) k_r (gated models; else `keys` serves)
+  RowVector<Scalar> gates;                ///< L: Gamma_r (gated models)
+  ChunkMatrix<Scalar> keys_to_end;        ///< L x K: exp(gamma_L - gamma_r) k_r (gated models; else the keys serve)
   Scalar end_decay = Scalar(1.0);         ///< Gamma_L
   ChunkMatrix<Scalar> inversion_scratch;  ///< L x L
 
   DeltaChunkFactors(index_t max_tokens, int householder_steps, index_t key_dim, bool gated)
-      : keys(max_tokens * householder_steps, key_dim),
+      : rows(max_tokens * (householder_steps + 1), key_dim),
         betas(max_tokens * householder_steps),
         log_decays(gated ? max_tokens * householder_steps : 0),
-        queries(max_tokens, key_dim),
-        transition(max_tokens * householder_steps, max_tokens * householder_steps),
-        solve(max_tokens * householder_steps, max_tokens * householder_steps),
+        norms(max_tokens * (householder_steps + 1)),
+        gram(max_tokens * householder_steps, max_tokens * householder_steps),
+        system(max_tokens * householder_steps, max_tokens * householder_steps),
+        inverse(max_tokens * householder_steps, max_tokens * householder_steps),
         readout(max_tokens, max_tokens * householder_steps),
-        keys_from_start(gated ? max_tokens * householder_steps : 0, key_dim),
+        gates(gated ? max_tokens * householder_steps : 0),
         keys_to_end(gated ? max_tokens * householder_steps : 0, key_dim),
         inversion_scratch(max_tokens * householder_steps, max_tokens * householder_steps) {}
 
-  /// The keys that read the chunk's initial state: Gamma_r k_r.
-  auto start_keys(bool gated) const { return gated ? keys_from_start.topRows(steps) : keys.topRows(steps); }
+  auto keys() const { return rows.topRows(steps); }
+  auto queries() const { return rows.middleRows(steps, tokens); }
   /// The keys that carry the pseudo-values to the chunk's end state: exp(gamma_L - gamma_r) k_r.
-  auto end_keys(bool gated) const { return gated ? keys_to_end.topRows(steps) : keys.topRows(steps); }
+  auto end_keys(bool gated) const { return gated ? keys_to_end.topRows(steps) : rows.topRows(steps); }
 };
 
-/// Reads chunk [first_token, first_token + tokens) of sequence row `row`, head h: normalised keys, betas, normalised
-/// and scaled queries, and for gated models the cumulative log-gates gamma. Keys and queries are normalised exactly
-/// as in the token loop (normalize_rows equals `normalize` bit for bit).
+/// Reads chunk [first_token, first_token + tokens) of sequence row `row`, head h: normalised keys, betas, for gated
+/// models the cumulative log-gates gamma, and (with_queries) the normalised, scaled queries. Keys and queries are
+/// normalised exactly as in the token loop (normalize_rows equals `normalize` bit for bit).
 template <int HouseholderSteps, bool Gated, class Scalar, class T, class S>
 void load_delta_chunk(const Options& options, const Problem& p, const DeltaInputs<T, S>& in, index_t row,
-                      index_t first_token, index_t tokens, index_t h, DeltaChunkFactors<Scalar>& f) {
+                      index_t first_token, index_t tokens, index_t h, DeltaChunkFactors<Scalar>& f,
+                      bool with_queries = true) {
   constexpr index_t n_h = HouseholderSteps;
   f.tokens = tokens;
   f.steps = tokens * n_h;
-  const index_t first_step = first_token * n_h;
-  for (index_t r = 0; r < f.steps; ++r) {
-    load_converted<Scalar>(&in.k(row, first_step + r, h, 0), in.k.stride(3), f.keys.row(r));
+  const index_t L = f.steps, first_step = first_token * n_h;
+  for (index_t r = 0; r < L; ++r) {
+    load_converted<Scalar>(&in.k(row, first_step + r, h, 0), in.k.stride(3), f.rows.row(r));
     f.betas(r) = convert_scalar<Scalar>(in.beta(row, first_step + r, h));
   }
-  normalize_rows<Scalar>(f.keys.topRows(f.steps), options.key_normalization, options.normalization_eps);
-  auto queries = f.queries.topRows(tokens);
-  for (index_t t = 0; t < tokens; ++t)
-    load_converted<Scalar>(&in.q(row, first_token + t, h, 0), in.q.stride(3), queries.row(t));
-  normalize_rows<Scalar>(queries, options.query_normalization, options.normalization_eps);
-  queries *= static_cast<Scalar>(p.scale);
+  normalize_rows<Scalar>(f.rows.topRows(L), options.key_normalization, options.normalization_eps, f.norms.data());
+  if (with_queries) {
+    auto queries = f.rows.middleRows(L, tokens);
+    for (index_t t = 0; t < tokens; ++t)
+      load_converted<Scalar>(&in.q(row, first_token + t, h, 0), in.q.stride(3), queries.row(t));
+    normalize_rows<Scalar>(queries, options.query_normalization, options.normalization_eps, f.norms.data() + L);
+    queries *= static_cast<Scalar>(p.scale);
+  }
   if constexpr (Gated) {
     Scalar gamma = Scalar(0.0);
     for (index_t t = 0; t < tokens; ++t) {
@@ -229,86 +242,109 @@ void load_delta_chunk(const Options& options, const Problem& p, const DeltaInput
   }
 }
 
-/// Builds A, T, M and the decayed keys and queries from what load_delta_chunk read (see the header comment).
+/// Builds G, A, (I + A)^{-1}, the gates and (with_readout) M from what load_delta_chunk read (see the header
+/// comment). The key-key and query-key products skip most of what lies above the staircase: the key columns go in
+/// panels, each multiplied by the rows that see it. G and M are separate products even when both are wanted, so the
+/// Gram matrix, and with it the state, rounds the same with and without the readout.
 template <int HouseholderSteps, bool Gated, class Scalar>
-void build_delta_chunk_factors(DeltaChunkFactors<Scalar>& f) {
+void build_delta_chunk_factors(DeltaChunkFactors<Scalar>& f, bool with_readout = true) {
   constexpr index_t n_h = HouseholderSteps;
   const index_t L = f.steps, C = f.tokens;
-  auto keys = f.keys.topRows(L);
-  auto queries = f.queries.topRows(C);
-  auto transition = f.transition.topLeftCorner(L, L);
+  const auto keys = f.keys();
+  const auto queries = f.queries();
+  auto gram = f.gram.topLeftCorner(L, L);
   auto readout = f.readout.topLeftCorner(C, L);
 
-  // Key-key products k_r . k_s (s < r) and query-key products q_t . k_s (s <= r(t)). Only the lower staircase is
-  // needed: the key columns go in panels, each multiplied by the rows that see it.
   constexpr index_t panel = 32;
   for (index_t first = 0; first < L; first += panel) {
     const index_t width = std::min(panel, L - first), first_query = first / n_h;
     const auto panel_keys = keys.middleRows(first, width).transpose();
-    transition.block(first, first, L - first, width).noalias() = keys.bottomRows(L - first) * panel_keys;
-    readout.block(first_query, first, C - first_query, width).noalias() =
-        queries.bottomRows(C - first_query) * panel_keys;
+    gram.block(first, first, L - first, width).noalias() = keys.bottomRows(L - first) * panel_keys;
+    if (with_readout)
+      readout.block(first_query, first, C - first_query, width).noalias() =
+          queries.bottomRows(C - first_query) * panel_keys;
   }
 
   // A_rs = b_r exp(gamma_r - gamma_s) (k_r . k_s), s < r: only the strict lower part is read below.
+  auto system = f.system.topLeftCorner(L, L);
   for (index_t r = 1; r < L; ++r) {
-    auto a = transition.row(r).head(r);
+    auto a = system.row(r).head(r);
+    a = f.betas(r) * gram.row(r).head(r);
     if constexpr (Gated) multiply_by_decay(a, f.log_decays(r), f.log_decays.head(r));
-    a *= f.betas(r);
   }
   // M_ts = exp(gamma_r(t) - gamma_s) scale (q_t . k_s) for s <= r(t) = t n_h + n_h - 1, zero after.
-  for (index_t t = 0; t < C; ++t) {
-    const index_t visible = (t + 1) * n_h;
-    auto m = readout.row(t);
-    if constexpr (Gated) multiply_by_decay(m.head(visible), f.log_decays(visible - 1), f.log_decays.head(visible));
-    m.tail(L - visible).setZero();
+  if (with_readout) {
+    for (index_t t = 0; t < C; ++t) {
+      const index_t visible = (t + 1) * n_h;
+      auto m = readout.row(t);
+      if constexpr (Gated) multiply_by_decay(m.head(visible), f.log_decays(visible - 1), f.log_decays.head(visible));
+      m.tail(L - visible).setZero();
+    }
   }
 
-  auto solve = f.solve.topLeftCorner(L, L);
-  invert_unit_lower_triangular<Scalar>(transition, solve, f.inversion_scratch.topLeftCorner(L, L));
-  solve.array().rowwise() *= f.betas.head(L).array();  // T = (I + A)^{-1} diag(b)
+  invert_unit_lower_triangular<Scalar>(system, f.inverse.topLeftCorner(L, L), f.inversion_scratch.topLeftCorner(L, L));
 
   if constexpr (Gated) {
     const Scalar gamma_end = f.log_decays(L - 1);
     f.end_decay = scalar_exp(gamma_end);
-    for (index_t r = 0; r < L; ++r) {
-      const Scalar gamma = f.log_decays(r);
-      f.keys_from_start.row(r) = keys.row(r) * scalar_exp(gamma);
-      f.keys_to_end.row(r) = keys.row(r) * scalar_exp(gamma_end - gamma);
-    }
-    for (index_t t = 0; t < C; ++t) queries.row(t) *= scalar_exp(f.log_decays(t * n_h + n_h - 1));
+    f.gates.head(L).setOnes();
+    multiply_by_decay(f.gates.head(L), Scalar(0.0), -f.log_decays.head(L));  // exp(gamma_r)
+    for (index_t r = 0; r < L; ++r) f.keys_to_end.row(r) = keys.row(r) * scalar_exp(gamma_end - f.log_decays(r));
   }
+}
+
+/// Advances state columns S_0 over one chunk, given V in `values` (overwritten) and K S_0 in `key_products`:
+///   Y = diag(b) (V - diag(Gamma) K S_0),  u = (I + A)^{-1} Y,  S <- Gamma_L S_0 + (diag(c) K)^T u,
+/// with u written to `pseudo_values`.
+template <bool Gated, class Scalar>
+void advance_delta_chunk(const DeltaChunkFactors<Scalar>& f, std::type_identity_t<ChunkBlock<Scalar>> values,
+                         const std::type_identity_t<ConstChunkBlock<Scalar>>& key_products,
+                         std::type_identity_t<ChunkBlock<Scalar>> pseudo_values, StateArg<Scalar> state) {
+  const index_t L = f.steps;
+  const auto betas = f.betas.head(L).transpose().array();
+  if constexpr (Gated)
+    values.array() = (values.array() - key_products.array().colwise() * f.gates.head(L).transpose().array())
+                         .colwise() *
+                     betas;
+  else
+    values.array() = (values.array() - key_products.array()).colwise() * betas;
+  multiply_lower_staircase<Scalar>(f.inverse.topLeftCorner(L, L), 1, values, pseudo_values, false);
+  if constexpr (Gated) state *= f.end_decay;
+  state.noalias() += f.end_keys(Gated).transpose() * pseudo_values;
 }
 
 /// Per-value-block buffers of the chunked DeltaProduct.
 template <class Scalar>
 struct DeltaChunkColumns {
-  ChunkMatrix<Scalar> values;         ///< L x W: v_r, then V - diag(Gamma) K S_0
+  ChunkMatrix<Scalar> values;         ///< L x W: v_r, then diag(b) (V - diag(Gamma) K S_0)
   ChunkMatrix<Scalar> pseudo_values;  ///< L x W: u
-  ChunkMatrix<Scalar> outputs;        ///< C x W: o_t
+  ChunkMatrix<Scalar> products;       ///< (L + C) x W: [K; Q] S_0, then the outputs o_t in rows L..L+C-1
 
   DeltaChunkColumns(index_t max_tokens, int householder_steps, index_t width)
       : values(max_tokens * householder_steps, width),
         pseudo_values(max_tokens * householder_steps, width),
-        outputs(max_tokens, width) {}
+        products(max_tokens * (householder_steps + 1), width) {}
+
+  auto outputs(index_t steps, index_t tokens, index_t width) { return products.block(steps, 0, tokens, width); }
 };
 
-/// Advances state columns S_0 (K x W) over one chunk and writes the chunk's outputs (rows 0..C-1 of c.outputs),
-/// given the values in rows 0..L-1 of c.values (overwritten):
-///   u = T (V - diag(Gamma) K S_0),  O = diag(Gamma) scale Q S_0 + M u,  S <- Gamma_L S_0 + (decayed K)^T u.
-/// The pseudo-values u stay in c.pseudo_values.
+/// Advances state columns S_0 (K x W) over one chunk and writes the chunk's outputs (c.outputs), given the values
+/// in rows 0..L-1 of c.values (overwritten):
+///   [X; O] = [K; Q] S_0,  u = (I + A)^{-1} diag(b) (V - diag(Gamma) X),  O <- diag(Gamma_q) O + M u,
+///   S <- Gamma_L S_0 + (decayed K)^T u.
 template <int HouseholderSteps, bool Gated, class Scalar>
 void apply_delta_chunk(const DeltaChunkFactors<Scalar>& f, DeltaChunkColumns<Scalar>& c, StateArg<Scalar> state) {
+  constexpr index_t n_h = HouseholderSteps;
   const index_t L = f.steps, C = f.tokens, W = state.cols();
-  auto values = c.values.topLeftCorner(L, W);
-  auto u = c.pseudo_values.topLeftCorner(L, W);
-  auto outputs = c.outputs.topLeftCorner(C, W);
-  values.noalias() -= f.start_keys(Gated) * state;
-  multiply_lower_staircase<Scalar>(f.solve.topLeftCorner(L, L), 1, values, u, false);
-  outputs.noalias() = f.queries.topRows(C) * state;
-  multiply_lower_staircase<Scalar>(f.readout.topLeftCorner(C, L), HouseholderSteps, u, outputs, true);
-  if constexpr (Gated) state *= f.end_decay;
-  state.noalias() += f.end_keys(Gated).transpose() * u;
+  auto products = c.products.topLeftCorner(L + C, W);
+  products.noalias() = f.rows.topRows(L + C) * state;
+  auto outputs = c.outputs(L, C, W);
+  if constexpr (Gated)
+    for (index_t t = 0; t < C; ++t) outputs.row(t) *= f.gates(t * n_h + n_h - 1);
+  advance_delta_chunk<Gated>(f, c.values.topLeftCorner(L, W), products.topRows(L),
+                             c.pseudo_values.topLeftCorner(L, W), state);
+  multiply_lower_staircase<Scalar>(f.readout.topLeftCorner(C, L), n_h, c.pseudo_values.topLeftCorner(L, W), outputs,
+                                   true);
 }
 
 /// Workspace of one worker of the chunked DeltaProduct forward pass.
@@ -350,9 +386,9 @@ void forward_chunked(const CpuBackend& backend, const Model& model, const Proble
             load_converted<Scalar>(&in.v(seq.row, first * n_h + r, h, first_column), in.v.stride(3),
                                    w.columns.values.row(r).head(W));
           apply_delta_chunk<n_h, gated>(w.factors, w.columns, state);
+          const auto outputs = w.columns.outputs(tokens * n_h, tokens, W);
           for (index_t t = 0; t < tokens; ++t)
-            store_converted<Scalar>(w.columns.outputs.row(t).head(W), &out.o(seq.row, first + t, h, first_column),
-                                    out.o.stride(3));
+            store_converted<Scalar>(outputs.row(t), &out.o(seq.row, first + t, h, first_column), out.o.stride(3));
         }
       });
 }
