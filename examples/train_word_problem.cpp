@@ -12,6 +12,8 @@
 // (--stop_after E ends a run after E epochs, with the learning-rate schedule still spanning --epochs: a job cut into
 // time slices gives the uninterrupted run's result).
 // At the end: accuracy against position at k_test in OUT/accuracy_by_position.csv and .png, and a summary line.
+// --device cuda trains on the GPU (CudaWordProblemModel: the same model, parameters and update in fp32 on device
+// memory), where the project was built with its CUDA parts; checkpoints are the same files either way.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -31,6 +33,10 @@
 #include <thread>
 #include <vector>
 
+#if DELTAPRODUCT_TRAINER_CUDA
+#include "trainer_device.hpp"
+#endif
+
 namespace dp = deltaproduct;
 
 namespace {
@@ -45,7 +51,7 @@ struct Options {
   std::int64_t train_samples = 20000, test_samples = 500;
   double lr = 1e-3, weight_decay = 0.01, grad_clip = 1.0, warmup_fraction = 0.05;
   std::uint64_t seed = 666;
-  std::string data_dir, checkpoint, out = "train_out";
+  std::string data_dir, checkpoint, out = "train_out", device = "cpu";
   bool resume = false;
 };
 
@@ -56,7 +62,8 @@ const char* usage =
     "  --group S3 --k 128 --k_test 512 --train_samples 20000 --test_samples 500 [--data DIR]\n"
     "  --n_layers 1 --num_householder 2 --allow_neg_eigval 1 --n_heads 4 --head_dim 32 --d_model 128 --mlp_dim 4d\n"
     "  --batch_size 64 --lr 1e-3 --epochs 10 --weight_decay 0.01 --grad_clip 1 --warmup 0.05 --seed 666\n"
-    "  --threads N (0: all) --checkpoint PATH [--resume] [--stop_after EPOCHS] --out DIR\n";
+    "  --threads N (0: all) --checkpoint PATH [--resume] [--stop_after EPOCHS] --out DIR\n"
+    "  --device cpu|cuda        cuda: train and evaluate on the GPU (builds with the CUDA parts)\n";
 
 void apply_preset(Options& o, const std::string& name) {
   if (name == "small") {
@@ -118,8 +125,15 @@ Options parse(int argc, char** argv) {
     else if (a == "--checkpoint") o.checkpoint = v;
     else if (a == "--stop_after") o.stop_after = std::stoi(v);
     else if (a == "--out") o.out = v;
+    else if (a == "--device") o.device = v;
     else throw std::invalid_argument("unknown option " + a + "\n" + usage);
   }
+  if (o.device != "cpu" && o.device != "cuda")
+    throw std::invalid_argument("--device: expected cpu or cuda, got " + o.device);
+#if !DELTAPRODUCT_TRAINER_CUDA
+  if (o.device == "cuda")
+    throw std::invalid_argument("--device cuda: this build has no CUDA parts (configure where nvcc is found)");
+#endif
   if (o.mlp_dim <= 0) o.mlp_dim = 4 * o.model_dim;
   if (o.threads <= 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (o.k < 1 || o.k_test < 1 || o.batch < 1 || o.epochs < 0 || o.train_samples < 1 || o.test_samples < 1)
@@ -320,15 +334,44 @@ int main(int argc, char** argv) try {
     std::printf("resumed from %s after epoch %lld (step %lld)\n", o.checkpoint.c_str(),
                 static_cast<long long>(first_epoch), static_cast<long long>(optimizer.step));
   }
+#if DELTAPRODUCT_TRAINER_CUDA
+  // On the GPU the device model holds the parameters and moments; the CPU model receives them for checkpoints.
+  std::unique_ptr<trainer::DeviceModel> gpu;
+  const auto host_parameters = [&](bool with_moments) {
+    trainer::HostParameters h;
+    for (const auto& p : model.parameters()) {
+      h.values.emplace_back(p.value.data(), p.value.data() + p.value.size());
+      if (!with_moments) continue;
+      h.first_moments.emplace_back(p.first_moment.data(), p.first_moment.data() + p.first_moment.size());
+      h.second_moments.emplace_back(p.second_moment.data(), p.second_moment.data() + p.second_moment.size());
+    }
+    return h;
+  };
+  const auto to_model = [&] {
+    trainer::HostParameters h;
+    gpu->download(h);
+    auto& params = model.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      std::copy(h.values[i].begin(), h.values[i].end(), params[i].value.data());
+      std::copy(h.first_moments[i].begin(), h.first_moments[i].end(), params[i].first_moment.data());
+      std::copy(h.second_moments[i].begin(), h.second_moments[i].end(), params[i].second_moment.data());
+    }
+  };
+  if (o.device == "cuda") {
+    gpu = trainer::make_cuda_model(config);
+    gpu->upload(host_parameters(true));
+  }
+#endif
   const std::int64_t batches = std::max<std::int64_t>(1, train.count / o.batch);
   const std::int64_t total_steps = batches * o.epochs;
   const auto warmup = static_cast<std::int64_t>(o.warmup_fraction * static_cast<double>(total_steps));
   std::printf("%s: %lld training words of %lld, %lld test words of %lld; model %lld parameters, n_h %d, eigenvalues "
-              "%s, %d layer(s), %d heads x %d; %d threads\n",
+              "%s, %d layer(s), %d heads x %d; %s\n",
               o.group.c_str(), static_cast<long long>(train.count), static_cast<long long>(o.k),
               static_cast<long long>(test.count), static_cast<long long>(o.k_test),
               static_cast<long long>(model.parameter_count()), o.householder, o.negative ? "[-1, 1]" : "[0, 1]",
-              o.layers, o.heads, o.head_dim, o.threads);
+              o.layers, o.heads, o.head_dim,
+              o.device == "cuda" ? "on the GPU" : (std::to_string(o.threads) + " threads").c_str());
 
   std::vector<std::int32_t> inputs(static_cast<std::size_t>(o.batch * o.k)), labels(inputs.size());
   std::vector<std::int64_t> permutation(static_cast<std::size_t>(train.count));
@@ -345,10 +388,23 @@ int main(int argc, char** argv) try {
         std::copy_n(&train.inputs[static_cast<std::size_t>(row * o.k)], o.k, &inputs[static_cast<std::size_t>(s * o.k)]);
         std::copy_n(&train.labels[static_cast<std::size_t>(row * o.k)], o.k, &labels[static_cast<std::size_t>(s * o.k)]);
       }
-      model.zero_gradients();
-      const dp::BatchResult r = model.train_batch(inputs, labels, o.batch, static_cast<int>(o.k), true, o.threads);
-      if (o.grad_clip > 0) (void)dp::clip_gradient_norm(model.parameters(), o.grad_clip);
-      optimizer.update(model.parameters(), dp::learning_rate_at(optimizer.step, total_steps, warmup, o.lr));
+      const double lr = dp::learning_rate_at(optimizer.step, total_steps, warmup, o.lr);
+      dp::BatchResult r;
+#if DELTAPRODUCT_TRAINER_CUDA
+      if (gpu) {
+        r = gpu->train_batch(inputs, labels, o.batch, static_cast<int>(o.k));
+        if (o.grad_clip > 0) (void)gpu->clip_gradient_norm(o.grad_clip);
+        ++optimizer.step;
+        const dp::AdamWOptions& a = optimizer.options;
+        gpu->adamw_update(a.beta1, a.beta2, a.eps, a.weight_decay, optimizer.step, lr);
+      } else
+#endif
+      {
+        model.zero_gradients();
+        r = model.train_batch(inputs, labels, o.batch, static_cast<int>(o.k), true, o.threads);
+        if (o.grad_clip > 0) (void)dp::clip_gradient_norm(model.parameters(), o.grad_clip);
+        optimizer.update(model.parameters(), lr);
+      }
       epoch_loss += r.loss, epoch_accuracy += r.accuracy;
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const int filled = static_cast<int>(30 * (b + 1) / batches);
@@ -360,6 +416,9 @@ int main(int argc, char** argv) try {
     }
     std::fprintf(stderr, "\n");
     if (!o.checkpoint.empty()) {
+#if DELTAPRODUCT_TRAINER_CUDA
+      if (gpu) to_model();
+#endif
       std::ostringstream state;
       state << order;
       dp::save_checkpoint(o.checkpoint, model, optimizer,
@@ -370,12 +429,21 @@ int main(int argc, char** argv) try {
 
   // Accuracy against position at the test length.
   std::vector<std::int64_t> correct(static_cast<std::size_t>(test.k), 0);
-  const int eval_batch = 16;
+  int eval_batch = 16;
+#if DELTAPRODUCT_TRAINER_CUDA
+  if (gpu) eval_batch = 512;
+#endif
   for (std::int64_t first = 0; first < test.count; first += eval_batch) {
     const int n = static_cast<int>(std::min<std::int64_t>(eval_batch, test.count - first));
     const std::size_t begin = static_cast<std::size_t>(first * test.k), size = static_cast<std::size_t>(n * test.k);
-    (void)model.evaluate(std::span(test.inputs).subspan(begin, size), std::span(test.labels).subspan(begin, size), n,
-                         static_cast<int>(test.k), correct, o.threads);
+    const auto words = std::span(test.inputs).subspan(begin, size), truth = std::span(test.labels).subspan(begin, size);
+#if DELTAPRODUCT_TRAINER_CUDA
+    if (gpu) {
+      (void)gpu->evaluate(words, truth, n, static_cast<int>(test.k), correct);
+      continue;
+    }
+#endif
+    (void)model.evaluate(words, truth, n, static_cast<int>(test.k), correct, o.threads);
   }
   std::vector<double> accuracy(correct.size());
   double mean = 0, within = 0, beyond = 0;

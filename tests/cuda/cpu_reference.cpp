@@ -1,5 +1,6 @@
 #include "cuda/cpu_reference.hpp"
 
+#include <deltaproduct/model/model.hpp>
 #include <stdexcept>
 
 #include "support/harness.hpp"
@@ -88,6 +89,41 @@ reference::Gradients cpu_backward_double(const reference::Problem& p, const refe
     default:
       throw std::invalid_argument("cpu_backward_double: n_h must be 1..4");
   }
+}
+
+}  // namespace cuda_test
+
+namespace cuda_test {
+
+std::vector<std::vector<float>> cpu_model_initial_values(const deltaproduct::ModelConfig& config, std::uint64_t seed) {
+  deltaproduct::WordProblemModel<float> model(config);
+  model.initialize(seed);
+  std::vector<std::vector<float>> values;
+  for (const auto& p : model.parameters()) values.emplace_back(p.value.data(), p.value.data() + p.value.size());
+  return values;
+}
+
+ModelRun cpu_model_run(const deltaproduct::ModelConfig& config, const std::vector<std::vector<float>>& values,
+                       std::span<const std::int32_t> inputs, std::span<const std::int32_t> labels, int batch,
+                       int tokens) {
+  deltaproduct::WordProblemModel<double> model(config);
+  auto& parameters = model.parameters();
+  if (values.size() != parameters.size()) throw std::invalid_argument("cpu_model_run: wrong number of parameters");
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    if (static_cast<Eigen::Index>(values[i].size()) != parameters[i].value.size())
+      throw std::invalid_argument("cpu_model_run: wrong size of parameter " + parameters[i].name);
+    for (Eigen::Index e = 0; e < parameters[i].value.size(); ++e)
+      parameters[i].value.data()[e] = values[i][static_cast<std::size_t>(e)];
+  }
+  model.zero_gradients();
+  ModelRun run;
+  const deltaproduct::BatchResult r = model.train_batch(inputs, labels, batch, tokens, true, 1);
+  run.loss = r.loss;
+  run.accuracy = r.accuracy;
+  for (const auto& p : parameters) run.gradients.emplace_back(p.gradient.data(), p.gradient.data() + p.gradient.size());
+  run.correct_per_position.assign(static_cast<std::size_t>(tokens), 0);
+  (void)model.evaluate(inputs, labels, batch, tokens, run.correct_per_position, 1);
+  return run;
 }
 
 }  // namespace cuda_test

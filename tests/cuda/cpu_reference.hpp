@@ -2,6 +2,11 @@
 // (tests/support/reference.hpp layouts), and its backward pass. Compiled by the C++ compiler (cpu_reference.cpp), callable from .cu files.
 #pragma once
 
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "deltaproduct/model/config.hpp"
 #include "support/finite_differences.hpp"
 #include "support/reference.hpp"
 
@@ -17,5 +22,20 @@ reference::Result cpu_forward_double(const reference::Problem& p);
 /// (zero-length w.final_state: dL/d(final state) absent). The CPU backward is itself checked against finite
 /// differences (tests/cpu/test_backward.cpp).
 reference::Gradients cpu_backward_double(const reference::Problem& p, const reference::LossWeights& w);
+
+/// The CPU word-problem model's parameter values after WordProblemModel<float>::initialize(seed), in its order.
+std::vector<std::vector<float>> cpu_model_initial_values(const deltaproduct::ModelConfig& config, std::uint64_t seed);
+
+/// WordProblemModel<double> with these values on one batch: mean loss, accuracy, the gradients of the mean loss (in
+/// parameter order) and the correct labels per position. Its gradients are checked against finite differences in
+/// tests/model/test_model.cpp.
+struct ModelRun {
+  double loss = 0, accuracy = 0;
+  std::vector<std::vector<double>> gradients;
+  std::vector<std::int64_t> correct_per_position;
+};
+ModelRun cpu_model_run(const deltaproduct::ModelConfig& config, const std::vector<std::vector<float>>& values,
+                       std::span<const std::int32_t> inputs, std::span<const std::int32_t> labels, int batch,
+                       int tokens);
 
 }  // namespace cuda_test
