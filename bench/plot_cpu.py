@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Turns bench_cpu's Google Benchmark JSON into the README's plot and a summary table.
 
-    ./build/release/bench/bench_cpu --benchmark_format=json --benchmark_out=bench_cpu.json
-    python3 bench/plot_cpu.py bench_cpu.json docs/cpu_benchmark.png      # needs matplotlib
+    ./build/release/bench/bench_cpu --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true \
+        --benchmark_format=json --benchmark_out=bench_cpu.json
+    python3 bench/plot_cpu.py bench_cpu.json bench/results/cpu_benchmark.png      # needs matplotlib
 
-Ratios are taken between results of the same run, so machine noise affects both sides alike.
+With repetitions, each result is the median of its repetitions (Google Benchmark's median aggregate); without, the
+single run. Random interleaving spreads the repetitions of all benchmarks over the run, so ratios taken between
+results of the same run see the same machine noise on both sides.
 """
 import json
 import re
@@ -17,13 +20,14 @@ NAME = re.compile(r"delta_product<(\w+), (\d), (\w+), (\w+)(?:, dp::Gating::(\w+
 def load(path):
     with open(path) as f:
         data = json.load(f)
-    results, peaks = {}, {}
+    runs, medians, peaks = {}, {}, {}
     for b in data["benchmarks"]:
-        if b.get("run_type") == "aggregate":
-            continue
-        name = b["name"]
+        name = b.get("run_name", b["name"])
         if name.startswith("fma_peak<"):
-            peaks[name[len("fma_peak<"):name.index(">")]] = b["FLOP_per_s"]
+            scalar = name[len("fma_peak<"):name.index(">")]
+            # The peak is a best-of measurement: the highest of its repetitions.
+            if b.get("run_type") != "aggregate":
+                peaks[scalar] = max(peaks.get(scalar, 0.0), b["FLOP_per_s"])
             continue
         m = NAME.match(name)
         if not m:
@@ -31,9 +35,13 @@ def load(path):
         scalar, n_h, algo, direction, gate, T, K, H = m.groups()
         key = (scalar, int(n_h), algo, direction, gate or "none", int(T), int(K), int(H))
         ms = b["real_time"] * {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[b["time_unit"]]
-        # Keep the best of repeated entries (the headline shape appears in several sweeps).
-        if key not in results or ms < results[key]["ms"]:
-            results[key] = {"ms": ms, "fraction_of_peak": b.get("fraction_of_peak"), "FLOP_per_s": b.get("FLOP_per_s")}
+        entry = {"ms": ms, "fraction_of_peak": b.get("fraction_of_peak"), "FLOP_per_s": b.get("FLOP_per_s")}
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[key] = entry
+        else:
+            runs.setdefault(key, []).append(entry)
+    results = {key: medians.get(key, entries[0]) for key, entries in runs.items()}
     return data.get("context", {}), peaks, results
 
 
@@ -57,7 +65,20 @@ def summary(peaks, results):
                              f"chunked {seq['ms'] / ch['ms']:.2f}x faster")
             if fb:
                 parts.append(f"fwd+bwd {fb['ms']:.2f} ms = {fb['ms'] / ch['ms']:.2f}x fwd")
+            sb = get(scalar, 1, "seq", "fwd_bwd", gate, 4096, 128, 8)
+            if sb and seq:
+                parts.append(f"sequential fwd+bwd {sb['ms']:.2f} ms = {sb['ms'] / seq['ms']:.2f}x its fwd")
             lines.append(label + ": " + "; ".join(parts))
+    # Forward + backward over forward alone, wherever both were measured.
+    lines.append("chunked fwd+bwd / fwd (scalar, n_h, T, K):")
+    for key in sorted(results):
+        scalar, n_h, algo, direction, gate, T, K, H = key
+        if algo != "chunk" or direction != "fwd_bwd":
+            continue
+        forward = results.get((scalar, n_h, algo, "fwd", gate, T, K, H))
+        if forward:
+            lines.append(f"  {scalar:6s} {gate:12s} n_h={n_h} T={T:5d} K={K:3d}: "
+                         f"{results[key]['ms'] / forward['ms']:.2f}x ({forward['ms']:.2f} -> {results[key]['ms']:.2f} ms)")
     return "\n".join(lines)
 
 
@@ -66,7 +87,7 @@ def plot(peaks, results, png):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
     series = [("seq", "fwd", "sequential forward", "tab:gray"), ("chunk", "fwd", "chunked forward", "tab:blue"),
               ("chunk", "fwd_bwd", "chunked forward + backward", "tab:orange")]
 
@@ -112,6 +133,26 @@ def plot(peaks, results, png):
     ax.set_xticks([1, 2, 3, 4])
     ax.legend()
     ax.grid(True, axis="y", alpha=0.3)
+
+    ax = axes[3]
+    for scalar, color in (("float", "tab:orange"), ("double", "tab:purple")):
+        pts = []
+        for k, v in results.items():
+            if k[0] == scalar and k[1] == 1 and k[2] == "chunk" and k[3] == "fwd_bwd" and k[4] == "none" \
+                    and k[6] == 128 and k[7] == 8:
+                forward = results.get((scalar, 1, "chunk", "fwd", "none", k[5], 128, 8))
+                if forward:
+                    pts.append((k[5], v["ms"] / forward["ms"]))
+        pts.sort()
+        if pts:
+            ax.semilogx([p[0] for p in pts], [p[1] for p in pts], "o-", label=scalar, color=color, base=2)
+    ax.axhline(3.5, color="gray", linestyle="--", label="target 3.5x")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("(forward + backward) / forward")
+    ax.set_title("chunked, B=1 H=8 K=V=128")
+    ax.set_ylim(0, 6)
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
 
     fig.tight_layout()
     fig.savefig(png, dpi=110)
