@@ -310,6 +310,25 @@ TEST_CASE("threads do not change the gradients") {
   check_identical(delta_backward<Model>(p, w, chunked(16, 4)), delta_backward<Model>(p, w, chunked(16)));
 }
 
+TEST_CASE_TEMPLATE("with fewer pairs than threads the chunked backward splits value columns and agrees with one thread",
+                   T, float, double) {
+  // One sequence and head, V = 13 over 4 threads: blocks of 4, 4, 4 and 1 value columns. The gradients of k, q,
+  // beta and g are then sums of per-block parts added in a fixed order, so they agree with one thread to rounding
+  // (the forward's bound), and every gradient is written (the buffers start as NaN). Then two packed sequences of
+  // different lengths (2 pairs, 2 blocks each).
+  auto p = reference::random_problem(1, 700, 1, 16, 13, 2, true, 2.0, true, 150);
+  p.query_norm = 1;
+  using Model = dp::GatedDeltaProduct<T, 2>;
+  const auto w = reference::random_loss_weights(p, 151);
+  check_gradients(delta_backward<Model>(p, w, chunked(32, 4)), delta_backward<Model>(p, w, chunked(32)),
+                  harness::tolerance<T>(p));
+  const auto varlen = as_varlen(reference::random_problem(2, 350, 1, 16, 13, 2, true, 2.0, true, 152), {0, 290, 700},
+                                153);
+  const auto varlen_weights = reference::random_loss_weights(varlen, 154);
+  check_gradients(delta_backward<Model>(varlen, varlen_weights, chunked(32, 4)),
+                  delta_backward<Model>(varlen, varlen_weights, chunked(32)), harness::tolerance<T>(varlen));
+}
+
 namespace {
 
 template <class T, class Model, class DoubleModel>

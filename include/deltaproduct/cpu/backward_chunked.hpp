@@ -30,12 +30,16 @@
 // done twice. Per worker that is at most max(max_checkpoints, ceil(sqrt(chunks))) kept chunks plus
 // (chunks / segment) K x V states. A kept chunk holds (K + L) V + (L + C) K + 2 L^2 + C L numbers: for
 // K = V = 128, n_h = 1 and chunks of 32 tokens about 2 K x V states (8 MB in float for 64 chunks). Nothing
-// proportional to T is stored. Work items are (sequence, head) pairs.
+// proportional to T K V is stored. Work items are (sequence, head) pairs, split into blocks of value columns when
+// they are fewer than threads; each block then writes its part of the gradients of k, q, beta and g to a buffer
+// of their size, and the parts are added at the end (backward_chunked).
 #pragma once
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <array>
 #include <cstddef>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -66,11 +70,11 @@ struct KeptChunks {
   RowVector<Scalar> log_decays;    ///< slots L (gated models)
   RowVector<Scalar> norms;         ///< slots (L + C)
 
-  KeptChunks(const Problem& p, index_t chunk, bool gated, index_t slots)
+  KeptChunks(const Problem& p, index_t chunk, bool gated, index_t slots, index_t width)
       : key_dim(p.key_dim),
         max_steps(chunk * p.householder_steps),
         max_tokens(chunk),
-        states(slots * (p.key_dim + max_steps), p.value_dim),
+        states(slots * (p.key_dim + max_steps), width),
         rows(slots * (max_steps + max_tokens), p.key_dim),
         gram(slots * max_steps, max_steps),
         inverse(slots * max_steps, max_steps),
@@ -85,8 +89,8 @@ struct KeptChunks {
   }
 };
 
-/// Per-thread scratch of the chunked backward, sized for a full chunk (partial chunks use the leading rows) and
-/// allocated once per call. L = chunk tokens * n_h rows, C = chunk tokens.
+/// Per-thread scratch of the chunked backward, sized for a full chunk (partial chunks use the leading rows) and for
+/// a block of `width` value columns, allocated once per call. L = chunk tokens * n_h rows, C = chunk tokens.
 template <class Scalar>
 struct ChunkedBackwardScratch {
   DeltaChunkFactors<Scalar> factors;  ///< the state pass's chunk factors (cpu/chunked.hpp)
@@ -105,15 +109,16 @@ struct ChunkedBackwardScratch {
   RowVector<Scalar> beta_gradient, gamma_gradient;       ///< L
   StateMatrix<Scalar> state, adjoint, initial_gradient;  ///< K x V
 
-  ChunkedBackwardScratch(const Problem& p, index_t chunk, bool gated, index_t checkpoint_states, index_t kept_chunks)
+  ChunkedBackwardScratch(const Problem& p, index_t chunk, bool gated, index_t checkpoint_states, index_t kept_chunks,
+                         index_t width)
       : factors(chunk, p.householder_steps, p.key_dim, gated),
-        kept(p, chunk, gated, kept_chunks),
-        checkpoints(checkpoint_states * p.key_dim, p.value_dim),
-        values(chunk * p.householder_steps, p.value_dim),
-        key_products(chunk * p.householder_steps, p.value_dim),
-        pseudo_values(chunk * p.householder_steps, p.value_dim),
-        gradients(chunk * (p.householder_steps + 1), p.value_dim),
-        pseudo_gradient(chunk * p.householder_steps, p.value_dim),
+        kept(p, chunk, gated, kept_chunks, width),
+        checkpoints(checkpoint_states * p.key_dim, width),
+        values(chunk * p.householder_steps, width),
+        key_products(chunk * p.householder_steps, width),
+        pseudo_values(chunk * p.householder_steps, width),
+        gradients(chunk * (p.householder_steps + 1), width),
+        pseudo_gradient(chunk * p.householder_steps, width),
         cross(chunk * (p.householder_steps + 1), p.key_dim + chunk * p.householder_steps),
         carried(chunk * p.householder_steps, p.key_dim),
         row_gradients(chunk * (p.householder_steps + 1), p.key_dim),
@@ -122,9 +127,16 @@ struct ChunkedBackwardScratch {
         carry(chunk * p.householder_steps),
         beta_gradient(chunk * p.householder_steps),
         gamma_gradient(chunk * p.householder_steps),
-        state(p.key_dim, p.value_dim),
-        adjoint(p.key_dim, p.value_dim),
-        initial_gradient(p.key_dim, p.value_dim) {}
+        state(p.key_dim, width),
+        adjoint(p.key_dim, width),
+        initial_gradient(p.key_dim, width) {}
+
+  /// Gives every value-column buffer `width` columns (a work item's block; reallocates only when it changes).
+  void fit_value_columns(index_t width) {
+    for (auto* m : {&kept.states, &checkpoints, &values, &key_products, &pseudo_values, &gradients, &pseudo_gradient,
+                    &state, &adjoint, &initial_gradient})
+      if (m->cols() != width) m->resize(m->rows(), width);
+  }
 };
 
 /// Where one chunk lies: batch row, first token, number of tokens.
@@ -137,7 +149,7 @@ struct ChunkSpan {
 /// without, the queries are not read (the state does not depend on them).
 template <class Model, class Scalar, class T, class S>
 void state_pass_chunk(const Model& model, const Problem& p, const DeltaInputs<T, S>& in, index_t h, const ChunkSpan& c,
-                      StateArg<Scalar> state, ChunkedBackwardScratch<Scalar>& s, index_t slot) {
+                      index_t first_column, StateArg<Scalar> state, ChunkedBackwardScratch<Scalar>& s, index_t slot) {
   constexpr int n_h = Model::householder_steps;
   constexpr bool gated = Model::gating == Gating::scalar_decay;
   DeltaChunkFactors<Scalar>& f = s.factors;
@@ -148,7 +160,7 @@ void state_pass_chunk(const Model& model, const Problem& p, const DeltaInputs<T,
   build_delta_chunk_factors<n_h, gated>(f, keep);
   auto values = s.values.topRows(L);
   for (index_t r = 0; r < L; ++r)
-    load_converted<Scalar>(&in.v(c.row, c.first * n_h + r, h, 0), in.v.stride(3), values.row(r));
+    load_converted<Scalar>(&in.v(c.row, c.first * n_h + r, h, first_column), in.v.stride(3), values.row(r));
   auto key_products = s.key_products.topRows(L);
   key_products.noalias() = f.keys() * state;
   if (keep) {
@@ -167,12 +179,13 @@ void state_pass_chunk(const Model& model, const Problem& p, const DeltaInputs<T,
   }
 }
 
-/// The backward of one chunk (see the file comment), from what the state pass kept at `slot`: reads D = dL/dS_L
-/// from s.adjoint and leaves dL/dS_0 there; writes the chunk's gradients.
-template <class Model, class Scalar, class T, class S>
+/// The backward of one chunk (see the file comment) for the value columns [first_column, first_column + W) of
+/// s.adjoint, from what the state pass kept at `slot`: reads D = dL/dS_L from s.adjoint and leaves dL/dS_0 there;
+/// writes dv to grad and the gradients of k, q, beta and g (each a sum over the value columns) to row_grad.
+template <class Model, class Scalar, class T, class S, class RowGradients>
 void reverse_chunk(const Problem& p, const DeltaInputs<T, S>& in, const OutputGradients<T, S>& out_grad,
-                   const DeltaGradients<T, S>& grad, index_t h, const ChunkSpan& c, index_t slot,
-                   ChunkedBackwardScratch<Scalar>& s) {
+                   const DeltaGradients<T, S>& grad, const RowGradients& row_grad, index_t h, const ChunkSpan& c,
+                   index_t first_column, index_t slot, ChunkedBackwardScratch<Scalar>& s) {
   constexpr int n_h = Model::householder_steps;
   constexpr bool gated = Model::gating == Gating::scalar_decay;
   KeptChunks<Scalar>& kept = s.kept;
@@ -208,7 +221,7 @@ void reverse_chunk(const Problem& p, const DeltaInputs<T, S>& in, const OutputGr
   auto dY = gradients.topRows(L);
   auto dO = gradients.bottomRows(C);
   for (index_t t = 0; t < C; ++t)
-    load_converted<Scalar>(&out_grad.o(c.row, c.first + t, h, 0), out_grad.o.stride(3), dO.row(t));
+    load_converted<Scalar>(&out_grad.o(c.row, c.first + t, h, first_column), out_grad.o.stride(3), dO.row(t));
 
   // du = diag(c) K D + M^T dO;  dY = (I + A)^{-T} du.
   auto du = s.pseudo_gradient.topRows(L);
@@ -265,7 +278,7 @@ void reverse_chunk(const Problem& p, const DeltaInputs<T, S>& in, const OutputGr
   // dK = diag(c) u D^T - diag(b Gamma) dY S_0^T + ...;  db_r += dY_r . (v_r - Gamma_r S_0^T k_r).
   auto values = s.values.topRows(L);
   for (index_t r = 0; r < L; ++r)
-    load_converted<Scalar>(&in.v(c.row, c.first * n_h + r, h, 0), in.v.stride(3), values.row(r));
+    load_converted<Scalar>(&in.v(c.row, c.first * n_h + r, h, first_column), in.v.stride(3), values.row(r));
   auto dK = s.row_gradients.topRows(L);
   auto dQ = s.row_gradients.middleRows(L, C);
   for (index_t r = 0; r < L; ++r) {
@@ -310,7 +323,7 @@ void reverse_chunk(const Problem& p, const DeltaInputs<T, S>& in, const OutputGr
     auto row = dY.row(r);
     row *= betas(r);
     if (!grad.v.absent())
-      store_converted<Scalar>(row, &grad.v(c.row, c.first * n_h + r, h, 0), grad.v.stride(3));
+      store_converted<Scalar>(row, &grad.v(c.row, c.first * n_h + r, h, first_column), grad.v.stride(3));
     row *= -gate(r);
   }
   if constexpr (gated)
@@ -327,27 +340,27 @@ void reverse_chunk(const Problem& p, const DeltaInputs<T, S>& in, const OutputGr
   // and dg per token; dg_t = sum of dgamma over the rows of tokens t..C-1.
   for (index_t r = 0; r < L; ++r) {
     const index_t input_row = c.first * n_h + r;
-    store_gradient(grad.beta, beta_gradient(r), c.row, input_row, h);
-    if (!grad.k.absent()) {
+    store_gradient(row_grad.beta, beta_gradient(r), c.row, input_row, h);
+    if (!row_grad.k.absent()) {
       normalize_backward(keys.row(r), norms(r), dK.row(r));
-      store_converted<Scalar>(dK.row(r), &grad.k(c.row, input_row, h, 0), grad.k.stride(3));
+      store_converted<Scalar>(dK.row(r), &row_grad.k(c.row, input_row, h, 0), row_grad.k.stride(3));
     }
   }
-  if (!grad.q.absent()) {
+  if (!row_grad.q.absent()) {
     // dq = J^T (scale dQ); the kept queries are scale * q_hat, so q_hat = queries / scale (dq = 0 when scale = 0).
     const Scalar scale = static_cast<Scalar>(p.scale);
     dQ *= scale;
     for (index_t t = 0; t < C; ++t) {
       if (Scalar(0.0) < scale || scale < Scalar(0.0))
         normalize_backward(queries.row(t) / scale, norms(L + t), dQ.row(t));
-      store_converted<Scalar>(dQ.row(t), &grad.q(c.row, c.first + t, h, 0), grad.q.stride(3));
+      store_converted<Scalar>(dQ.row(t), &row_grad.q(c.row, c.first + t, h, 0), row_grad.q.stride(3));
     }
   }
   if constexpr (gated) {
     Scalar later(0.0);
     for (index_t t = C; t-- > 0;) {
       for (int j = 0; j < n_h; ++j) later += gamma_gradient(t * n_h + j);
-      store_gradient(grad.g, later, c.row, c.first + t, h);
+      store_gradient(row_grad.g, later, c.row, c.first + t, h);
     }
   }
 }
@@ -359,48 +372,132 @@ inline index_t chunked_segment_length(index_t chunks, index_t max_checkpoints) {
   return chunks <= max_checkpoints ? chunks : std::max(max_checkpoints, ceil_sqrt(chunks));
 }
 
-/// Chunked DeltaNet / DeltaProduct backward (see the file comment).
+/// Per-block parts of the gradients of k, q, beta and g when a pair's value columns are split over threads: each
+/// block writes its part here (dense, in the model's scalar) and backward_chunked adds the parts in block order.
+template <class Scalar>
+struct RowGradientParts {
+  std::vector<Scalar> k, q, beta, g;
+  DeltaGradients<Scalar> views;
+
+  template <class T, class S>
+  RowGradientParts(const Problem& p, const DeltaGradients<T, S>& grad) {
+    const index_t B = p.batch, T_ = p.tokens, H = p.heads, R = p.tokens * p.householder_steps, K = p.key_dim;
+    auto part = [](std::vector<Scalar>& buffer, bool wanted, const auto& extents) {
+      using Part = View<Scalar, std::tuple_size_v<std::remove_cvref_t<decltype(extents)>>>;
+      if (!wanted) return Part{};
+      index_t size = 1;
+      for (index_t e : extents) size *= e;
+      buffer.assign(static_cast<std::size_t>(size), Scalar(0.0));
+      return Part(buffer.data(), extents);
+    };
+    views.k = part(k, !grad.k.absent(), std::array<index_t, 4>{B, R, H, K});
+    views.q = part(q, !grad.q.absent(), std::array<index_t, 4>{B, T_, H, K});
+    views.beta = part(beta, !grad.beta.absent(), std::array<index_t, 3>{B, R, H});
+    views.g = part(g, !grad.g.absent(), std::array<index_t, 3>{B, T_, H});
+  }
+};
+
+/// out = sum over blocks of parts[b] (in block order), converted to out's element type.
+template <class Scalar, class T, std::size_t Rank, class Part>
+void add_row_gradient_parts(const std::vector<RowGradientParts<Scalar>>& parts, Part part, const View<T, Rank>& out) {
+  if (out.absent()) return;
+  const auto& extents = out.extents();
+  const index_t inner = extents[Rank - 1];
+  index_t outer = 1;
+  for (std::size_t d = 0; d + 1 < Rank; ++d) outer *= extents[d];
+  std::array<index_t, Rank> index{};
+  for (index_t o = 0; o < outer; ++o) {
+    index_t rest = o;
+    for (std::size_t d = Rank - 1; d-- > 0;) {
+      index[d] = rest % extents[d];
+      rest /= extents[d];
+    }
+    for (index_t i = 0; i < inner; ++i) {
+      index[Rank - 1] = i;
+      const std::size_t flat = static_cast<std::size_t>(o * inner + i);
+      Scalar sum = part(parts[0])[flat];
+      for (std::size_t b = 1; b < parts.size(); ++b) sum = sum + part(parts[b])[flat];
+      std::apply([&](auto... at) { out(at...) = convert_scalar<T>(sum); }, index);
+    }
+  }
+}
+
+/// Chunked DeltaNet / DeltaProduct backward (see the file comment). Work items are (sequence, head) pairs; when
+/// they are fewer than threads, each pair's value columns are split into blocks as in the forward
+/// (cpu/parallel.hpp): the state, u, dY, dV and dS_0 are column by column, while the gradients of k, q, beta and g
+/// are sums over the columns, so each block computes its part and the parts are added afterwards (in a fixed
+/// order: the result depends on the number of blocks at rounding level only).
 template <DeltaProductModel Model, class T, class S>
 void backward_chunked(const CpuBackend& backend, const Model& model, const Problem& p, const DeltaInputs<T, S>& in,
                       const OutputGradients<T, S>& out_grad, const DeltaGradients<T, S>& grad,
                       const BackwardLimits& limits) {
   using Scalar = typename Model::scalar_type;
   constexpr bool gated = Model::gating == Gating::scalar_decay;
+  const index_t pairs = p.sequences * p.heads;
+  if (pairs <= 0) return;
   const index_t chunk = chunk_tokens(backend, p);
   const index_t max_checkpoints = std::max<index_t>(limits.max_checkpoints, 1);
   const index_t longest_chunks = (longest_sequence(p) + chunk - 1) / chunk;
   const SegmentPlan longest_plan(longest_chunks, chunked_segment_length(longest_chunks, max_checkpoints));
   const index_t checkpoint_states = std::max<index_t>(longest_plan.count - 1, 0);
   const index_t kept_chunks = std::max<index_t>(std::min(longest_plan.length, longest_chunks), 1);
+  const int wanted = cpu_threads_for(backend, p);
+  const ValueColumnBlocks blocks = value_column_blocks(pairs, wanted, p.value_dim);
+  const index_t items = pairs * blocks.count;
+  const int workers = static_cast<int>(std::min<index_t>(wanted, items));
 
-  for_each_backward_item<ChunkedBackwardScratch<Scalar>>(
-      backend, p, [&] { return ChunkedBackwardScratch<Scalar>(p, chunk, gated, checkpoint_states, kept_chunks); },
-      [&](ChunkedBackwardScratch<Scalar>& s, index_t n, index_t h) {
-        const auto seq = p.sequence(n);
-        const index_t tokens = seq.end - seq.begin;
-        load_state<Scalar>(out_grad.final_state, n, h, s.adjoint);
-        load_state<Scalar>(in.initial_state, n, h, s.state);
-        auto span = [&](index_t unit) {
-          const index_t first = seq.begin + unit * chunk;
-          return ChunkSpan{seq.row, first, std::min(chunk, seq.end - first)};
-        };
-        if (tokens > 0) {
-          const index_t chunks = (tokens + chunk - 1) / chunk;
-          const SegmentPlan plan(chunks, chunked_segment_length(chunks, max_checkpoints));
-          reverse_with_checkpoints<Scalar>(
-              plan, chunks, s.state, s.checkpoints,
-              [&](StateArg<Scalar> state, index_t unit) {
-                state_pass_chunk(model, p, in, h, span(unit), state, s, -1);
-              },
-              [&](StateArg<Scalar> state, index_t unit, index_t slot) {
-                state_pass_chunk(model, p, in, h, span(unit), state, s, slot);
-              },
-              [&](index_t unit, index_t slot) {
-                reverse_chunk<Model>(p, in, out_grad, grad, h, span(unit), slot, s);
-              });
-        }
-        store_state<Scalar>(s.adjoint, grad.initial_state, n, h);
-      });
+  std::vector<ChunkedBackwardScratch<Scalar>> scratch;
+  scratch.reserve(static_cast<std::size_t>(workers));
+  for (int w = 0; w < workers; ++w)
+    scratch.emplace_back(p, chunk, gated, checkpoint_states, kept_chunks, blocks.width);
+  std::vector<RowGradientParts<Scalar>> parts;
+  if (blocks.count > 1)
+    for (index_t b = 0; b < blocks.count; ++b) parts.emplace_back(p, grad);
+
+  auto run = [&](ChunkedBackwardScratch<Scalar>& s, index_t n, index_t h, const ColumnRange& columns,
+                 const auto& row_grad) {
+    const auto seq = p.sequence(n);
+    const index_t tokens = seq.end - seq.begin, first_column = columns.begin;
+    s.fit_value_columns(columns.size());
+    load_state<Scalar>(out_grad.final_state, n, h, first_column, s.adjoint);
+    load_state<Scalar>(in.initial_state, n, h, first_column, s.state);
+    auto span = [&](index_t unit) {
+      const index_t first = seq.begin + unit * chunk;
+      return ChunkSpan{seq.row, first, std::min(chunk, seq.end - first)};
+    };
+    if (tokens > 0) {
+      const index_t chunks = (tokens + chunk - 1) / chunk;
+      const SegmentPlan plan(chunks, chunked_segment_length(chunks, max_checkpoints));
+      reverse_with_checkpoints<Scalar>(
+          plan, chunks, s.state, s.checkpoints,
+          [&](StateArg<Scalar> state, index_t unit) {
+            state_pass_chunk(model, p, in, h, span(unit), first_column, state, s, -1);
+          },
+          [&](StateArg<Scalar> state, index_t unit, index_t slot) {
+            state_pass_chunk(model, p, in, h, span(unit), first_column, state, s, slot);
+          },
+          [&](index_t unit, index_t slot) {
+            reverse_chunk<Model>(p, in, out_grad, grad, row_grad, h, span(unit), first_column, slot, s);
+          });
+    }
+    store_state<Scalar>(s.adjoint, grad.initial_state, n, h, first_column);
+  };
+
+  parallel_for(items, workers, [&](index_t item, int worker) {
+    const index_t pair = item / blocks.count, block = item % blocks.count;
+    ChunkedBackwardScratch<Scalar>& s = scratch[static_cast<std::size_t>(worker)];
+    if (parts.empty())
+      run(s, pair / p.heads, pair % p.heads, blocks.block(block), grad);
+    else
+      run(s, pair / p.heads, pair % p.heads, blocks.block(block), parts[static_cast<std::size_t>(block)].views);
+  });
+
+  if (!parts.empty()) {
+    add_row_gradient_parts(parts, [](const RowGradientParts<Scalar>& x) { return x.k.data(); }, grad.k);
+    add_row_gradient_parts(parts, [](const RowGradientParts<Scalar>& x) { return x.q.data(); }, grad.q);
+    add_row_gradient_parts(parts, [](const RowGradientParts<Scalar>& x) { return x.beta.data(); }, grad.beta);
+    add_row_gradient_parts(parts, [](const RowGradientParts<Scalar>& x) { return x.g.data(); }, grad.g);
+  }
 }
 
 }  // namespace deltaproduct::detail
