@@ -365,29 +365,36 @@ struct ChunkedKernel {
       return 1.0f;
   }
 
-  /// One 16 x 16 block of K K^T (Query = false; rows and columns are micro-steps) or Q K^T (Query = true; rows are
-  /// tokens), inner dimension K, with its epilogue: the strictly lower, gated, beta- and norm-scaled A (fp32 for
-  /// diagonal blocks, negated fp16 below them), or the causal, gated, scaled readout matrix P (type T).
-  template <bool Query>
+  /// `Blocks` (1 or 2) neighbouring 16 x 16 blocks of K K^T (Query = false; rows and columns are micro-steps) or
+  /// Q K^T (Query = true; rows are tokens), columns from 16 col_block, inner dimension K, with their epilogue: the
+  /// strictly lower, gated, beta- and norm-scaled A (fp32 for diagonal blocks, negated fp16 below them), or the
+  /// causal, gated, scaled readout matrix P (type T). Two blocks share the row fragments, and their four independent
+  /// accumulator chains fill the tensor pipe where one block's two would wait on each other.
+  template <bool Query, int Blocks = 1>
   static __device__ __forceinline__ void gram_block(const Stage& stage, const Tiles& tiles, int row_block,
                                                     int col_block, float* diagonal_blocks, __half* negated_a,
                                                     T* readout, const float* key_scales, const float* query_scales,
                                                     const float* log2_gates) {
+    static_assert(Blocks == 1 || Blocks == 2, "a Gram job covers one or two blocks");
     const int lane = thread_index() % 32, group = lane / 4, quad = lane % 4;
     const std::uint32_t rows =
         (Query ? tiles.queries : tiles.keys) + blocked_rows_then_columns() + blocked(16 * row_block, 0);
     const std::uint32_t cols = tiles.keys + blocked_columns_then_rows() + blocked(16 * col_block, 0);
-    float acc[2][4] = {};
+    float acc[2 * Blocks][4] = {};
 #pragma unroll
     for (int kk = 0; kk < KD / 16; ++kk) {
-      std::uint32_t a[4], b[4];
+      std::uint32_t a[4];
       ldmatrix_x4(a, rows + blocked(0, 2 * kk));
-      ldmatrix_x4(b, cols + blocked(0, 2 * kk));
-      mma_16x8x16<T>(acc[0], a, b[0], b[1]);
-      mma_16x8x16<T>(acc[1], a, b[2], b[3]);
+#pragma unroll
+      for (int blk = 0; blk < Blocks; ++blk) {
+        std::uint32_t b[4];
+        ldmatrix_x4(b, cols + blocked(16 * blk, 2 * kk));
+        mma_16x8x16<T>(acc[2 * blk], a, b[0], b[1]);
+        mma_16x8x16<T>(acc[2 * blk + 1], a, b[2], b[3]);
+      }
     }
 #pragma unroll
-    for (int n = 0; n < 2; ++n)
+    for (int n = 0; n < 2 * Blocks; ++n)
 #pragma unroll
       for (int half_row = 0; half_row < 2; ++half_row) {
         const int row = 16 * row_block + group + 8 * half_row;
@@ -408,7 +415,7 @@ struct ChunkedKernel {
         }
         if constexpr (Query) {
           *reinterpret_cast<std::uint32_t*>(readout + row * LP + col) = pack2<T>(value[0], value[1]);
-        } else if (row_block == col_block) {
+        } else if (Blocks == 1 && row_block == col_block) {
           float* block = diagonal_blocks + row_block * 16 * 17 + (group + 8 * half_row) * 17 + 8 * n + 2 * quad;
           block[0] = value[0];
           block[1] = value[1];
@@ -445,7 +452,8 @@ struct ChunkedKernel {
   }
 
   /// The warps share the Gram blocks: first the 4 diagonal blocks of K K^T (warps 0..3, each inverting its block
-  /// right away), then the 6 blocks below them and the causal blocks of Q K^T, each to the least loaded warp.
+  /// right away), then the 6 blocks below them and the causal blocks of Q K^T, in pairs, each to the least loaded
+  /// warp.
   static __device__ __forceinline__ void gram_blocks(const Stage& stage, const Tiles& tiles, float* diagonal_blocks,
                                                      __half* negated_a, T* readout, __half* diagonal_inverses,
                                                      const float* key_scales, const float* query_scales,
@@ -458,24 +466,35 @@ struct ChunkedKernel {
       invert_diagonal_block(warp, diagonal_blocks, diagonal_inverses);
       __syncwarp();
     }
+    // Below the diagonal and in P, neighbouring blocks of a row go in pairs.
     int job = 4;
 #pragma unroll
     for (int i = 1; i < 4; ++i)
 #pragma unroll
-      for (int j = 0; j < i; ++j) {
-        if (gram_job_owner<NW>(job) == warp)
-          gram_block<false>(stage, tiles, i, j, diagonal_blocks, negated_a, readout, key_scales, query_scales,
-                            log2_gates);
+      for (int j = 0; j < i; j += 2) {
+        if (gram_job_owner<NW>(job) == warp) {
+          if (j + 1 < i)
+            gram_block<false, 2>(stage, tiles, i, j, diagonal_blocks, negated_a, readout, key_scales, query_scales,
+                                 log2_gates);
+          else
+            gram_block<false, 1>(stage, tiles, i, j, diagonal_blocks, negated_a, readout, key_scales, query_scales,
+                                 log2_gates);
+        }
         ++job;
       }
 #pragma unroll
     for (int tb = 0; tb < QR / 16; ++tb)
 #pragma unroll
-      for (int sb = 0; sb < 4; ++sb)
-        if (readout_block_used<NH, C>(16 * tb, 16, 16 * sb)) {
-          if (gram_job_owner<NW>(job) == warp)
-            gram_block<true>(stage, tiles, tb, sb, diagonal_blocks, negated_a, readout, key_scales, query_scales,
-                             log2_gates);
+      for (int sb = 0; sb < 4; sb += 2)
+        if (readout_block_used<NH, C>(16 * tb, 16, 16 * sb)) {  // causal: a used block's left neighbours are used
+          if (gram_job_owner<NW>(job) == warp) {
+            if (readout_block_used<NH, C>(16 * tb, 16, 16 * (sb + 1)))
+              gram_block<true, 2>(stage, tiles, tb, sb, diagonal_blocks, negated_a, readout, key_scales,
+                                  query_scales, log2_gates);
+            else
+              gram_block<true, 1>(stage, tiles, tb, sb, diagonal_blocks, negated_a, readout, key_scales,
+                                  query_scales, log2_gates);
+          }
           ++job;
         }
   }
