@@ -117,32 +117,35 @@ double fma_chains(long iterations, Scalar* sink) {
 #endif
 }
 
-/// FLOP per second of fma_chains on `threads` threads for `iterations` rounds each.
+/// FLOP per second of fma_chains on `threads` threads at once: each thread runs `rounds` rounds of `iterations`
+/// and keeps its best round, and the threads' best rates add up. A thread the (shared) machine deschedules for a
+/// while loses that round only, so this estimates what the cores can do rather than what one moment gave.
 template <class Scalar>
-double run_fma_peak(int threads, long iterations) {
+double run_fma_peak(int threads, long iterations, int rounds = 8) {
   std::vector<Scalar> sinks(static_cast<std::size_t>(threads));
-  std::vector<double> flop(static_cast<std::size_t>(threads));
-  const auto start = std::chrono::steady_clock::now();
+  std::vector<double> best(static_cast<std::size_t>(threads), 0.0);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] { flop[static_cast<std::size_t>(t)] = fma_chains<Scalar>(iterations, &sinks[static_cast<std::size_t>(t)]); });
+    pool.emplace_back([&, t] {
+      const auto i = static_cast<std::size_t>(t);
+      for (int round = 0; round < rounds; ++round) {
+        const auto start = std::chrono::steady_clock::now();
+        const double flop = fma_chains<Scalar>(iterations, &sinks[i]);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        best[i] = std::max(best[i], flop / seconds);
+      }
+    });
   for (auto& th : pool) th.join();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   benchmark::DoNotOptimize(sinks.data());
   double total = 0;
-  for (double f : flop) total += f;
-  return total / seconds;
+  for (double rate : best) total += rate;
+  return total;
 }
 
-/// The peak, measured once per scalar type: best of several short runs, so a busy moment does not lower it.
+/// The peak, measured once per scalar type.
 template <class Scalar>
 double measured_peak() {
-  static const double peak = [] {
-    const int threads = dp::cpu.resolved_threads();
-    double best = 0;
-    for (int round = 0; round < 7; ++round) best = std::max(best, run_fma_peak<Scalar>(threads, 4'000'000));
-    return best;
-  }();
+  static const double peak = run_fma_peak<Scalar>(dp::cpu.resolved_threads(), 200'000, 40);
   return peak;
 }
 
@@ -150,7 +153,7 @@ template <class Scalar>
 void fma_peak(benchmark::State& state) {
   const int threads = dp::cpu.resolved_threads();
   double flop_per_s = 0;
-  for (auto _ : state) flop_per_s = std::max(flop_per_s, run_fma_peak<Scalar>(threads, 2'000'000));
+  for (auto _ : state) flop_per_s = std::max(flop_per_s, run_fma_peak<Scalar>(threads, 200'000, 40));
   state.counters["FLOP_per_s"] = flop_per_s;
   state.counters["threads"] = threads;
   state.counters["fraction_of_peak"] = flop_per_s / measured_peak<Scalar>();
@@ -161,10 +164,16 @@ void fma_peak(benchmark::State& state) {
 
 enum class Direction { forward, forward_backward };
 
+using dp::CpuAlgorithm;
+constexpr auto seq = CpuAlgorithm::sequential;
+constexpr auto chunk = CpuAlgorithm::chunked;
+constexpr auto fwd = Direction::forward;
+constexpr auto fwd_bwd = Direction::forward_backward;
+
 double sequential_flop_per_token(int n_h, double K, double V) { return (4.0 * n_h + 2.0) * K * V; }
 
-double chunked_flop_per_token(int n_h, double K, double V, double chunk) {
-  const double L = chunk * n_h;
+double chunked_flop_per_token(int n_h, double K, double V, double chunk_tokens) {
+  const double L = chunk_tokens * n_h;
   return n_h * 4.0 * K * V + 2.0 * K * V + n_h * (L * K + L * L / 3.0 + L * V) + L * K + L * V;
 }
 
@@ -253,6 +262,68 @@ void delta_product(benchmark::State& state) {
   state.counters["T"] = T, state.counters["K"] = K, state.counters["H"] = H, state.counters["n_h"] = NH;
 }
 
+/// The headline comparisons measured side by side: every iteration times the FMA peak (briefly), the sequential
+/// forward, the chunked forward and the chunked forward + backward back to back, so all four see the same machine
+/// (this machine is shared: separate benchmarks see different loads). Counters are medians over iterations of the
+/// per-iteration times and ratios; the peak is the best of the iterations. Args: T, K (= V), H; B = 1.
+template <class Scalar, int NH, dp::Gating Gate = dp::Gating::none>
+void side_by_side(benchmark::State& state) {
+  const int T = static_cast<int>(state.range(0)), K = static_cast<int>(state.range(1));
+  const int H = static_cast<int>(state.range(2));
+  Problem<Scalar> p(1, T, H, K, K, NH);
+  constexpr bool gated = Gate == dp::Gating::scalar_decay;
+  dp::DeltaProduct<Scalar, NH, dp::EigenvalueRange::signed_unit, Gate> model;
+  model.options.key_normalization = dp::Normalization::l2;
+  model.options.query_normalization = dp::Normalization::l2;
+  const dp::CpuBackend sequential{.algorithm = seq}, chunked{.algorithm = chunk};
+  const auto in = p.inputs(gated);
+  const auto out = p.outputs();
+  const auto d_out = p.output_gradients();
+  const auto grads = p.gradients(gated);
+  const int threads = dp::cpu.resolved_threads();
+  auto seconds = [](auto&& work) {
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  std::vector<double> t_seq, t_fwd, t_fwd_bwd;
+  double peak = 0;
+  for (auto _ : state) {
+    peak = std::max(peak, run_fma_peak<Scalar>(threads, 100'000));
+    t_seq.push_back(seconds([&] { dp::forward(sequential, model, in, out); }));
+    t_fwd.push_back(seconds([&] { dp::forward(chunked, model, in, out); }));
+    t_fwd_bwd.push_back(seconds([&] {
+      dp::forward(chunked, model, in, out);
+      dp::backward(chunked, model, in, d_out, grads);
+    }));
+    state.SetIterationTime(t_fwd_bwd.back());
+    benchmark::DoNotOptimize(p.o.data());
+    benchmark::ClobberMemory();
+  }
+  auto median = [](std::vector<double> x) {
+    std::sort(x.begin(), x.end());
+    const std::size_t n = x.size();
+    return n % 2 == 1 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+  };
+  std::vector<double> speedup, backward_ratio;
+  for (std::size_t i = 0; i < t_fwd.size(); ++i) {
+    speedup.push_back(t_seq[i] / t_fwd[i]);
+    backward_ratio.push_back(t_fwd_bwd[i] / t_fwd[i]);
+  }
+  const double tokens = static_cast<double>(T) * H;
+  const double chunk_flop = tokens * chunked_flop_per_token(NH, K, K, std::min(chunked.chunk_size, T));
+  const double seq_flop = tokens * sequential_flop_per_token(NH, K, K);
+  state.counters["peak_FLOP_per_s"] = peak;
+  state.counters["sequential_ms"] = 1e3 * median(t_seq);
+  state.counters["chunked_ms"] = 1e3 * median(t_fwd);
+  state.counters["chunked_fwd_bwd_ms"] = 1e3 * median(t_fwd_bwd);
+  state.counters["chunked_speedup"] = median(speedup);
+  state.counters["fwd_bwd_over_fwd"] = median(backward_ratio);
+  state.counters["sequential_fraction_of_peak"] = seq_flop / median(t_seq) / peak;
+  state.counters["chunked_fraction_of_peak"] = chunk_flop / median(t_fwd) / peak;
+  state.counters["T"] = T, state.counters["K"] = K, state.counters["H"] = H, state.counters["n_h"] = NH;
+}
+
 /// Streaming inference: one token per sequence, gated DeltaNet, H = 16, K = V = 128; the state is read and written once.
 void decode_step(benchmark::State& state) {
   const int B = static_cast<int>(state.range(0)), H = 16, K = 128, V = 128;
@@ -273,16 +344,17 @@ void decode_step(benchmark::State& state) {
                                                            benchmark::Counter::kIsIterationInvariantRate);
 }
 
-using dp::CpuAlgorithm;
-constexpr auto seq = CpuAlgorithm::sequential;
-constexpr auto chunk = CpuAlgorithm::chunked;
-constexpr auto fwd = Direction::forward;
-constexpr auto fwd_bwd = Direction::forward_backward;
-
 }  // namespace
 
 BENCHMARK(fma_peak<float>)->Iterations(3)->UseRealTime();
 BENCHMARK(fma_peak<double>)->Iterations(3)->UseRealTime();
+
+// The headline shape side by side (bench/plot_cpu.py's table comes from these).
+#define DP_SIDE_BY_SIDE(...) \
+  BENCHMARK(__VA_ARGS__)->Args({4096, 128, 8})->Iterations(9)->UseManualTime()->Unit(benchmark::kMillisecond)
+DP_SIDE_BY_SIDE(side_by_side<float, 1>);
+DP_SIDE_BY_SIDE(side_by_side<float, 1, dp::Gating::scalar_decay>);
+DP_SIDE_BY_SIDE(side_by_side<double, 1>);
 
 // The headline shape: B = 1, H = 8, T = 4096, K = V = 128, float. Every shape below appears once; the sweeps leave
 // out the point the headline already measures, and bench/plot_cpu.py joins them.

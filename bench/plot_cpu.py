@@ -15,12 +15,14 @@ import sys
 from collections import defaultdict
 
 NAME = re.compile(r"delta_product<(\w+), (\d), (\w+), (\w+)(?:, dp::Gating::(\w+))?>/(\d+)/(\d+)/(\d+)")
+SIDE = re.compile(r"side_by_side<(\w+), (\d)(?:, dp::Gating::(\w+))?>/(\d+)/(\d+)/(\d+)")
 
 
 def load(path):
+    """Returns the run's context, the FMA peaks, the results of delta_product and those of side_by_side."""
     with open(path) as f:
         data = json.load(f)
-    runs, medians, peaks = {}, {}, {}
+    runs, medians, peaks, side = {}, {}, {}, {}
     for b in data["benchmarks"]:
         name = b.get("run_name", b["name"])
         if name.startswith("fma_peak<"):
@@ -29,26 +31,46 @@ def load(path):
             if b.get("run_type") != "aggregate":
                 peaks[scalar] = max(peaks.get(scalar, 0.0), b["FLOP_per_s"])
             continue
+        m = SIDE.match(name)
+        if m:
+            if b.get("run_type") != "aggregate":
+                scalar, n_h, gate, T, K, H = m.groups()
+                side.setdefault((scalar, int(n_h), gate or "none", int(T), int(K), int(H)), []).append(b)
+            continue
         m = NAME.match(name)
         if not m:
             continue
         scalar, n_h, algo, direction, gate, T, K, H = m.groups()
         key = (scalar, int(n_h), algo, direction, gate or "none", int(T), int(K), int(H))
         ms = b["real_time"] * {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[b["time_unit"]]
-        entry = {"ms": ms, "fraction_of_peak": b.get("fraction_of_peak"), "FLOP_per_s": b.get("FLOP_per_s")}
+        entry = {"ms": ms, "FLOP_per_s": b.get("FLOP_per_s")}
         if b.get("run_type") == "aggregate":
             if b.get("aggregate_name") == "median":
                 medians[key] = entry
         else:
             runs.setdefault(key, []).append(entry)
     results = {key: medians.get(key, entries[0]) for key, entries in runs.items()}
-    return data.get("context", {}), peaks, results
+    # Fractions of the peak measured in the same run (fma_peak), the same denominator for every result.
+    for key, entry in results.items():
+        peak = peaks.get(key[0])
+        entry["fraction_of_peak"] = entry["FLOP_per_s"] / peak if peak and entry["FLOP_per_s"] else None
+    return data.get("context", {}), peaks, results, side
 
 
-def summary(peaks, results):
+def summary(peaks, results, side):
     lines = []
     for scalar, peak in sorted(peaks.items()):
         lines.append(f"measured FMA peak ({scalar}): {peak / 1e9:.0f} GFLOP/s")
+    for key, entries in sorted(side.items()):
+        scalar, n_h, gate, T, K, H = key
+        for b in entries:
+            lines.append(
+                f"side by side, {scalar}, {'gated ' if gate != 'none' else ''}n_h={n_h} B1 H{H} T{T} K=V={K} "
+                f"(medians of {b['iterations']} iterations; peak {b['peak_FLOP_per_s'] / 1e9:.0f} GFLOP/s): "
+                f"sequential fwd {b['sequential_ms']:.1f} ms ({100 * b['sequential_fraction_of_peak']:.0f}% of peak), "
+                f"chunked fwd {b['chunked_ms']:.1f} ms ({100 * b['chunked_fraction_of_peak']:.0f}% of peak, "
+                f"{b['chunked_speedup']:.2f}x faster), chunked fwd+bwd {b['chunked_fwd_bwd_ms']:.1f} ms "
+                f"({b['fwd_bwd_over_fwd']:.2f}x fwd)")
     def get(*key):
         return results.get(key)
     for scalar in ("float", "double"):
@@ -161,9 +183,9 @@ def plot(peaks, results, png):
 def main():
     if len(sys.argv) not in (2, 3):
         sys.exit("usage: plot_cpu.py bench_cpu.json [out.png]")
-    context, peaks, results = load(sys.argv[1])
+    context, peaks, results, side = load(sys.argv[1])
     print(f"{context.get('host_name', '?')}: {context.get('num_cpus', '?')} CPUs, {context.get('date', '')}")
-    print(summary(peaks, results))
+    print(summary(peaks, results, side))
     if len(sys.argv) == 3:
         plot(peaks, results, sys.argv[2])
         print(f"wrote {sys.argv[2]}")
