@@ -245,7 +245,7 @@ TEST_CASE("bad configurations and batches name the argument") {
                        dp::ArgumentError);
   b = random_batch(2, 3, 5, 5, 1);
   b.inputs[2] = -1;
-  CHECK_THROWS_WITH_AS((void)model.train_batch(b.inputs, b.labels, 2, 3, false), doctest::Contains("'tokens'"),
+  CHECK_THROWS_WITH_AS((void)model.train_batch(b.inputs, b.labels, 2, 3, false), doctest::Contains("'inputs'"),
                        dp::ArgumentError);
   CHECK_THROWS_WITH_AS((void)model.train_batch(b.inputs, b.labels, 3, 3, false), doctest::Contains("'inputs'"),
                        dp::ArgumentError);

@@ -271,36 +271,15 @@ struct ParameterSlot {
 
 }  // namespace detail::cuda_model
 
-/// Name and shape of a parameter of the model (the CPU model's order: WordProblemModel::parameters()).
-struct ModelParameterShape {
-  std::string name;
-  std::int64_t rows = 0, cols = 0;
-  bool weight_decay = true;
-};
-
 /// The word-problem model on one GPU. Not copyable; one stream; not thread-safe.
 class CudaWordProblemModel {
  public:
   explicit CudaWordProblemModel(const ModelConfig& config, cudaStream_t stream = nullptr)
       : config_(config), stream_(stream) {
-    check_model_config(config);
-    const std::int64_t d = config.model_dim, hd = static_cast<std::int64_t>(config.heads) * config.head_dim;
-    const std::int64_t nh = config.householder_steps;
-    add("embedding", config.vocabulary, d, false);
-    for (int l = 0; l < config.layers; ++l) {
-      const std::string p = "layer" + std::to_string(l) + ".";
-      add(p + "mixer_norm", 1, d, false);
-      add(p + "query", d, hd, true);
-      add(p + "key", d, nh * hd, true);
-      add(p + "value", d, nh * hd, true);
-      add(p + "beta", d, nh * config.heads, true);
-      add(p + "output", hd, d, true);
-      add(p + "mlp_norm", 1, d, false);
-      add(p + "mlp_in", d, config.mlp_dim, true);
-      add(p + "mlp_out", config.mlp_dim, d, true);
+    for (const ModelParameterShape& p : model_parameter_shapes(config)) {
+      slots_.push_back(Slot{p.name, p.rows, p.cols, total_, p.weight_decay});
+      total_ += (p.rows * p.cols + 63) / 64 * 64;  // 256-byte aligned slots
     }
-    add("final_norm", 1, d, false);
-    add("classifier", d, config.classes, true);
     for (auto* b : {&values_, &gradients_, &first_moments_, &second_moments_}) {
       b->resize(static_cast<std::size_t>(total_));
       DELTAPRODUCT_CUDA_CHECK(cudaMemsetAsync(b->data(), 0, static_cast<std::size_t>(total_) * sizeof(float), stream_));
@@ -408,10 +387,6 @@ class CudaWordProblemModel {
     Buffer<float> x, n1, q, k, v, beta, o, h, n2, a, g, inverse_rms1, inverse_rms2;
   };
 
-  void add(std::string name, std::int64_t rows, std::int64_t cols, bool decays) {
-    slots_.push_back(Slot{std::move(name), rows, cols, total_, decays});
-    total_ += (rows * cols + 63) / 64 * 64;  // 256-byte aligned slots
-  }
   const Slot& slot(std::size_t i) const {
     if (i >= slots_.size())
       detail::argument_error("parameter", "an index below " + std::to_string(slots_.size()), std::to_string(i));
@@ -538,31 +513,12 @@ class CudaWordProblemModel {
     backend.workspace_bytes = workspace_.size();
   }
 
-  void check_batch(std::span<const std::int32_t> inputs, std::span<const std::int32_t> labels, int batch,
-                   int tokens) const {
-    if (batch < 1) detail::argument_error("batch", ">= 1", std::to_string(batch));
-    if (tokens < 1) detail::argument_error("tokens", ">= 1", std::to_string(tokens));
-    const std::size_t expected = static_cast<std::size_t>(batch) * static_cast<std::size_t>(tokens);
-    if (inputs.size() != expected)
-      detail::argument_error("inputs", std::to_string(expected) + " ids (batch x tokens)", std::to_string(inputs.size()));
-    if (labels.size() != expected)
-      detail::argument_error("labels", std::to_string(expected) + " ids (batch x tokens)", std::to_string(labels.size()));
-    for (std::size_t i = 0; i < expected; ++i) {
-      if (inputs[i] < 0 || inputs[i] >= config_.vocabulary)
-        detail::argument_error("inputs", "ids in [0, " + std::to_string(config_.vocabulary) + ")",
-                               std::to_string(inputs[i]) + " at " + std::to_string(i));
-      if (labels[i] < 0 || labels[i] >= config_.classes)
-        detail::argument_error("labels", "ids in [0, " + std::to_string(config_.classes) + ")",
-                               std::to_string(labels[i]) + " at " + std::to_string(i));
-    }
-  }
-
   /// Forward over the batch; with `backward`, gradients of the mean loss into the gradient array; counts correct
   /// labels per position into `per_position` when it is not empty.
   BatchResult run(std::span<const std::int32_t> inputs, std::span<const std::int32_t> labels, int batch, int tokens,
                   bool backward, std::span<std::int64_t> per_position) {
     using namespace detail::cuda_model;
-    check_batch(inputs, labels, batch, tokens);
+    check_word_problem_batch(config_, inputs, labels, batch, tokens);
     const ModelConfig& c = config_;
     const std::int64_t rows = static_cast<std::int64_t>(batch) * tokens;
     const std::int64_t d = c.model_dim, hd = static_cast<std::int64_t>(c.heads) * c.head_dim;

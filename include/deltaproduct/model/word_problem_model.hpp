@@ -111,24 +111,9 @@ template <class Scalar>
 class WordProblemModel {
  public:
   explicit WordProblemModel(const ModelConfig& config) : config_(config) {
-    check_model_config(config);
-    const Eigen::Index d = config.model_dim, hd = static_cast<Eigen::Index>(config.heads) * config.head_dim;
-    const Eigen::Index nh = config.householder_steps;
-    add("embedding", config.vocabulary, d, false);
-    for (int l = 0; l < config.layers; ++l) {
-      const std::string p = "layer" + std::to_string(l) + ".";
-      add(p + "mixer_norm", 1, d, false);
-      add(p + "query", d, hd, true);
-      add(p + "key", d, nh * hd, true);
-      add(p + "value", d, nh * hd, true);
-      add(p + "beta", d, nh * config.heads, true);
-      add(p + "output", hd, d, true);
-      add(p + "mlp_norm", 1, d, false);
-      add(p + "mlp_in", d, config.mlp_dim, true);
-      add(p + "mlp_out", config.mlp_dim, d, true);
-    }
-    add("final_norm", 1, d, false);
-    add("classifier", d, config.classes, true);
+    for (const ModelParameterShape& p : model_parameter_shapes(config))
+      parameters_.emplace_back(p.name, static_cast<Eigen::Index>(p.rows), static_cast<Eigen::Index>(p.cols),
+                               p.weight_decay);
   }
 
   const ModelConfig& config() const noexcept { return config_; }
@@ -166,7 +151,7 @@ class WordProblemModel {
   /// [batch, tokens]); with `accumulate_gradients` the gradients of that mean are added to the parameters'.
   BatchResult train_batch(std::span<const std::int32_t> inputs, std::span<const std::int32_t> labels, int batch,
                           int tokens, bool accumulate_gradients, int threads = 1) {
-    check_batch(inputs, labels, batch, tokens);
+    check_word_problem_batch(config_, inputs, labels, batch, tokens);
     const int workers = std::max(1, std::min(threads, batch));
     const Scalar weight = Scalar(1) / static_cast<Scalar>(static_cast<double>(batch) * tokens);
     std::vector<WorkerResult> results(static_cast<std::size_t>(workers));
@@ -198,7 +183,7 @@ class WordProblemModel {
   /// `tokens` entries); returns the batch's mean loss. No gradients.
   double evaluate(std::span<const std::int32_t> inputs, std::span<const std::int32_t> labels, int batch, int tokens,
                   std::span<std::int64_t> correct_per_position, int threads = 1) {
-    check_batch(inputs, labels, batch, tokens);
+    check_word_problem_batch(config_, inputs, labels, batch, tokens);
     if (static_cast<int>(correct_per_position.size()) != tokens)
       detail::argument_error("correct_per_position", std::to_string(tokens) + " entries",
                              std::to_string(correct_per_position.size()));
@@ -233,25 +218,6 @@ class WordProblemModel {
     ModelMatrix<Scalar> x, n1, q, k, v, beta, o, h, n2, a, g;
     ModelVector<Scalar> inverse_rms1, inverse_rms2;
   };
-
-  void add(const std::string& name, Eigen::Index rows, Eigen::Index cols, bool decays) {
-    parameters_.emplace_back(name, rows, cols, decays);
-  }
-
-  void check_batch(std::span<const std::int32_t> inputs, std::span<const std::int32_t> labels, int batch,
-                   int tokens) const {
-    if (batch < 1) detail::argument_error("batch", ">= 1", std::to_string(batch));
-    if (tokens < 1) detail::argument_error("tokens", ">= 1", std::to_string(tokens));
-    const std::size_t expected = static_cast<std::size_t>(batch) * static_cast<std::size_t>(tokens);
-    if (inputs.size() != expected)
-      detail::argument_error("inputs", std::to_string(expected) + " ids (batch x tokens)", std::to_string(inputs.size()));
-    if (labels.size() != expected)
-      detail::argument_error("labels", std::to_string(expected) + " ids (batch x tokens)", std::to_string(labels.size()));
-    for (std::size_t i = 0; i < labels.size(); ++i)
-      if (labels[i] < 0 || labels[i] >= config_.classes)
-        detail::argument_error("labels", "ids in [0, " + std::to_string(config_.classes) + ")",
-                               std::to_string(labels[i]) + " at " + std::to_string(i));
-  }
 
   template <class Body>
   static void run_workers(int workers, Body&& body) {
