@@ -266,7 +266,7 @@ void delta_product(benchmark::State& state) {
 /// forward, the chunked forward and the chunked forward + backward back to back, so all four see the same machine
 /// (this machine is shared: separate benchmarks see different loads). Counters are medians over iterations of the
 /// per-iteration times and ratios; the peak is the best of the iterations. Args: T, K (= V), H; B = 1.
-template <class Scalar, int NH, dp::Gating Gate = dp::Gating::none>
+template <class Scalar, int NH, dp::Gating Gate = dp::Gating::none, bool WithSequential = true>
 void side_by_side(benchmark::State& state) {
   const int T = static_cast<int>(state.range(0)), K = static_cast<int>(state.range(1));
   const int H = static_cast<int>(state.range(2));
@@ -290,7 +290,7 @@ void side_by_side(benchmark::State& state) {
   double peak = 0;
   for (auto _ : state) {
     peak = std::max(peak, run_fma_peak<Scalar>(threads, 100'000));
-    t_seq.push_back(seconds([&] { dp::forward(sequential, model, in, out); }));
+    if constexpr (WithSequential) t_seq.push_back(seconds([&] { dp::forward(sequential, model, in, out); }));
     t_fwd.push_back(seconds([&] { dp::forward(chunked, model, in, out); }));
     t_fwd_bwd.push_back(seconds([&] {
       dp::forward(chunked, model, in, out);
@@ -307,20 +307,22 @@ void side_by_side(benchmark::State& state) {
   };
   std::vector<double> speedup, backward_ratio;
   for (std::size_t i = 0; i < t_fwd.size(); ++i) {
-    speedup.push_back(t_seq[i] / t_fwd[i]);
+    if constexpr (WithSequential) speedup.push_back(t_seq[i] / t_fwd[i]);
     backward_ratio.push_back(t_fwd_bwd[i] / t_fwd[i]);
   }
   const double tokens = static_cast<double>(T) * H;
   const double chunk_flop = tokens * chunked_flop_per_token(NH, K, K, std::min(chunked.chunk_size, T));
   const double seq_flop = tokens * sequential_flop_per_token(NH, K, K);
   state.counters["peak_FLOP_per_s"] = peak;
-  state.counters["sequential_ms"] = 1e3 * median(t_seq);
   state.counters["chunked_ms"] = 1e3 * median(t_fwd);
   state.counters["chunked_fwd_bwd_ms"] = 1e3 * median(t_fwd_bwd);
-  state.counters["chunked_speedup"] = median(speedup);
   state.counters["fwd_bwd_over_fwd"] = median(backward_ratio);
-  state.counters["sequential_fraction_of_peak"] = seq_flop / median(t_seq) / peak;
   state.counters["chunked_fraction_of_peak"] = chunk_flop / median(t_fwd) / peak;
+  if constexpr (WithSequential) {
+    state.counters["sequential_ms"] = 1e3 * median(t_seq);
+    state.counters["chunked_speedup"] = median(speedup);
+    state.counters["sequential_fraction_of_peak"] = seq_flop / median(t_seq) / peak;
+  }
   state.counters["T"] = T, state.counters["K"] = K, state.counters["H"] = H, state.counters["n_h"] = NH;
 }
 
@@ -355,6 +357,14 @@ BENCHMARK(fma_peak<double>)->Iterations(3)->UseRealTime();
 DP_SIDE_BY_SIDE(side_by_side<float, 1>);
 DP_SIDE_BY_SIDE(side_by_side<float, 1, dp::Gating::scalar_decay>);
 DP_SIDE_BY_SIDE(side_by_side<double, 1>);
+// (forward + backward) / forward over T, side by side (float, K = V = 128, H = 8), without the token loop.
+#define DP_SIDE_BY_SIDE_T(T, ITERATIONS)                                                                    \
+  BENCHMARK(side_by_side<float, 1, dp::Gating::none, false>)->Args({T, 128, 8})->Iterations(ITERATIONS)->UseManualTime() \
+      ->Unit(benchmark::kMillisecond)
+DP_SIDE_BY_SIDE_T(256, 9);
+DP_SIDE_BY_SIDE_T(1024, 9);
+DP_SIDE_BY_SIDE_T(16384, 5);
+DP_SIDE_BY_SIDE_T(65536, 3);
 
 // The headline shape: B = 1, H = 8, T = 4096, K = V = 128, float. Every shape below appears once; the sweeps leave
 // out the point the headline already measures, and bench/plot_cpu.py joins them.

@@ -15,7 +15,7 @@ import sys
 from collections import defaultdict
 
 NAME = re.compile(r"delta_product<(\w+), (\d), (\w+), (\w+)(?:, dp::Gating::(\w+))?>/(\d+)/(\d+)/(\d+)")
-SIDE = re.compile(r"side_by_side<(\w+), (\d)(?:, dp::Gating::(\w+))?>/(\d+)/(\d+)/(\d+)")
+SIDE = re.compile(r"side_by_side<(\w+), (\d)(?:, dp::Gating::(\w+))?(?:, (?:true|false))?>/(\d+)/(\d+)/(\d+)")
 
 
 def load(path):
@@ -33,9 +33,14 @@ def load(path):
             continue
         m = SIDE.match(name)
         if m:
-            if b.get("run_type") != "aggregate":
-                scalar, n_h, gate, T, K, H = m.groups()
-                side.setdefault((scalar, int(n_h), gate or "none", int(T), int(K), int(H)), []).append(b)
+            scalar, n_h, gate, T, K, H = m.groups()
+            key = (scalar, int(n_h), gate or "none", int(T), int(K), int(H))
+            # The median aggregate (each counter's median over the repetitions) where there are repetitions.
+            if b.get("run_type") == "aggregate":
+                if b.get("aggregate_name") == "median":
+                    side[key] = dict(b, repetitions_median=True)
+            elif not side.get(key, {}).get("repetitions_median"):
+                side[key] = b
             continue
         m = NAME.match(name)
         if not m:
@@ -61,16 +66,16 @@ def summary(peaks, results, side):
     lines = []
     for scalar, peak in sorted(peaks.items()):
         lines.append(f"measured FMA peak ({scalar}): {peak / 1e9:.0f} GFLOP/s")
-    for key, entries in sorted(side.items()):
+    for key, b in sorted(side.items()):
         scalar, n_h, gate, T, K, H = key
-        for b in entries:
-            lines.append(
-                f"side by side, {scalar}, {'gated ' if gate != 'none' else ''}n_h={n_h} B1 H{H} T{T} K=V={K} "
-                f"(medians of {b['iterations']} iterations; peak {b['peak_FLOP_per_s'] / 1e9:.0f} GFLOP/s): "
-                f"sequential fwd {b['sequential_ms']:.1f} ms ({100 * b['sequential_fraction_of_peak']:.0f}% of peak), "
-                f"chunked fwd {b['chunked_ms']:.1f} ms ({100 * b['chunked_fraction_of_peak']:.0f}% of peak, "
-                f"{b['chunked_speedup']:.2f}x faster), chunked fwd+bwd {b['chunked_fwd_bwd_ms']:.1f} ms "
-                f"({b['fwd_bwd_over_fwd']:.2f}x fwd)")
+        line = (f"side by side, {scalar}, {'gated ' if gate != 'none' else ''}n_h={n_h} B1 H{H} T{T} K=V={K} "
+                f"(peak {b['peak_FLOP_per_s'] / 1e9:.0f} GFLOP/s): ")
+        if "sequential_ms" in b:
+            line += (f"sequential fwd {b['sequential_ms']:.1f} ms ({100 * b['sequential_fraction_of_peak']:.0f}% "
+                     f"of peak), chunked {b['chunked_speedup']:.2f}x faster; ")
+        line += (f"chunked fwd {b['chunked_ms']:.1f} ms ({100 * b['chunked_fraction_of_peak']:.0f}% of peak), "
+                 f"fwd+bwd {b['chunked_fwd_bwd_ms']:.1f} ms ({b['fwd_bwd_over_fwd']:.2f}x fwd)")
+        lines.append(line)
     def get(*key):
         return results.get(key)
     for scalar in ("float", "double"):
@@ -104,7 +109,7 @@ def summary(peaks, results, side):
     return "\n".join(lines)
 
 
-def plot(peaks, results, png):
+def plot(peaks, results, side, png):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -157,6 +162,11 @@ def plot(peaks, results, png):
     ax.grid(True, axis="y", alpha=0.3)
 
     ax = axes[3]
+    pts = sorted((k[3], v["fwd_bwd_over_fwd"]) for k, v in side.items()
+                 if k[0] == "float" and k[1] == 1 and k[2] == "none" and k[4] == 128 and k[5] == 8)
+    if pts:
+        ax.semilogx([p[0] for p in pts], [p[1] for p in pts], "o-", label="float, side by side", color="tab:red",
+                    base=2)
     for scalar, color in (("float", "tab:orange"), ("double", "tab:purple")):
         pts = []
         for k, v in results.items():
@@ -167,7 +177,8 @@ def plot(peaks, results, png):
                     pts.append((k[5], v["ms"] / forward["ms"]))
         pts.sort()
         if pts:
-            ax.semilogx([p[0] for p in pts], [p[1] for p in pts], "o-", label=scalar, color=color, base=2)
+            ax.semilogx([p[0] for p in pts], [p[1] for p in pts], "o--", label=f"{scalar}, separate runs",
+                        color=color, base=2, alpha=0.6)
     ax.axhline(3.5, color="gray", linestyle="--", label="target 3.5x")
     ax.set_xlabel("sequence length T")
     ax.set_ylabel("(forward + backward) / forward")
@@ -187,7 +198,7 @@ def main():
     print(f"{context.get('host_name', '?')}: {context.get('num_cpus', '?')} CPUs, {context.get('date', '')}")
     print(summary(peaks, results, side))
     if len(sys.argv) == 3:
-        plot(peaks, results, sys.argv[2])
+        plot(peaks, results, side, sys.argv[2])
         print(f"wrote {sys.argv[2]}")
 
 
