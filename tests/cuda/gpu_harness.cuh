@@ -1,5 +1,5 @@
 // Shared pieces of the GPU tests: device buffers (RAII), copies, rounding inputs to the element type under test, a
-// zeroed workspace, and the test main that skips without a device.
+// zeroed workspace, error measures against a reference, and the test main that skips without a device.
 //
 // A test file:
 //   #define DOCTEST_CONFIG_IMPLEMENT
@@ -15,13 +15,17 @@
 #include <cuda_runtime.h>
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <deltaproduct/core/config.hpp>
 #include <deltaproduct/cuda/backend.hpp>
 #include <deltaproduct/cuda/error.hpp>
 #include <deltaproduct/cuda/validate.hpp>
 #include <string>
+#include <limits>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -147,5 +151,43 @@ struct Workspace {
 
 /// Waits for the device and surfaces any asynchronous error as a CudaError.
 inline void synchronize() { DELTAPRODUCT_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+/// Errors of a GPU result a against its reference b.
+struct Errors {
+  double max_relative = 0.0;  ///< max |a - b| / max |b|
+  double rms_relative = 0.0;  ///< ||a - b||_2 / ||b||_2
+  bool finite = true;
+};
+
+inline Errors compare(const std::vector<double>& a, const std::vector<double>& b) {
+  Errors e;
+  if (a.size() != b.size())
+    return {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(), false};
+  double diff_max = 0, ref_max = std::numeric_limits<double>::min(), diff_sq = 0,
+         ref_sq = std::numeric_limits<double>::min();
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) e.finite = false;
+    const double d = std::abs(a[i] - b[i]);
+    diff_max = std::max(diff_max, d);
+    ref_max = std::max(ref_max, std::abs(b[i]));
+    diff_sq += d * d;
+    ref_sq += b[i] * b[i];
+  }
+  e.max_relative = diff_max / ref_max;
+  e.rms_relative = std::sqrt(diff_sq / ref_sq);
+  return e;
+}
+
+/// Normalisation options by index: 0 none, 1 l2, 2 l2_eps.
+inline dp::Normalization normalization_of(int mode) {
+  return mode == 0 ? dp::Normalization::none : mode == 1 ? dp::Normalization::l2 : dp::Normalization::l2_eps;
+}
+
+/// x rounded to what the GPU reads as T.
+template <class T>
+std::vector<double> rounded(std::vector<double> x) {
+  round_in_place<T>(x);
+  return x;
+}
 
 }  // namespace gpu_harness

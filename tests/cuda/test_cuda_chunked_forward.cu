@@ -50,40 +50,10 @@ constexpr double unit_roundoff() {
     return std::numeric_limits<float>::epsilon() / 2.0;
 }
 
-struct Errors {
-  double max_relative = 0.0;  ///< max |a - b| / max |b|
-  double rms_relative = 0.0;  ///< ||a - b||_2 / ||b||_2
-  bool finite = true;
-};
-
-Errors compare(const std::vector<double>& a, const std::vector<double>& b) {
-  Errors e;
-  if (a.size() != b.size())
-    return {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(), false};
-  double diff_max = 0, ref_max = std::numeric_limits<double>::min(), diff_sq = 0,
-         ref_sq = std::numeric_limits<double>::min();
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) e.finite = false;
-    const double d = std::abs(a[i] - b[i]);
-    diff_max = std::max(diff_max, d);
-    ref_max = std::max(ref_max, std::abs(b[i]));
-    diff_sq += d * d;
-    ref_sq += b[i] * b[i];
-  }
-  e.max_relative = diff_max / ref_max;
-  e.rms_relative = std::sqrt(diff_sq / ref_sq);
-  return e;
-}
-
-dp::Normalization normalization_of(int mode) {
-  return mode == 0 ? dp::Normalization::none : mode == 1 ? dp::Normalization::l2 : dp::Normalization::l2_eps;
-}
-
-template <class T>
-std::vector<double> rounded(std::vector<double> x) {
-  gpu_harness::round_in_place<T>(x);
-  return x;
-}
+using gpu_harness::compare;
+using gpu_harness::Errors;
+using gpu_harness::normalization_of;
+using gpu_harness::rounded;
 
 /// p with every input rounded to what the GPU reads: token data to T, the initial state to fp32.
 template <class T>
