@@ -1,13 +1,21 @@
 // The bridge bench/gpu_compare.py calls: reads raw inputs the script wrote (flash-linear-attention layouts), runs this
 // library's CUDA backend once for the outputs and then repeatedly for the time, writes the outputs back.
 //
-//   dp_run --dir D --mode forward|decode --B 8 --T 4096 --H 16 --K 128 --V 128 --nh 1 --gated 1 --h0 1 --iters 20
+//   dp_run --dir D --mode forward|decode|training --B 8 --T 4096 --H 16 --K 128 --V 128 --nh 1 --gated 1 --h0 1
+//          --iters 20 [--gradients 1] [--backward-algorithm automatic|recurrent|chunked]
 //
 // Reads D/q.bin [B,T,H,K], D/k.bin [B,T*nh,H,K], D/v.bin [B,T*nh,H,V], D/beta.bin [B,T*nh,H], D/g.bin [B,T,H]
 // (gated), all bf16, and D/h0.bin [B,H,K,V] fp32 (with --h0 1). Writes D/o.bin (bf16) and D/ht.bin (fp32), and prints
 // one line: `dp_run ms=<median> path=<chunked|recurrent|decode>`. Keys arrive L2-normalised; the readout scale is
 // 1/sqrt(K); value checks are off (as in the kernels compared against). Each timed call follows an L2 flush (a 256 MB
 // memset), as triton.testing.do_bench does.
+//
+// --mode training times a training step: forward() (o only, no final state, as FLA's training calls) then
+// backward() from dL/do, read from D/do.bin [B,T,H,V] bf16, with no dL/d(final state). It writes D/o.bin, with
+// --gradients 1 also D/dq.bin, D/dk.bin, D/dv.bin, D/dbeta.bin, D/dg.bin (gated) in bf16 and D/dh0.bin (with --h0 1)
+// in fp32, and prints `dp_run ms=<median forward + backward> forward_ms=<median> backward_ms=<median>
+// path=<forward's path> backward=<automatic|recurrent|chunked>`; the forward's algorithm is left automatic, the
+// backward's is --backward-algorithm (default automatic).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -28,11 +36,18 @@ using bf16 = __nv_bfloat16;
 namespace {
 
 struct Arguments {
-  std::string dir, mode = "forward";
+  std::string dir, mode = "forward", backward_algorithm = "automatic";
   dp::index_t B = 1, T = 1, H = 1, K = 128, V = 128;
   int n_h = 1, iters = 20, warmup = 3;
-  bool gated = false, h0 = false;
+  bool gated = false, h0 = false, gradients = false;
 };
+
+dp::CudaAlgorithm algorithm_named(const std::string& name) {
+  if (name == "automatic") return dp::CudaAlgorithm::automatic;
+  if (name == "recurrent") return dp::CudaAlgorithm::recurrent;
+  if (name == "chunked") return dp::CudaAlgorithm::chunked;
+  throw std::invalid_argument("dp_run: --backward-algorithm must be automatic, recurrent or chunked, not " + name);
+}
 
 Arguments parse(int argc, char** argv) {
   Arguments a;
@@ -62,10 +77,17 @@ Arguments parse(int argc, char** argv) {
       a.iters = std::stoi(value);
     else if (key == "--warmup")
       a.warmup = std::stoi(value);
+    else if (key == "--gradients")
+      a.gradients = value == "1";
+    else if (key == "--backward-algorithm")
+      a.backward_algorithm = value;
     else
       throw std::invalid_argument("dp_run: unknown option " + key);
   }
   if (a.dir.empty()) throw std::invalid_argument("dp_run: --dir is required");
+  if (a.mode != "forward" && a.mode != "decode" && a.mode != "training")
+    throw std::invalid_argument("dp_run: --mode must be forward, decode or training, not " + a.mode);
+  algorithm_named(a.backward_algorithm);  // rejects an unknown name before any file is read
   if (a.mode == "decode" && a.T != 1) throw std::invalid_argument("dp_run: --mode decode needs --T 1");
   return a;
 }
@@ -133,6 +155,58 @@ double median_ms(const Arguments& a, Call&& call) {
   return times.empty() ? 0.0 : times[times.size() / 2];
 }
 
+/// What a timed training step reports: the median of forward + backward and the output line's further fields.
+struct TrainingTimes {
+  double ms = 0;
+  std::string fields;
+};
+
+/// A training step as a training loop runs it: forward() with `backend` (o only), then backward() from dL/do
+/// (D/do.bin, no dL/d(final state)) with --backward-algorithm and a workspace of its own. The backward keeps nothing
+/// from the forward: it recomputes what it needs from the inputs. Writes the gradients with --gradients 1.
+template <class Model>
+TrainingTimes time_training(const Arguments& a, const Model& model, const dp::CudaBackend& backend,
+                            const dp::DeltaInputs<bf16, float>& in, const dp::ForwardOutputs<bf16, float>& out) {
+  const dp::index_t B = a.B, T = a.T, H = a.H, K = a.K, V = a.V, R = T * Model::householder_steps;
+  constexpr bool gated = Model::gating == dp::Gating::scalar_decay;
+  const auto path = [&](const char* name) { return a.dir + "/" + name; };
+  Device<bf16> d_o(read_file<bf16>(path("do.bin"), B * T * H * V));
+  Device<bf16> dq(B * T * H * K), dk(B * R * H * K), dv(B * R * H * V), dbeta(B * R * H), dg(gated ? B * T * H : 0);
+  Device<float> dh0(a.h0 ? B * H * K * V : 0);
+  const dp::OutputGradients<bf16, float> output_gradients{.o = dp::make_view<const bf16>(d_o.data, {B, T, H, V})};
+  dp::DeltaGradients<bf16, float> gradients{.q = dp::make_view(dq.data, {B, T, H, K}),
+                                            .k = dp::make_view(dk.data, {B, R, H, K}),
+                                            .v = dp::make_view(dv.data, {B, R, H, V}),
+                                            .beta = dp::make_view(dbeta.data, {B, R, H})};
+  if constexpr (gated) gradients.g = dp::make_view(dg.data, {B, T, H});
+  if (a.h0) gradients.initial_state = dp::make_view(dh0.data, {B, H, K, V});
+  Device<unsigned char> workspace(dp::backward_workspace_bytes(model, in, output_gradients, gradients));
+  const dp::CudaBackend backward_backend{.stream = backend.stream,
+                                         .workspace = workspace.data,
+                                         .workspace_bytes = workspace.size,
+                                         .algorithm = algorithm_named(a.backward_algorithm)};
+  dp::backward(backward_backend, model, in, output_gradients, gradients);
+  if (a.gradients) {
+    write_file(path("dq.bin"), dq.download());
+    write_file(path("dk.bin"), dk.download());
+    write_file(path("dv.bin"), dv.download());
+    write_file(path("dbeta.bin"), dbeta.download());
+    if constexpr (gated) write_file(path("dg.bin"), dg.download());
+    if (a.h0) write_file(path("dh0.bin"), dh0.download());
+  }
+  TrainingTimes times;
+  times.ms = median_ms(a, [&] {
+    dp::forward(backend, model, in, out);
+    dp::backward(backward_backend, model, in, output_gradients, gradients);
+  });
+  const double forward_ms = median_ms(a, [&] { dp::forward(backend, model, in, out); });
+  const double backward_ms =
+      median_ms(a, [&] { dp::backward(backward_backend, model, in, output_gradients, gradients); });
+  times.fields = " forward_ms=" + std::to_string(forward_ms) + " backward_ms=" + std::to_string(backward_ms) +
+                 " backward=" + a.backward_algorithm;
+  return times;
+}
+
 template <int HouseholderSteps, dp::Gating Gate>
 void run(const Arguments& a) {
   const dp::index_t B = a.B, T = a.T, H = a.H, K = a.K, V = a.V, n_h = HouseholderSteps, R = T * n_h;
@@ -151,7 +225,7 @@ void run(const Arguments& a) {
   dp::DeltaProduct<float, HouseholderSteps, dp::EigenvalueRange::signed_unit, Gate> model;
   model.options.validate_ranges = false;
   dp::CudaBackend backend{};
-  std::string path_taken;
+  std::string path_taken, fields;
   double ms = 0;
   if (a.mode == "decode") {
     // One token per sequence: step() in place on a copy of h0 (the timing loop keeps advancing it).
@@ -176,8 +250,10 @@ void run(const Arguments& a) {
                                     .beta = dp::make_view<const bf16>(beta.data, {B, R, H})};
     if constexpr (gated) in.g = dp::make_view<const bf16>(g.data, {B, T, H});
     if (a.h0) in.initial_state = dp::make_view<const float>(initial_state.data, {B, H, K, V});
-    const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V}),
-                                              .final_state = dp::make_view(final_state.data, {B, H, K, V})};
+    // A training step keeps o only (gpu_compare.py asks FLA and FlashQLA for no final state there either).
+    const bool training = a.mode == "training";
+    dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V})};
+    if (!training) out.final_state = dp::make_view(final_state.data, {B, H, K, V});
     // The workspace forward() asks for: sequences split where B * H leaves multiprocessors idle.
     Device<unsigned char> workspace(dp::forward_workspace_bytes(backend, model, in, out));
     backend.workspace = workspace.data;
@@ -188,10 +264,16 @@ void run(const Arguments& a) {
                      : std::string("recurrent");
     dp::forward(backend, model, in, out);
     write_file(path("o.bin"), o.download());
-    write_file(path("ht.bin"), final_state.download());
-    ms = median_ms(a, [&] { dp::forward(backend, model, in, out); });
+    if (training) {
+      const TrainingTimes times = time_training(a, model, backend, in, out);
+      ms = times.ms;
+      fields = times.fields;
+    } else {
+      write_file(path("ht.bin"), final_state.download());
+      ms = median_ms(a, [&] { dp::forward(backend, model, in, out); });
+    }
   }
-  std::printf("dp_run ms=%.6f path=%s\n", ms, path_taken.c_str());
+  std::printf("dp_run ms=%.6f path=%s%s\n", ms, path_taken.c_str(), fields.c_str());
 }
 
 }  // namespace
