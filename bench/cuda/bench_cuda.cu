@@ -313,10 +313,14 @@ BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay>)->Name("chunked/GatedDelt
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Backward: backward() with every gradient (q, k, v, beta, g, initial state) from dL/do and dL/d(final state), bf16
-// token data; args {B, T, H, K = V}. The recurrent form: three sweeps over each sequence (recurrent_backward_kernel.cuh).
+// token data; args {B, T, H, K = V}. The recurrent form (three sweeps over each sequence,
+// recurrent_backward_kernel.cuh) and the chunked one (state pass, reverse scan, chunk gradients;
+// chunked_backward_kernel.cuh); "training" times forward() and backward() together, as a training step runs them.
 
-template <int HouseholderSteps, dp::Gating Gate>
-void recurrent_backward(benchmark::State& state) {
+enum class Timed { backward, forward_and_backward };
+
+template <int HouseholderSteps, dp::Gating Gate, dp::CudaAlgorithm Algorithm, Timed What = Timed::backward>
+void backward_pass(benchmark::State& state) {
   if (!device_present()) {
     state.SkipWithError("no CUDA device");
     return;
@@ -326,8 +330,9 @@ void recurrent_backward(benchmark::State& state) {
   constexpr bool gated = Gate == dp::Gating::scalar_decay;
   const dp::index_t R = T * n_h;
   DeviceArray<bf16> q(B * T * H * K), k(B * R * H * K), v(B * R * H * V), beta(B * R * H), g(B * T * H),
-      d_o(B * T * H * V), dq(B * T * H * K), dk(B * R * H * K), dv(B * R * H * V), dbeta(B * R * H), dg(B * T * H);
-  DeviceArray<float> h0(B * H * K * V), d_final(B * H * K * V), dh0(B * H * K * V);
+      d_o(B * T * H * V), dq(B * T * H * K), dk(B * R * H * K), dv(B * R * H * V), dbeta(B * R * H), dg(B * T * H),
+      o(B * T * H * V);
+  DeviceArray<float> h0(B * H * K * V), d_final(B * H * K * V), dh0(B * H * K * V), final_state(B * H * K * V);
   fill(q, -1, 1, 21);
   fill(k, -1, 1, 22);
   fill(v, -1, 1, 23);
@@ -354,11 +359,25 @@ void recurrent_backward(benchmark::State& state) {
                                         .beta = dp::make_view(dbeta.data, {B, R, H}),
                                         .initial_state = dp::make_view(dh0.data, {B, H, K, V})};
   if constexpr (gated) grads.g = dp::make_view(dg.data, {B, T, H});
-  DeviceArray<unsigned char> workspace(dp::backward_workspace_bytes(model, in, og, grads));
+  const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V}),
+                                            .final_state = dp::make_view(final_state.data, {B, H, K, V})};
+  // One workspace serves both calls (they run one after the other on the stream).
+  const dp::CudaBackend forward_query{.algorithm = dp::CudaAlgorithm::chunked};
+  DeviceArray<unsigned char> workspace(std::max(dp::backward_workspace_bytes(model, in, og, grads),
+                                                dp::forward_workspace_bytes(forward_query, model, in, out)));
   DELTAPRODUCT_CUDA_CHECK(cudaMemset(workspace.data, 0, workspace.size));  // the value-check record starts zeroed
-  const dp::CudaBackend backend{.workspace = workspace.data, .workspace_bytes = workspace.size};
+  const dp::CudaBackend backend{.workspace = workspace.data, .workspace_bytes = workspace.size, .algorithm = Algorithm};
+  if ((Algorithm == dp::CudaAlgorithm::chunked) != dp::chunked_backward_applies(backend, model, in, og, grads)) {
+    state.SkipWithError("the requested backward does not take this shape");
+    return;
+  }
+  const dp::CudaBackend forward_backend{
+      .workspace = workspace.data, .workspace_bytes = workspace.size, .algorithm = dp::CudaAlgorithm::chunked};
   state.counters["workspace_bytes"] = static_cast<double>(workspace.size);
-  const double seconds = time_calls(state, 1, [&] { dp::backward(backend, model, in, og, grads); });
+  const double seconds = time_calls(state, 1, [&] {
+    if constexpr (What == Timed::forward_and_backward) dp::forward(forward_backend, model, in, out);
+    dp::backward(backend, model, in, og, grads);
+  });
   // Token data and dL/do read, their gradients written (bf16); states and their gradients once (fp32).
   const double token_bytes = static_cast<double>(B * T * H * (2 * K + V + (gated ? 2 : 0)) + B * R * H * 2 * (K + V + 1));
   const double bytes = token_bytes * sizeof(bf16) + 3.0 * static_cast<double>(B * H * K * V) * sizeof(float);
@@ -374,8 +393,21 @@ void backward_shapes(benchmark::internal::Benchmark* b) {
   b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
-BENCHMARK(recurrent_backward<1, dp::Gating::none>)->Name("backward/DeltaNet")->Apply(backward_shapes);
-BENCHMARK(recurrent_backward<1, dp::Gating::scalar_decay>)->Name("backward/GatedDeltaNet")->Apply(backward_shapes);
-BENCHMARK(recurrent_backward<2, dp::Gating::scalar_decay>)->Name("backward/GatedDeltaProduct_nh2")->Apply(backward_shapes);
+constexpr auto recurrent = dp::CudaAlgorithm::recurrent;
+constexpr auto chunked = dp::CudaAlgorithm::chunked;
+constexpr auto none = dp::Gating::none;
+constexpr auto decay = dp::Gating::scalar_decay;
+BENCHMARK(backward_pass<1, none, recurrent>)->Name("backward/DeltaNet")->Apply(backward_shapes);
+BENCHMARK(backward_pass<1, decay, recurrent>)->Name("backward/GatedDeltaNet")->Apply(backward_shapes);
+BENCHMARK(backward_pass<2, decay, recurrent>)->Name("backward/GatedDeltaProduct_nh2")->Apply(backward_shapes);
+BENCHMARK(backward_pass<1, none, chunked>)->Name("backward_chunked/DeltaNet")->Apply(backward_shapes);
+BENCHMARK(backward_pass<1, decay, chunked>)->Name("backward_chunked/GatedDeltaNet")->Apply(backward_shapes);
+BENCHMARK(backward_pass<2, decay, chunked>)->Name("backward_chunked/GatedDeltaProduct_nh2")->Apply(backward_shapes);
+BENCHMARK(backward_pass<3, decay, chunked>)->Name("backward_chunked/GatedDeltaProduct_nh3")->Apply(backward_shapes);
+constexpr auto both = Timed::forward_and_backward;
+BENCHMARK(backward_pass<1, none, chunked, both>)->Name("training/DeltaNet")->Apply(backward_shapes);
+BENCHMARK(backward_pass<1, decay, chunked, both>)->Name("training/GatedDeltaNet")->Apply(backward_shapes);
+BENCHMARK(backward_pass<2, decay, chunked, both>)->Name("training/GatedDeltaProduct_nh2")->Apply(backward_shapes);
+BENCHMARK(backward_pass<3, decay, chunked, both>)->Name("training/GatedDeltaProduct_nh3")->Apply(backward_shapes);
 
 }  // namespace

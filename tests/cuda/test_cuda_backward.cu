@@ -1,4 +1,4 @@
-// The CUDA backward (backward.cuh, recurrent_backward_kernel.cuh) against the CPU backend's sequential backward in
+// The CUDA backward (backward.cuh: the recurrent and the chunked forms) against the CPU backend's sequential backward in
 // double (cuda/cpu_reference.hpp; itself checked against finite differences in tests/cpu/test_backward.cpp) on the
 // same inputs rounded to the element type under test, and one case directly against central differences of the
 // double reference forward: n_h 1..4, gated or not, K = V in {32, 64, 128}, K != V (with V not a multiple of 4:
@@ -14,6 +14,12 @@
 // type: u / 2 of an element (bf16: u = 2^-8, fp16: u = 2^-11), so the bound there is u + the fp32 bound. The RMS
 // error must stay within half of each bound. Measured on an H200: see the MESSAGE lines (largest in fp32 about
 // 1e-6 relative, well inside the bound of 4e-4 at T = 97; bf16 about 0.3 u).
+// The chunked backward (chunked_backward_kernel.cuh) rounds its tensor-core operands to 16 bits: the kept tiles
+// (S^T, u^T, dL/dS^T, dY^T) once, the factors of each product once more. A gradient is a sum of products each of
+// which passes through at most about four such roundings of relative size u / 2 (bf16: u = 2^-8, fp16: u = 2^-11);
+// as in the forward, the transitions are contractions, so the scan carries earlier chunks' errors without growth
+// and the bound does not depend on T. We bound every gradient's error, relative to its largest entry, by 8 u and its
+// relative RMS error by 4 u (the chunked forward's test bounds o by 4 u with half as many roundings).
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -54,6 +60,12 @@ double tolerance_for(const reference::Problem& p) {
          16.0 * (static_cast<double>(p.T) * p.n_h + std::max(p.K, p.V)) * std::numeric_limits<float>::epsilon();
 }
 
+/// The chunked backward's bound, stated at the top of this file.
+template <class T>
+double chunked_tolerance() {
+  return 8.0 * unit_roundoff<T>();
+}
+
 using gpu_harness::compare;
 using gpu_harness::Errors;
 using gpu_harness::normalization_of;
@@ -77,6 +89,7 @@ struct Call {
   int head_padding = 0;      ///< extra elements between heads in every [B, rows, H, D] view (strided views)
   bool every_view = true;    ///< false: only dL/dk, dL/dg and dL/d(initial state) are requested
   bool initial_state_gradient = true;
+  dp::CudaAlgorithm algorithm = dp::CudaAlgorithm::recurrent;
 };
 
 struct GpuGradients {
@@ -146,6 +159,7 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   if (call.initial_state_gradient) grads.initial_state = dp::make_view(dh0.data(), {N, H, K, V});
 
   gpu_harness::Workspace workspace(dp::backward_workspace_bytes(model, in, og, grads));
+  workspace.backend.algorithm = call.algorithm;
   dp::backward(workspace.backend, model, in, og, grads);
   gpu_harness::synchronize();
 
@@ -214,7 +228,8 @@ void check_against_reference(reference::Problem p, reference::LossWeights w, con
   round_problem<T>(p, w);
   const GpuGradients gpu = run_gpu<Model, T>(p, w, call);
   const reference::Gradients ref = cuda_test::cpu_backward_double(p, w);
-  const double tolerance = tolerance_for<T>(p);
+  const double tolerance =
+      call.algorithm == dp::CudaAlgorithm::chunked ? chunked_tolerance<T>() : tolerance_for<T>(p);
   INFO(what);
   CHECK(gpu.rejected.empty());
   double worst = 0.0;
@@ -428,6 +443,95 @@ TEST_CASE("backward(): argument errors are reported before any device work" * do
     CHECK(e.argument() == "q");
     CHECK(std::string(e.what()).find("K = 300") != std::string::npos);
   }
+}
+
+namespace {
+
+const Call chunked_call{.algorithm = dp::CudaAlgorithm::chunked};
+
+template <int NH, bool Gated>
+void check_chunked_sizes(std::uint64_t seed) {
+  for (int D : {64, 128}) {
+    const reference::Problem p = reference::random_problem(2, 97, 2, D, D, NH, Gated, 2.0, true, ++seed);
+    const std::string what = "chunked bf16 n_h " + std::to_string(NH) + (Gated ? " gated" : "") +
+                             " K=V=" + std::to_string(D) + " T=97";
+    check_against_reference<ModelOf<NH, Gated>, bf16>(p, reference::random_loss_weights(p, seed + 7), what,
+                                                      chunked_call);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("chunked backward: n_h 1..4, gated or not, K = V in {64, 128}, bf16, T not a multiple of a chunk") {
+  check_chunked_sizes<1, false>(2000);
+  check_chunked_sizes<1, true>(2100);
+  check_chunked_sizes<2, false>(2200);
+  check_chunked_sizes<2, true>(2300);
+  check_chunked_sizes<3, false>(2400);
+  check_chunked_sizes<3, true>(2500);
+  check_chunked_sizes<4, false>(2600);
+  check_chunked_sizes<4, true>(2700);
+}
+
+TEST_CASE("chunked backward: fp16, one token, [0, 1], packed sequences, normalisation options, strided views") {
+  const reference::Problem p = reference::random_problem(2, 150, 2, 128, 128, 1, true, 2.0, true, 2801);
+  check_against_reference<ModelOf<1, true>, fp16>(p, reference::random_loss_weights(p, 2802), "chunked fp16 gated",
+                                                  chunked_call);
+  const reference::Problem one = reference::random_problem(3, 1, 2, 64, 64, 2, true, 2.0, true, 2803);
+  check_against_reference<ModelOf<2, true>, bf16>(one, reference::random_loss_weights(one, 2804),
+                                                  "chunked T=1 n_h 2 gated", chunked_call);
+  const reference::Problem unit = reference::random_problem(1, 80, 2, 64, 64, 2, true, 1.0, true, 2805);
+  check_against_reference<ModelOf<2, true, dp::EigenvalueRange::unit>, bf16>(
+      unit, reference::random_loss_weights(unit, 2806), "chunked [0, 1] gated n_h 2", chunked_call);
+  const reference::Problem packed = packed_problem({0, 1, 70, 0, 33, 130}, 2, 64, 64, 2, true, 2807);
+  check_against_reference<ModelOf<2, true>, bf16>(packed, reference::random_loss_weights(packed, 2808),
+                                                  "chunked packed gated n_h 2", chunked_call);
+  const reference::Problem packed_net = packed_problem({5, 0, 140}, 1, 128, 128, 1, false, 2809);
+  check_against_reference<ModelOf<1, false>, bf16>(packed_net, reference::random_loss_weights(packed_net, 2810),
+                                                   "chunked packed DeltaNet", chunked_call);
+  std::uint64_t seed = 2900;
+  for (int key_norm : {0, 1, 2})
+    for (int query_norm : {0, 1, 2}) {
+      reference::Problem n = reference::random_problem(1, 70, 2, 64, 64, 1, true, 2.0, true, ++seed);
+      n.key_norm = key_norm;
+      n.query_norm = query_norm;
+      n.eps = 0.5;
+      n.scale = 0.7;
+      if (key_norm == 0)
+        for (std::size_t i = 0; i < n.k.size(); ++i) n.k[i] /= 8.0 * std::sqrt(2.0);
+      check_against_reference<ModelOf<1, true>, bf16>(
+          n, reference::random_loss_weights(n, seed + 9),
+          "chunked key norm " + std::to_string(key_norm) + " query norm " + std::to_string(query_norm), chunked_call);
+    }
+  reference::Problem s = reference::random_problem(2, 60, 2, 64, 64, 3, true, 2.0, true, 2950);
+  reference::LossWeights w = reference::random_loss_weights(s, 2951);
+  check_against_reference<ModelOf<3, true>, bf16>(s, w, "chunked head padding 8",
+                                                  Call{.head_padding = 8, .algorithm = dp::CudaAlgorithm::chunked});
+  reference::LossWeights no_final = w;
+  no_final.final_state.clear();
+  s.initial_state.clear();
+  check_against_reference<ModelOf<3, true>, bf16>(
+      s, no_final, "chunked subset, no states",
+      Call{.every_view = false, .initial_state_gradient = false, .algorithm = dp::CudaAlgorithm::chunked});
+}
+
+TEST_CASE("chunked backward: a long sequence keeps the error bounded (T = 4096, beta in [0, 2])") {
+  const reference::Problem p = reference::random_problem(1, 4096, 2, 128, 128, 1, true, 2.0, true, 3001);
+  check_against_reference<ModelOf<1, true>, bf16>(p, reference::random_loss_weights(p, 3002),
+                                                  "chunked gated DeltaNet T=4096", chunked_call);
+  const reference::Problem q = reference::random_problem(1, 2048, 1, 128, 128, 2, false, 2.0, true, 3003);
+  check_against_reference<ModelOf<2, false>, bf16>(q, reference::random_loss_weights(q, 3004),
+                                                   "chunked DeltaProduct n_h 2 T=2048", chunked_call);
+}
+
+TEST_CASE("chunked backward: the automatic choice, and a rejected beta writes nothing") {
+  reference::Problem p = reference::random_problem(1, 64, 2, 64, 64, 1, true, 2.0, true, 3101);
+  reference::LossWeights w = reference::random_loss_weights(p, 3102);
+  round_problem<bf16>(p, w);
+  p.beta[17] = 2.5;
+  const GpuGradients gpu = run_gpu<ModelOf<1, true>, bf16>(p, w, chunked_call);
+  CHECK(gpu.rejected == "beta");
+  CHECK(gpu.every_element_nan);
 }
 
 int main(int argc, char** argv) { return gpu_harness::run_tests(argc, argv); }

@@ -7,17 +7,28 @@
 //   deltaproduct::backward(deltaproduct::CudaBackend{stream, workspace, bytes}, model, inputs, output_gradients,
 //                          gradients);
 //
-// The form is the recurrent one (recurrent_backward_kernel.cuh): three sweeps over each sequence with the state in
-// registers, cut into column slabs over many warps. Its cost grows with T without parallelism over tokens, so it
-// serves short sequences, fine-tuning at decode time and checking; long sequences want the chunked tensor-core
-// backward, which CudaAlgorithm::chunked will select once it exists (until then that choice is an error).
+// Two forms, chosen as forward() chooses (backend.algorithm; chunked_backward_applies() says which a call takes):
+//   - the chunked tensor-core backward (chunked_backward_kernel.cuh) for bf16 / fp16 data, n_h <= 4, K = V in
+//     {64, 128} and rows of q, k, v and dL/do contiguous and 16-byte aligned: a state pass (the forward kernel,
+//     keeping each chunk's start state and solved values), a reverse scan of dL/dS over the chunks, and the
+//     gradients of every chunk in parallel. CudaAlgorithm::automatic takes it when it applies and sequences average
+//     at least 16 tokens.
+//   - the recurrent backward (recurrent_backward_kernel.cuh) for everything else: three sweeps over each sequence
+//     with the state in registers, cut into column slabs over many warps. Its cost grows with T without parallelism
+//     over tokens, so it serves short sequences, fine-tuning at decode time, fp32 data and checking.
 //
-// Memory: no state is stored, neither per token nor per chunk. The workspace holds, after the value-check record,
-// fp32 vectors per step and token: u and dv ([B, T*n_h, H, V] each), dL/dq and dL/dk before the normalisation's
-// gradient ([B, T, H, K], [B, T*n_h, H, K]), dL/dbeta, and for gated models the terms of dL/dg: 4 (2 R V + T K +
-// R K + R + T) bytes per batch row and head (R = T * n_h), backward_workspace_bytes() says exactly.
+// Memory. Chunked: per chunk slot (ceil(T / C) per batch row, plus one per packed sequence; C = 64 / n_h tokens)
+// and head, the state S^T and dL/dS^T at the chunk's boundaries (K x V each) and the solved values u^T and dL/dY^T
+// of its 64 micro-steps (V x 64 each), in the element type: 2 (2 K V + 128 V) bytes per chunk and head, 805 MB at
+// B = 8, T = 4096, H = 16, K = V = 128. These per-chunk states are the only term proportional to T K V; storing them
+// is what lets the gradients of all chunks run in parallel instead of a second sequential pass. Recurrent: no state
+// is stored, neither per token nor per chunk; the workspace holds, after the value-check record, fp32 vectors per
+// step and token: u and dv ([B, T*n_h, H, V] each), dL/dq and dL/dk before the normalisation's gradient
+// ([B, T, H, K], [B, T*n_h, H, K]), dL/dbeta, and for gated models the terms of dL/dg: 4 (2 R V + T K + R K + R + T)
+// bytes per batch row and head (R = T * n_h). backward_workspace_bytes() gives the larger of the two needs.
 // Gradients are written, not accumulated; absent gradient views are not written. Gradient views must not overlap
-// the inputs. Results agree with the CPU backend to fp32 rounding but not bit for bit (slabs add with atomics).
+// the inputs. The recurrent form agrees with the CPU backend to fp32 rounding; the chunked one to the rounding of
+// its 16-bit tensor-core operands (chunked_backward_kernel.cuh). Neither is bit for bit reproducible (atomics).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,12 +37,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "deltaproduct/core/arguments.hpp"
 #include "deltaproduct/core/config.hpp"
 #include "deltaproduct/core/contract.hpp"
 #include "deltaproduct/core/view.hpp"
 #include "deltaproduct/cuda/backend.hpp"
+#include "deltaproduct/cuda/chunked_backward_kernel.cuh"
+#include "deltaproduct/cuda/chunked_forward.cuh"
 #include "deltaproduct/cuda/decode.cuh"
 #include "deltaproduct/cuda/device_views.cuh"
 #include "deltaproduct/cuda/error.hpp"
@@ -190,6 +204,154 @@ void launch_scratch_copy(const CudaBackend& backend, const float* scratch, const
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 }
 
+/// Largest n_h the chunked backward is instantiated for.
+inline constexpr int chunked_backward_max_householder_steps = 4;
+
+template <class Model, class T>
+inline constexpr bool chunked_backward_exists =
+    !std::is_same_v<T, float> && Model::householder_steps <= chunked_backward_max_householder_steps;
+
+/// Offsets (bytes, 256-aligned) of the chunked backward's per-chunk tiles in the workspace scratch, and its size:
+/// for every chunk slot and head, S^T and D^T (V x K) and u^T and dY^T (V x L), in the element type.
+struct ChunkedBackwardLayout {
+  index_t chunks_per_row = 0, tiles = 0;
+  std::size_t states = 0, solved = 0, adjoints = 0, value_gradients = 0, bytes = 0;
+
+  ChunkedBackwardLayout(const Problem& p, bool packed, std::size_t element_bytes) {
+    const index_t chunk_tokens = cuda_chunked::micro_steps_per_chunk / p.householder_steps;
+    chunks_per_row = ceil_div(p.tokens, chunk_tokens);
+    tiles = (p.batch * chunks_per_row + (packed ? p.sequences : 0)) * p.heads;
+    const auto tile_bytes = [&](index_t columns) {
+      return (static_cast<std::size_t>(tiles * p.value_dim * columns) * element_bytes + 255) / 256 * 256;
+    };
+    states = 0;
+    adjoints = states + tile_bytes(p.key_dim);
+    solved = adjoints + tile_bytes(p.key_dim);
+    value_gradients = solved + tile_bytes(cuda_chunked::micro_steps_per_chunk);
+    bytes = value_gradients + tile_bytes(cuda_chunked::micro_steps_per_chunk);
+  }
+};
+
+/// Whether the chunked backward takes a validated call: the forward kernel's conditions (chunked_forward.cuh), with
+/// dL/do in place of o, n_h <= 4, and the passes' shared memory.
+template <DeltaProductModel Model, class T>
+bool chunked_backward_takes(const Problem& p, const DeltaInputs<T, float>& in,
+                            const OutputGradients<T, float>& output_gradients) {
+  if constexpr (!chunked_backward_exists<Model, T>) {
+    return false;
+  } else {
+    constexpr int NH = Model::householder_steps;
+    if (p.key_dim != p.value_dim || (p.key_dim != 64 && p.key_dim != 128)) return false;
+    if (p.heads > 65535) return false;
+    if (!rows_copyable_16_bytes(in.q) || !rows_copyable_16_bytes(in.k) || !rows_copyable_16_bytes(in.v) ||
+        !rows_copyable_16_bytes(output_gradients.o))
+      return false;
+    if (!device_takes_chunked_kernel<T, NH>(p.key_dim)) return false;
+    int device = 0, shared_optin = 0;
+    DELTAPRODUCT_CUDA_CHECK(cudaGetDevice(&device));
+    DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    const std::size_t gradient_bytes = p.key_dim == 64 ? cuda_chunked::GradientLayout<T, 64, 64, NH>::bytes
+                                                       : cuda_chunked::GradientLayout<T, 128, 128, NH>::bytes;
+    return static_cast<std::size_t>(shared_optin) >= gradient_bytes;
+  }
+}
+
+/// The path backward() takes on a validated call: true for the chunked backward.
+template <DeltaProductModel Model, class T>
+bool takes_chunked_backward(const CudaBackend& backend, const CudaProblem& cp, const DeltaInputs<T, float>& in,
+                            const OutputGradients<T, float>& output_gradients) {
+  if (backend.algorithm == CudaAlgorithm::recurrent) return false;
+  if (!chunked_backward_takes<Model>(cp.sizes, in, output_gradients)) return false;
+  if (backend.algorithm == CudaAlgorithm::chunked) return true;
+  const index_t sequences = cp.sizes.sequences > 0 ? cp.sizes.sequences : 1;
+  return cp.sizes.batch * cp.sizes.tokens / sequences >= chunked_min_average_tokens;
+}
+
+template <class T, int KD, int NH, bool Gated>
+void launch_chunked_backward(const CudaBackend& backend, const cuda_chunked::ChunkedBackwardParams<T>& params,
+                             index_t sequences, index_t heads) {
+  using namespace cuda_chunked;
+  using ForwardLayout = TileLayout<T, KD, KD, NH>;
+  using Gradients = GradientLayout<T, KD, KD, NH>;
+  const auto forward_kernel = chunked_forward_kernel<T, KD, KD, NH, Gated>;
+  const auto reverse_kernel = chunked_reverse_scan_kernel<T, KD, KD, NH, Gated>;
+  const auto gradient_kernel = chunked_gradient_kernel<T, KD, KD, NH, Gated>;
+  DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(ForwardLayout::bytes)));
+  DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(reverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(ForwardLayout::bytes)));
+  DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(gradient_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(Gradients::bytes)));
+  const dim3 per_sequence(static_cast<unsigned>(sequences), static_cast<unsigned>(heads));
+  forward_kernel<<<per_sequence, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params.forward);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+  reverse_kernel<<<per_sequence, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+  const dim3 per_chunk(static_cast<unsigned>(sequences * params.forward.chunks_per_row),
+                       static_cast<unsigned>(heads));
+  gradient_kernel<<<per_chunk, Gradients::threads, Gradients::bytes, backend.stream>>>(params);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+}
+
+/// The chunked backward on a validated call that chunked_backward_takes() (chunked_backward_kernel.cuh).
+template <DeltaProductModel Model, class T>
+void run_chunked_backward(const CudaBackend& backend, const Model& model, const CudaProblem& cp,
+                          const DeltaInputs<T, float>& in, const OutputGradients<T, float>& output_gradients,
+                          const DeltaGradients<T, float>& gradients) {
+  const Problem& p = cp.sizes;
+  constexpr bool gated = Model::gating == Gating::scalar_decay;
+  const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T));
+  const Scratch scratch = algorithm_scratch(backend);
+  if (backend.workspace == nullptr || scratch.bytes < layout.bytes)
+    argument_error("backend.workspace_bytes",
+                   "at least " + std::to_string(cuda_status_bytes + layout.bytes) +
+                       " bytes for this backward (backward_workspace_bytes() gives the size)",
+                   backend.workspace == nullptr ? std::string("no workspace")
+                                                : std::to_string(backend.workspace_bytes) + " bytes");
+  if (reinterpret_cast<std::uintptr_t>(backend.workspace) % 256 != 0)
+    argument_error("backend.workspace", "256-byte aligned device memory (as cudaMalloc returns)",
+                   "address " + address_text(backend.workspace));
+  ValueCheckRecord* status = status_record(backend, model.options.validate_ranges);
+  launch_value_checks(backend, status, model, in, cp);
+  if (p.sequences == 0 || p.heads == 0) return;
+
+  auto* base = static_cast<unsigned char*>(scratch.data);
+  cuda_chunked::ChunkedBackwardParams<T> params;
+  cuda_chunked::ChunkedParams<T>& f = params.forward;
+  f.q = device_view(in.q);
+  f.k = device_view(in.k);
+  f.v = device_view(in.v);
+  f.beta = device_view(in.beta);
+  if constexpr (gated) f.g = device_view(in.g);
+  f.initial_state = device_view(in.initial_state);
+  f.cu_seqlens = device_view(cp.cu_seqlens);
+  f.tokens = p.tokens;
+  f.scale = static_cast<float>(p.scale);
+  f.key_norm = norm_code(model.options.key_normalization);
+  f.query_norm = norm_code(model.options.query_normalization);
+  f.eps = static_cast<float>(model.options.normalization_eps);
+  f.status = status;
+  f.chunk_states = reinterpret_cast<T*>(base + layout.states);
+  f.chunk_solved_values = reinterpret_cast<T*>(base + layout.solved);
+  f.chunks_per_row = layout.chunks_per_row;
+  params.d_o = device_view(output_gradients.o);
+  params.d_final_state = device_view(output_gradients.final_state);
+  params.d_initial_state = device_view(gradients.initial_state);
+  params.chunk_adjoints = reinterpret_cast<T*>(base + layout.adjoints);
+  params.chunk_value_gradients = reinterpret_cast<T*>(base + layout.value_gradients);
+  params.dq = device_view(gradients.q);
+  params.dk = device_view(gradients.k);
+  params.dv = device_view(gradients.v);
+  params.dbeta = device_view(gradients.beta);
+  if constexpr (gated) params.dg = device_view(gradients.g);
+
+  constexpr int NH = Model::householder_steps;
+  if (p.key_dim == 64)
+    launch_chunked_backward<T, 64, NH, gated>(backend, params, p.sequences, p.heads);
+  else
+    launch_chunked_backward<T, 128, NH, gated>(backend, params, p.sequences, p.heads);
+}
+
 /// The recurrent backward on validated arguments.
 template <DeltaProductModel Model, class T>
 void run_recurrent_backward(const CudaBackend& backend, const Model& model, const CudaProblem& cp,
@@ -204,7 +366,8 @@ void run_recurrent_backward(const CudaBackend& backend, const Model& model, cons
                    "K = " + std::to_string(p.key_dim));
   if (backend.algorithm == CudaAlgorithm::chunked)
     argument_error("backend.algorithm",
-                   "CudaAlgorithm::automatic or CudaAlgorithm::recurrent (the CUDA backward has no chunked form yet)",
+                   "CudaAlgorithm::automatic or CudaAlgorithm::recurrent: the chunked backward takes bf16 or fp16 "
+                   "data, n_h <= 4, K = V in {64, 128} and rows of q, k, v and dL/do contiguous and 16-byte aligned",
                    "CudaAlgorithm::chunked");
   const RecurrentBackwardLayout layout(p, gated);
   const Scratch scratch = algorithm_scratch(backend);
@@ -295,8 +458,12 @@ std::size_t backward_workspace_bytes(const Model& model, const DeltaInputs<T, fl
                                      const DeltaGradients<T, float>& gradients = {}) {
   detail::check_cuda_backward_call<Model, T>();
   const CudaProblem cp = detail::check_backward_cuda(model, in, output_gradients, gradients);
-  return cuda_status_bytes +
-         detail::RecurrentBackwardLayout(cp.sizes, Model::gating == Gating::scalar_decay).bytes();
+  const std::size_t recurrent = detail::RecurrentBackwardLayout(cp.sizes, Model::gating == Gating::scalar_decay).bytes();
+  if constexpr (detail::chunked_backward_exists<Model, T>) {
+    const std::size_t chunked = detail::ChunkedBackwardLayout(cp.sizes, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+    return cuda_status_bytes + (chunked > recurrent ? chunked : recurrent);
+  }
+  return cuda_status_bytes + recurrent;
 }
 
 /// DeltaNet / DeltaProduct backward pass on the GPU: dL/dq, dL/dk, dL/dv, dL/dbeta, dL/dg (gated models) and
@@ -308,7 +475,22 @@ void backward(const CudaBackend& backend, const Model& model, const DeltaInputs<
               const OutputGradients<T, float>& output_gradients, const DeltaGradients<T, float>& gradients) {
   detail::check_cuda_backward_call<Model, T>();
   const CudaProblem cp = detail::check_backward_cuda(model, in, output_gradients, gradients);
+  if constexpr (detail::chunked_backward_exists<Model, T>) {
+    if (detail::takes_chunked_backward<Model>(backend, cp, in, output_gradients))
+      return detail::run_chunked_backward(backend, model, cp, in, output_gradients, gradients);
+  }
   detail::run_recurrent_backward(backend, model, cp, in, output_gradients, gradients);
+}
+
+/// Whether backward() with `backend.algorithm` runs the chunked tensor-core backward on these arguments (true) or
+/// the recurrent one (false). Checks the arguments' shapes as backward() does.
+template <DeltaProductModel Model, CudaElement T>
+bool chunked_backward_applies(const CudaBackend& backend, const Model& model, const DeltaInputs<T, float>& in,
+                              const OutputGradients<T, float>& output_gradients,
+                              const DeltaGradients<T, float>& gradients = {}) {
+  detail::check_cuda_backward_call<Model, T>();
+  const CudaProblem cp = detail::check_backward_cuda(model, in, output_gradients, gradients);
+  return detail::takes_chunked_backward<Model>(backend, cp, in, output_gradients);
 }
 
 }  // namespace deltaproduct

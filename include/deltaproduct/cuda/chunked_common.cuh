@@ -56,6 +56,12 @@ struct ChunkedParams {
   SplitPass pass = SplitPass::whole;
   float* summaries = nullptr;     ///< [N, H, splits, 2, K, V]: C_i (slot 0), P_i^T (slot 1), written by summarize
   const float* starts = nullptr;  ///< [N, H, splits, K, V]: the state S_i at each split's start, read by outputs
+
+  // The chunked backward's state pass (chunked_backward_kernel.cuh): when set, every chunk's start state S^T and its
+  // solved values N^T are kept, rounded to T, in the tile chunk_tile_index() gives; o may then be absent.
+  T* chunk_states = nullptr;         ///< [tiles][V][K]
+  T* chunk_solved_values = nullptr;  ///< [tiles][V][L]
+  index_t chunks_per_row = 0;        ///< ceil(T / C): chunk slots per batch row
 };
 
 /// Where one sequence lies: its batch row and its token range [begin, end).
@@ -70,6 +76,16 @@ __device__ __forceinline__ SequenceSpan sequence_span(const ChunkedParams<T>& p,
   const index_t begin = min(max(p.cu_seqlens(sequence), index_t{0}), p.tokens);
   const index_t end = min(max(p.cu_seqlens(sequence + 1), begin), p.tokens);
   return {0, begin, end};
+}
+
+/// The tile of the backward's per-chunk scratch that holds chunk `chunk` of sequence `sequence` for one head: slots
+/// run along each batch row (chunks_per_row of them); a packed sequence starts at slot begin / C + sequence, so that
+/// sequences sharing a chunk-sized stretch of the row never share a slot (B * chunks_per_row + N slots in all).
+__host__ __device__ __forceinline__ index_t chunk_tile_index(bool packed, const SequenceSpan& span, index_t sequence,
+                                                              index_t chunk, int chunk_tokens, index_t chunks_per_row,
+                                                              int head, index_t heads) {
+  const index_t slot = span.row * chunks_per_row + span.begin / chunk_tokens + (packed ? sequence : 0) + chunk;
+  return slot * heads + head;
 }
 
 /// The factor core/recurrence.hpp's normalize() divides by, as a product: 1 / ||x|| for l2 (1 for a zero vector,
@@ -129,6 +145,32 @@ __device__ __forceinline__ void accumulators_to_fragment(const float (&left)[4],
   a[1] = pack2<T>(left[2], left[3]);
   a[2] = pack2<T>(right[0], right[1]);
   a[3] = pack2<T>(right[2], right[3]);
+}
+
+/// Stores fp32 accumulator tiles acc[j] (the C layout of mma.sync: element e at row `first_row` + 8 (e / 2), column
+/// 8 j + 2 quad + e % 2) rounded to T, two columns per 32-bit store, into a row-major tile with `pitch` elements.
+template <class T, int Tiles>
+__device__ __forceinline__ void store_accumulators(T* tile, const float (&acc)[Tiles][4], int first_row, int quad,
+                                                   index_t pitch) {
+#pragma unroll
+  for (int j = 0; j < Tiles; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      *reinterpret_cast<std::uint32_t*>(tile + (first_row + 8 * h) * pitch + 8 * j + 2 * quad) =
+          pack2<T>(acc[j][2 * h], acc[j][2 * h + 1]);
+}
+
+/// Stores 16-bit A fragments a[i] (rows `first_row` + 0..15, columns 16 i + 0..15; chunked_common's fragment layout)
+/// into a row-major tile with `pitch` elements.
+template <int Fragments, class T>
+__device__ __forceinline__ void store_fragments(T* tile, const std::uint32_t (&a)[Fragments][4], int first_row,
+                                                int quad, index_t pitch) {
+#pragma unroll
+  for (int i = 0; i < Fragments; ++i)
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      *reinterpret_cast<std::uint32_t*>(tile + (first_row + 8 * (r % 2)) * pitch + 16 * i + 8 * (r / 2) + 2 * quad) =
+          a[i][r];
 }
 
 // ---- PTX wrappers ----

@@ -587,8 +587,11 @@ struct ChunkedKernel {
     return p.pass == SplitPass::summarize && blockIdx.z == 1;
   }
   static __device__ __forceinline__ bool writes_outputs(const ChunkedParams<T>& p) {
-    return p.pass != SplitPass::summarize;
+    return p.pass != SplitPass::summarize && p.o.present();
   }
+  /// Whether the chunk tiles of the backward's state pass are kept, and where (element offset of the tile's start,
+  /// in units of one [V][K] or [V][L] tile).
+  static __device__ __forceinline__ bool keeps_chunks(const ChunkedParams<T>& p) { return p.chunk_states != nullptr; }
 
   /// Element (key, value) of slot `slot` of split `split` in a [N, H, splits, slots, K, V] split buffer.
   static __device__ __forceinline__ index_t split_index(const ChunkedParams<T>& p, index_t sequence, int head,
@@ -671,6 +674,13 @@ struct ChunkedKernel {
       gram_blocks(stage, tiles, diagonal_blocks, negated_a, readout, diagonal_inverses, key_scales, query_scales,
                   log2_gates);
       if (more) copy_chunk_part<ChunkPart::queries>(p, span, head, chunk + 1, next_stage);
+
+      index_t kept_tile = 0;
+      if (keeps_chunks(p)) {  // the state pass of the backward: S^T at the chunk's start
+        kept_tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
+                                     gridDim.y);
+        store_accumulators<T>(p.chunk_states + kept_tile * (VD * KD), state, value_row, quad, KD);
+      }
 
       // work[j][e]: (S^T K^T)(v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2), then R^T, then N^T;
       // out: S^T Q^T, the output's part from the state at the chunk's start.
@@ -759,6 +769,8 @@ struct ChunkedKernel {
           }
         accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], update_values[ks]);
       }
+      if (keeps_chunks(p))
+        store_fragments(p.chunk_solved_values + kept_tile * (VD * L), solved_values, value_row, quad, L);
 
       // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
 #pragma unroll

@@ -1,0 +1,816 @@
+// The tensor-core chunked backward for K = V in {64, 128} with 16-bit inputs: the passes after the state pass.
+// Notation of cpu/backward_chunked.hpp (which derives every term) and chunks of L = 64 micro-steps as in the forward
+// kernel (chunked_kernel.cuh). Three passes, the first two sequential over a sequence's chunks, the third parallel:
+//   1. state pass: the forward kernel keeps each chunk's start state S^T and its solved values u^T (= N^T), as T;
+//   2. reverse scan (ReverseScanKernel, one CTA per sequence and head, D^T = (dL/dS)^T in registers as the forward
+//      keeps S^T): per chunk, last first, it keeps D^T (the gradient at the chunk's end) and
+//        du^T = D^T K^T diag(kinv c) + dO^T P,    dY^T = du^T (I + A)^-1   (block back substitution),
+//        D^T <- exp(G_last) D^T - dY^T diag(b exp(G) kinv) K + dO^T diag(exp(G) qs) Q,
+//      keeps dY^T, and ends with dL/d(initial state);
+//   3. chunk gradients (ChunkGradientKernel, one CTA per chunk and head): from S_0^T, u^T, D^T, dY^T and the chunk's
+//      inputs, the gradients of k, q, v, beta and g, as matrix products on the tensor cores:
+//        H = dY u^T, dM = dO u^T, G = K K^T, Q K^T;  dK = diag(c) u D^T - diag(b Gamma) dY S_0^T + [Z + Z^T, P^T] [K; Q]
+//        and dQ = diag(Gamma_q) dO S_0^T + P K, then through the normalisations.
+// P is the forward's gated, scaled readout (rows: tokens), A its strictly lower matrix, c_r = exp(G_last - G_t(r)).
+//
+// Precision: as the forward's. Products take 16-bit operands and accumulate in fp32; the kept tiles (S^T, u^T, D^T,
+// dY^T) are rounded to T once; the back substitution runs in fp16 with the forward's fp16 diagonal inverses. The
+// gradient of the gates sums through shared-memory atomics, so it is not bit-reproducible.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "deltaproduct/cuda/chunked_kernel.cuh"
+
+namespace deltaproduct::detail::cuda_chunked {
+
+/// What the backward passes receive: the forward's parameters (inputs, options, the state pass's kept tiles) and the
+/// gradients in and out.
+template <class T>
+struct ChunkedBackwardParams {
+  ChunkedParams<T> forward;                       ///< o and final_state absent; chunk_states, chunk_solved_values set
+  DeviceView<const T, 4> d_o;                     ///< [B, T, H, V], rows contiguous and 16-byte aligned
+  DeviceView<const float, 4> d_final_state;       ///< [N, H, K, V]; absent: zero
+  DeviceView<float, 4> d_initial_state;           ///< [N, H, K, V]; absent: not written
+  T* chunk_adjoints = nullptr;                    ///< [tiles][V][K]: D^T at each chunk's end
+  T* chunk_value_gradients = nullptr;             ///< [tiles][V][L]: dY^T
+  DeviceView<T, 4> dq, dk, dv;                    ///< absent: not written
+  DeviceView<T, 3> dbeta, dg;                     ///< absent: not written
+};
+
+/// ldmatrix_x4 lane offsets (bytes) in a padded row-major tile of 16-bit elements with `pitch` elements per row.
+/// B fragments of two n tiles from a tile stored [k][n] (transposed load): matrices (k 0-7, n 0-7), (k 8-15, n 0-7),
+/// (k 0-7, n 8-15), (k 8-15, n 8-15).
+__device__ __forceinline__ std::uint32_t b_from_k_rows(int lane, int pitch) {
+  return static_cast<std::uint32_t>(2 * ((lane % 8 + 8 * ((lane / 8) % 2)) * pitch + 8 * (lane / 16)));
+}
+/// An A fragment (16 x 16) from a tile stored [m][k] (plain load).
+__device__ __forceinline__ std::uint32_t a_from_m_rows(int lane, int pitch) {
+  return static_cast<std::uint32_t>(2 * ((lane % 16) * pitch + 8 * (lane / 16)));
+}
+/// An A fragment from a tile stored [k][m] (transposed load); the same offsets as the forward's columns_then_rows.
+__device__ __forceinline__ std::uint32_t a_from_k_rows(int lane, int pitch) {
+  return static_cast<std::uint32_t>(2 * ((lane % 8 + 8 * (lane / 16)) * pitch + 8 * ((lane / 8) % 2)));
+}
+
+/// acc (16 x 8 n) += A (16 x 16 k) B for the n tiles 2 nb, 2 nb + 1 of an ldmatrix_x4 B load.
+template <class E, int Tiles>
+__device__ __forceinline__ void mma_pair(float (&acc)[Tiles][4], int nb, const std::uint32_t (&a)[4],
+                                         const std::uint32_t (&b)[4]) {
+  mma_16x8x16<E>(acc[2 * nb], a, b[0], b[1]);
+  mma_16x8x16<E>(acc[2 * nb + 1], a, b[2], b[3]);
+}
+
+/// Sum over the four lanes of a quad (the lanes that share a row of an accumulator tile).
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  x += __shfl_xor_sync(0xffffffffu, x, 2);
+  return x;
+}
+
+/// Copies the output gradients of chunk `chunk` (C token rows; QR rows, zero past the chunk's tokens) into a padded
+/// row-major tile of `pitch` elements, as one commit group.
+template <class T, int VD, int C, int QR, int Threads>
+__device__ __forceinline__ void copy_output_gradients(const ChunkedBackwardParams<T>& p, const SequenceSpan& span,
+                                                      int head, index_t chunk, T* tile, int pitch, int tid) {
+  constexpr int pieces = VD / 8;
+  const index_t first_token = chunk * C, length = span.end - span.begin;
+  const T* const rows = &p.d_o(span.row, span.begin + first_token, head, 0);
+#pragma unroll
+  for (int i = 0; i < (QR * pieces + Threads - 1) / Threads; ++i) {
+    const int index = tid + i * Threads, t = index / pieces, piece = index % pieces;
+    if (index >= QR * pieces) break;
+    const bool valid = t < C && first_token + t < length;
+    const T* source = valid ? rows + t * p.d_o.strides[1] + piece * 8 : p.d_o.data;
+    copy_async_16(tile + t * pitch + piece * 8, source, valid);
+  }
+  copy_async_commit();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pass 2: the reverse scan.
+
+template <class T, int KD, int VD, int NH, bool Gated>
+struct ReverseScanKernel {
+  using Forward = ChunkedKernel<T, KD, VD, NH, Gated>;
+  using Layout = typename Forward::Layout;
+  using Stage = typename Forward::Stage;
+  using Tiles = typename Forward::Tiles;
+  static constexpr int L = Layout::L, C = Layout::C, NW = Layout::warps, QR = Layout::query_rows;
+  static constexpr int VP = Layout::value_pitch, LP = Layout::step_pitch, DP = Layout::diagonal_pitch;
+
+  /// work = D^T K^T (64 x L per warpgroup, inner dimension K), as the forward's S^T K^T.
+  static __device__ __forceinline__ void adjoint_key_product(const float (&adjoint)[KD / 8][4], const Tiles& tiles,
+                                                             float (&work)[L / 8][4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    std::uint32_t a[KD / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < KD / 16; ++kk) Forward::state_fragment(adjoint, kk, a[kk]);
+    pin_registers(work);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < KD / 16; ++kk)
+      wgmma_async<T, 0>(work, a[kk], wgmma_descriptor(tiles.keys + Forward::blocked(0, 2 * kk), 128, KD * 16));
+    wgmma_commit();
+    wgmma_wait_all();
+    pin_registers(work);
+#else
+    const std::uint32_t keys = tiles.keys + Forward::blocked_columns_then_rows();
+#pragma unroll
+    for (int kk = 0; kk < KD / 16; ++kk) {
+      std::uint32_t a[4];
+      Forward::state_fragment(adjoint, kk, a);
+#pragma unroll
+      for (int nb = 0; nb < L / 16; ++nb) {
+        std::uint32_t b[4];
+        ldmatrix_x4(b, keys + Forward::blocked(16 * nb, 2 * kk));
+        mma_pair<T>(work, nb, a, b);
+      }
+    }
+#endif
+  }
+
+  /// adjoint (V x K) += a (V x 16 Steps, 16-bit fragments) R, R the first 16 Steps rows of a blocked key-width tile.
+  template <int Steps>
+  static __device__ __forceinline__ void add_row_products(float (&adjoint)[KD / 8][4], std::uint32_t rows,
+                                                          const std::uint32_t (&a)[Steps][4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    pin_registers(adjoint);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < Steps; ++ks)
+      wgmma_async<T, 1>(adjoint, a[ks], wgmma_descriptor(rows + Forward::blocked(16 * ks, 0), KD * 16, 128));
+    wgmma_commit();
+    wgmma_wait_all();
+    pin_registers(adjoint);
+#else
+    const std::uint32_t base = rows + Forward::blocked_transposed_b();
+#pragma unroll
+    for (int nb = 0; nb < KD / 16; ++nb)
+#pragma unroll
+      for (int ks = 0; ks < Steps; ++ks) {
+        std::uint32_t b[4];
+        ldmatrix_x4_trans(b, base + Forward::blocked(16 * ks, 2 * nb));
+        mma_pair<T>(adjoint, nb, a[ks], b);
+      }
+#endif
+  }
+
+  static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const ChunkedParams<T>& p = bp.forward;
+    if (inputs_rejected(p.status)) return;
+    const int head = static_cast<int>(blockIdx.y);
+    const index_t sequence = blockIdx.x;
+    const SequenceSpan span = sequence_span(p, sequence);
+    const index_t chunks = (span.end - span.begin + C - 1) / C;
+    const std::uint32_t smem_address = shared_address(smem);
+
+    // adjoint[j][e] = D(key = 8 j + 2 quad + e % 2, v = value_row + 8 (e / 2)), the forward's layout of S^T.
+    float adjoint[KD / 8][4];
+#pragma unroll
+    for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = 8 * j + 2 * Forward::quad() + e % 2, value = Forward::value_row() + 8 * (e / 2);
+        adjoint[j][e] = bp.d_final_state.present() ? bp.d_final_state(sequence, head, key, value) : 0.0f;
+      }
+
+    typename Forward::PendingScalar next{T{}, false};
+    if (chunks > 0) {
+      const Stage first = Forward::stage_at(smem, 0);
+      Forward::template copy_chunk_part<Forward::ChunkPart::keys>(p, span, head, chunks - 1, first);
+      Forward::template copy_chunk_part<Forward::ChunkPart::queries>(p, span, head, chunks - 1, first);
+      copy_output_gradients<T, VD, C, QR, Layout::threads>(bp, span, head, chunks - 1, first.values, VP,
+                                                          Forward::thread_index());
+      Forward::store_scalars(first, Forward::load_scalars(p, span, head, chunks - 1));
+    }
+
+    for (index_t step = 0; step < chunks; ++step) {
+      const index_t chunk = chunks - 1 - step;
+      const std::uint32_t base_address = opaque(smem_address);
+      unsigned char* const base = shared_pointer<unsigned char>(base_address);
+      float* const diagonal_blocks = reinterpret_cast<float*>(base + Layout::diagonal_blocks);
+      __half* const negated_a = reinterpret_cast<__half*>(base + Layout::negated_a);
+      __half* const diagonal_inverses = reinterpret_cast<__half*>(base + Layout::diagonal_inverses);
+      T* const readout = reinterpret_cast<T*>(base + Layout::readout);
+      float* const key_scales = reinterpret_cast<float*>(base + Layout::key_scales);
+      float* const query_scales = reinterpret_cast<float*>(base + Layout::query_scales);
+      float* const log2_gates = reinterpret_cast<float*>(base + Layout::log2_gates);
+      const int stage_index = static_cast<int>(step % 2);
+      const Stage stage = Forward::stage_at(base, stage_index);
+      const Tiles tiles = Forward::tiles_at(base_address, stage_index);
+      const int warp = Forward::thread_index() / 32, lane = Forward::thread_index() % 32, quad = lane % 4;
+      const int value_row = Forward::value_row();
+      copy_async_wait_all();
+      fence_proxy_async();  // the copies' writes are read by wgmma
+      __syncthreads();      // (1) the chunk is in `stage`; every warp is done with the later chunk
+      const bool more = chunk > 0;
+      const Stage next_stage = Forward::stage_at(base, 1 - stage_index);
+      if (more) {
+        next = Forward::load_scalars(p, span, head, chunk - 1);
+        Forward::template copy_chunk_part<Forward::ChunkPart::keys>(p, span, head, chunk - 1, next_stage);
+      }
+      Forward::prepare_scales(p, stage, key_scales, query_scales, log2_gates);
+      __syncthreads();  // (2) scales and gates are ready
+
+      Forward::gram_blocks(stage, tiles, diagonal_blocks, negated_a, readout, diagonal_inverses, key_scales,
+                           query_scales, log2_gates);
+      if (more) Forward::template copy_chunk_part<Forward::ChunkPart::queries>(p, span, head, chunk - 1, next_stage);
+
+      // D^T at the chunk's end, kept for the chunk-gradient pass.
+      const index_t tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
+                                            gridDim.y);
+      store_accumulators<T>(bp.chunk_adjoints + tile * (VD * KD), adjoint, value_row, quad, KD);
+
+      // du^T = D^T K^T diag(kinv c) + dO^T P, with work[j][e] at (v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2).
+      float work[L / 8][4] = {};
+      adjoint_key_product(adjoint, tiles, work);
+#pragma unroll
+      for (int j = 0; j < L / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = 8 * j + 2 * quad + e % 2;
+          work[j][e] *= key_scales[r] * Forward::gate_between(log2_gates, C - 1, r / NH);
+        }
+      __syncthreads();  // (3) -A, the diagonal inverses and P are complete
+      if (more)
+        copy_output_gradients<T, VD, C, QR, Layout::threads>(bp, span, head, chunk - 1, next_stage.values, VP,
+                                                            Forward::thread_index());
+
+      const std::uint32_t d_out = tiles.values + a_from_k_rows(lane, VP);  // dO^T fragments
+      {
+        const std::uint32_t readouts = tiles.readout + b_from_k_rows(lane, LP);
+#pragma unroll
+        for (int tb = 0; tb < QR / 16; ++tb) {
+          std::uint32_t a[4];
+          ldmatrix_x4_trans(a, d_out + Forward::at(16 * tb, 16 * warp, VP));
+#pragma unroll
+          for (int rb = 0; rb < L / 16; ++rb)
+            if (readout_block_used<NH, C>(16 * tb, 16, 16 * rb)) {
+              std::uint32_t b[4];
+              ldmatrix_x4_trans(b, readouts + Forward::at(16 * tb, 16 * rb, LP));
+              mma_pair<T>(work, rb, a, b);
+            }
+        }
+      }
+
+      // Block back substitution, last block first: dY^T_i = (du^T_i + sum_{m > i} dY^T_m (-A)_mi) (I + A_ii)^-1.
+      {
+        const std::uint32_t negated = tiles.negated_a + b_from_k_rows(lane, LP);
+        const std::uint32_t inverses = tiles.diagonal_inverses + b_from_k_rows(lane, DP);
+        std::uint32_t solved[L / 16][4];
+#pragma unroll
+        for (int i = L / 16 - 1; i >= 0; --i) {
+#pragma unroll
+          for (int m = i + 1; m < L / 16; ++m) {
+            std::uint32_t b[4];
+            ldmatrix_x4_trans(b, negated + Forward::at(16 * m, 16 * i, LP));
+            mma_pair<__half>(work, i, solved[m], b);
+          }
+          std::uint32_t z[4], b[4];
+          accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], z);
+          ldmatrix_x4_trans(b, inverses + Forward::at(16 * i, 0, DP));
+#pragma unroll
+          for (int e = 0; e < 4; ++e) work[2 * i][e] = work[2 * i + 1][e] = 0.0f;
+          mma_pair<__half>(work, i, z, b);
+          accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], solved[i]);
+        }
+      }
+      store_accumulators<T>(bp.chunk_value_gradients + tile * (VD * L), work, value_row, quad, L);
+
+      // D^T <- exp(G_last) D^T - dY^T diag(b exp(G) kinv) K + dO^T diag(exp(G) qs) Q.
+      {
+        std::uint32_t scaled[L / 16][4];
+#pragma unroll
+        for (int ks = 0; ks < L / 16; ++ks) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int r = 16 * ks + 8 * h + 2 * quad + e % 2;
+              work[2 * ks + h][e] *= -stage.betas[r] * key_scales[r] * Forward::gate_from_start(log2_gates, r / NH);
+            }
+          accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], scaled[ks]);
+        }
+        if constexpr (Gated) {
+          const float last_gate = Forward::gate_from_start(log2_gates, C - 1);
+#pragma unroll
+          for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) adjoint[j][e] *= last_gate;
+        }
+        add_row_products<L / 16>(adjoint, tiles.keys, scaled);
+      }
+      {
+        std::uint32_t scaled[QR / 16][4];
+#pragma unroll
+        for (int tb = 0; tb < QR / 16; ++tb) {
+          ldmatrix_x4_trans(scaled[tb], d_out + Forward::at(16 * tb, 16 * warp, VP));
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int t = 16 * tb + 8 * (r / 2) + 2 * quad;
+            const float2 pair = unpack2<T>(scaled[tb][r]);
+            scaled[tb][r] = pack2<T>(pair.x * query_scales[t] * Forward::gate_from_start(log2_gates, t),
+                                     pair.y * query_scales[t + 1] * Forward::gate_from_start(log2_gates, t + 1));
+          }
+        }
+        add_row_products<QR / 16>(adjoint, tiles.queries, scaled);
+      }
+      if (more) Forward::store_scalars(next_stage, next);
+    }
+
+    if (bp.d_initial_state.present()) {
+#pragma unroll
+      for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = 8 * j + 2 * Forward::quad() + e % 2, value = Forward::value_row() + 8 * (e / 2);
+          bp.d_initial_state(sequence, head, key, value) = adjoint[j][e];
+        }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pass 3: the chunk gradients.
+
+/// Shared-memory map of the chunk-gradient kernel, in bytes. Keys and queries are blocked as in the forward (its
+/// copies and normalisers serve); the other tiles are row-major with rows padded by 16 bytes.
+template <class T, int KD, int VD, int NH>
+struct GradientLayout {
+  static constexpr int L = micro_steps_per_chunk, C = L / NH, QR = (C + 15) / 16 * 16;
+  static constexpr int VP = VD + 8, KP = KD + 8, LP = L + 8, MP = L + QR + 8, ZP = L + 1;
+  static constexpr int warps = VD / 16, threads = 32 * warps;
+  static constexpr std::size_t keys = 0;                                     ///< T [L][KD], blocked
+  static constexpr std::size_t queries = keys + 2 * L * KD;                  ///< T [QR][KD], blocked
+  static constexpr std::size_t values = round_up(queries + 2 * QR * KD, 128);  ///< T [L][VP]
+  static constexpr std::size_t d_out = values + 2 * L * VP;                  ///< T [QR][VP]
+  static constexpr std::size_t states = round_up(d_out + 2 * QR * VP, 128);  ///< T [VD][KP]: S_0^T
+  static constexpr std::size_t adjoints = states + 2 * VD * KP;              ///< T [VD][KP]: D^T
+  static constexpr std::size_t solved = adjoints + 2 * VD * KP;              ///< T [VD][LP]: u^T
+  static constexpr std::size_t value_gradients = solved + 2 * VD * LP;       ///< T [VD][LP]: dY^T
+  static constexpr std::size_t mix = value_gradients + 2 * VD * LP;          ///< T [L][MP]: [Z + Z^T, P^T] scaled
+  static constexpr std::size_t readout = mix + 2 * L * MP;                   ///< T [QR][LP]: P diag(kinv)
+  static constexpr std::size_t z = round_up(readout + 2 * QR * LP, 16);      ///< float [L][ZP]: Z = diag(b) H
+  static constexpr std::size_t betas = z + 4 * L * ZP;                       ///< float [L]
+  static constexpr std::size_t gates = betas + 4 * L;                        ///< float [L]: g per token
+  static constexpr std::size_t key_scales = gates + 4 * L;                   ///< float [L]
+  static constexpr std::size_t query_scales = key_scales + 4 * L;            ///< float [L]
+  static constexpr std::size_t log2_gates = query_scales + 4 * L;            ///< float [L]
+  static constexpr std::size_t beta_gradients = log2_gates + 4 * L;          ///< float [L]
+  static constexpr std::size_t gamma_gradients = beta_gradients + 4 * L;     ///< float [L]: dL/dG per micro-step
+  static constexpr std::size_t bytes = round_up(gamma_gradients + 4 * L, 128);
+  static_assert(QR <= L, "query rows fit the L-sized scale arrays");
+};
+
+template <class T, int KD, int VD, int NH, bool Gated>
+struct ChunkGradientKernel {
+  using Forward = ChunkedKernel<T, KD, VD, NH, Gated>;
+  using Layout = GradientLayout<T, KD, VD, NH>;
+  static constexpr int L = Layout::L, C = Layout::C, QR = Layout::QR, NW = Layout::warps;
+  static constexpr int VP = Layout::VP, KP = Layout::KP, LP = Layout::LP, MP = Layout::MP, ZP = Layout::ZP;
+  static constexpr int threads = Layout::threads;
+  static constexpr int row_blocks = (L + QR) / 16;  ///< micro-step rows, then token rows
+  static_assert(Layout::threads == Forward::Layout::threads, "the forward's copies and normalisers serve");
+
+  /// Elements (row, 8 j + 2 quad + 0..1) of a blocked key-width tile as floats.
+  static __device__ __forceinline__ float2 blocked_pair(const unsigned char* tile, int row, int j, int quad) {
+    return unpack2<T>(*reinterpret_cast<const std::uint32_t*>(tile + Forward::blocked(row, j) + 4 * quad));
+  }
+
+  /// Copies a [VD][width] tile of the backward's scratch into a padded row-major tile (one commit group).
+  template <int Width, int Pitch>
+  static __device__ __forceinline__ void copy_kept_tile(const T* source, T* tile, int tid) {
+    constexpr int pieces = Width / 8;
+#pragma unroll
+    for (int i = 0; i < VD * pieces / threads; ++i) {
+      const int index = tid + i * threads, row = index / pieces, piece = index % pieces;
+      copy_async_16(tile + row * Pitch + piece * 8, source + row * Width + piece * 8, true);
+    }
+  }
+
+  /// Through a normalisation x_hat = inv x (inv = 1 / ||x|| or 1 / sqrt(||x||^2 + eps)): dx = inv (dx_hat - x_hat
+  /// (x_hat . dx_hat)); `x` holds the raw row's elements as the accumulators hold dx_hat.
+  static __device__ __forceinline__ void normalize_backward(float (&acc)[KD / 8][4], const float (&x)[KD / 8][4],
+                                                            int h, float inv, bool normalized) {
+    if (!normalized) return;
+    float dot = 0.0f;
+#pragma unroll
+    for (int j = 0; j < KD / 8; ++j) dot += x[j][2 * h] * acc[j][2 * h] + x[j][2 * h + 1] * acc[j][2 * h + 1];
+    dot = quad_sum(dot) * inv * inv;
+#pragma unroll
+    for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = inv * (acc[j][2 * h + e] - x[j][2 * h + e] * dot);
+  }
+
+  static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const ChunkedParams<T>& p = bp.forward;
+    if (inputs_rejected(p.status)) return;
+    const int head = static_cast<int>(blockIdx.y);
+    const index_t sequence = blockIdx.x / p.chunks_per_row, chunk = blockIdx.x % p.chunks_per_row;
+    const SequenceSpan span = sequence_span(p, sequence);
+    const index_t length = span.end - span.begin;
+    if (chunk * C >= length) return;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, group = lane / 4, quad = lane % 4;
+
+    T* const keys = reinterpret_cast<T*>(smem + Layout::keys);
+    T* const queries = reinterpret_cast<T*>(smem + Layout::queries);
+    T* const values = reinterpret_cast<T*>(smem + Layout::values);
+    T* const d_out = reinterpret_cast<T*>(smem + Layout::d_out);
+    T* const states = reinterpret_cast<T*>(smem + Layout::states);
+    T* const adjoints = reinterpret_cast<T*>(smem + Layout::adjoints);
+    T* const solved = reinterpret_cast<T*>(smem + Layout::solved);
+    T* const value_gradients = reinterpret_cast<T*>(smem + Layout::value_gradients);
+    T* const mix = reinterpret_cast<T*>(smem + Layout::mix);
+    T* const readout = reinterpret_cast<T*>(smem + Layout::readout);
+    float* const z = reinterpret_cast<float*>(smem + Layout::z);
+    float* const betas = reinterpret_cast<float*>(smem + Layout::betas);
+    float* const key_scales = reinterpret_cast<float*>(smem + Layout::key_scales);
+    float* const query_scales = reinterpret_cast<float*>(smem + Layout::query_scales);
+    float* const log2_gates = reinterpret_cast<float*>(smem + Layout::log2_gates);
+    float* const beta_gradients = reinterpret_cast<float*>(smem + Layout::beta_gradients);
+    float* const gamma_gradients = reinterpret_cast<float*>(smem + Layout::gamma_gradients);
+    const typename Forward::Stage stage{keys, values, queries, betas, reinterpret_cast<float*>(smem + Layout::gates)};
+
+    // Inputs of the chunk and its kept tiles.
+    Forward::template copy_chunk_part<Forward::ChunkPart::keys>(p, span, head, chunk, stage);
+    Forward::template copy_chunk_part<Forward::ChunkPart::queries>(p, span, head, chunk, stage);
+    Forward::template copy_chunk_part<Forward::ChunkPart::values>(p, span, head, chunk, stage);
+    copy_output_gradients<T, VD, C, QR, threads>(bp, span, head, chunk, d_out, VP, tid);
+    const index_t tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
+                                          gridDim.y);
+    copy_kept_tile<KD, KP>(p.chunk_states + tile * (VD * KD), states, tid);
+    copy_kept_tile<KD, KP>(bp.chunk_adjoints + tile * (VD * KD), adjoints, tid);
+    copy_kept_tile<L, LP>(p.chunk_solved_values + tile * (VD * L), solved, tid);
+    copy_kept_tile<L, LP>(bp.chunk_value_gradients + tile * (VD * L), value_gradients, tid);
+    copy_async_commit();
+    Forward::store_scalars(stage, Forward::load_scalars(p, span, head, chunk));
+    if (tid < L) beta_gradients[tid] = gamma_gradients[tid] = 0.0f;
+    copy_async_wait_all();
+    __syncthreads();
+    Forward::prepare_scales(p, stage, key_scales, query_scales, log2_gates);
+    __syncthreads();
+
+    const unsigned char* const key_bytes = reinterpret_cast<const unsigned char*>(keys);
+    const unsigned char* const query_bytes = reinterpret_cast<const unsigned char*>(queries);
+    const std::uint32_t keys_address = shared_address(keys), queries_address = shared_address(queries);
+
+    // Phase 1, per block of 16 rows: H = dY u^T and G = K K^T (micro-step rows r), or dM = dO u^T and Q K^T (token
+    // rows t); their epilogues give Z = diag(b) H (with dA = -H), P and the beta and gate terms they carry.
+    for (int rb = warp; rb < row_blocks; rb += NW) {
+      const bool step_rows = rb < L / 16;
+      const int first = step_rows ? 16 * rb : 16 * (rb - L / 16);
+      float upper[L / 8][4] = {}, gram[L / 8][4] = {};
+      const std::uint32_t u_b = shared_address(solved) + b_from_k_rows(lane, LP);
+#pragma unroll
+      for (int kk = 0; kk < VD / 16; ++kk) {
+        std::uint32_t a[4];
+        if (step_rows)
+          ldmatrix_x4_trans(a, shared_address(value_gradients) + a_from_k_rows(lane, LP) +
+                                   Forward::at(16 * kk, first, LP));
+        else
+          ldmatrix_x4(a, shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 16 * kk, VP));
+#pragma unroll
+        for (int nb = 0; nb < L / 16; ++nb) {
+          std::uint32_t b[4];
+          ldmatrix_x4_trans(b, u_b + Forward::at(16 * kk, 16 * nb, LP));
+          mma_pair<T>(upper, nb, a, b);
+        }
+      }
+      {
+        const std::uint32_t rows = (step_rows ? keys_address : queries_address) +
+                                   Forward::blocked_rows_then_columns() + Forward::blocked(first, 0);
+        const std::uint32_t cols = keys_address + Forward::blocked_columns_then_rows();
+#pragma unroll
+        for (int kk = 0; kk < KD / 16; ++kk) {
+          std::uint32_t a[4];
+          ldmatrix_x4(a, rows + Forward::blocked(0, 2 * kk));
+#pragma unroll
+          for (int nb = 0; nb < L / 16; ++nb) {
+            std::uint32_t b[4];
+            ldmatrix_x4(b, cols + Forward::blocked(16 * nb, 2 * kk));
+            mma_pair<T>(gram, nb, a, b);
+          }
+        }
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = first + group + 8 * h;
+        float row_sum = 0.0f;  // sum_s H_rs G_rs (step rows) or the gate term of dM o M at r_last(t) (token rows)
+#pragma unroll
+        for (int n = 0; n < L / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int s = 8 * n + 2 * quad + e;
+            const float dot = gram[n][2 * h + e], product = upper[n][2 * h + e];
+            if (step_rows) {
+              float h_rs = 0.0f;
+              if (s < row) h_rs = -product * Forward::gate_between(log2_gates, row / NH, s / NH);
+              const float hg = h_rs * dot * key_scales[row] * key_scales[s];
+              row_sum += hg;
+              if constexpr (Gated)
+                if (s < row) atomicAdd(&gamma_gradients[s], -betas[row] * hg);
+              z[row * ZP + s] = betas[row] * h_rs;
+            } else {
+              const bool causal = row < C && s <= last_step_of<NH>(row);
+              const float decay = Forward::gate_between(log2_gates, row, s / NH);
+              const float p_ts = causal ? product * decay : 0.0f;
+              if constexpr (Gated) {
+                if (causal) {
+                  const float through = product * query_scales[row] * key_scales[s] * decay * dot;
+                  row_sum += through;
+                  atomicAdd(&gamma_gradients[s], -through);
+                }
+              }
+              readout[row * LP + s] = from_float<T>(p_ts * key_scales[s]);
+              mix[s * MP + L + row] = from_float<T>(p_ts * query_scales[row]);
+            }
+          }
+        row_sum = quad_sum(row_sum);
+        if (quad == 0) {
+          if (step_rows) {
+            beta_gradients[row] = row_sum;
+            if constexpr (Gated) atomicAdd(&gamma_gradients[row], betas[row] * row_sum);
+          } else if constexpr (Gated) {
+            if (row < C) atomicAdd(&gamma_gradients[last_step_of<NH>(row)], row_sum);
+          }
+        }
+      }
+    }
+    __syncthreads();
+
+    // Phase 2: the left part of the mix, (Z + Z^T) diag(kinv); db_r gets dY_r . v_r; dG_last gets exp(G_last)
+    // sum(D o S_0).
+    for (int index = tid; index < L * L; index += threads) {
+      const int r = index / L, s = index % L;
+      mix[r * MP + s] = from_float<T>(r == s ? 0.0f : (z[r * ZP + s] + z[s * ZP + r]) * key_scales[s]);
+    }
+    {
+      constexpr int lanes_per_row = threads / L;  // 2 or 4
+      const int r = tid / lanes_per_row, part = tid % lanes_per_row;
+      float dot = 0.0f;
+      for (int v = part; v < VD; v += lanes_per_row)
+        dot += to_float(value_gradients[v * LP + r]) * to_float(values[r * VP + v]);
+#pragma unroll
+      for (int offset = 1; offset < lanes_per_row; offset *= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+      if (part == 0) beta_gradients[r] += dot;
+    }
+    if constexpr (Gated) {
+      float sum = 0.0f;
+      for (int index = tid; index < VD * KD; index += threads) {
+        const int v = index / KD, key = index % KD;
+        sum += to_float(adjoints[v * KP + key]) * to_float(states[v * KP + key]);
+      }
+      sum = warp_sum(sum);
+      if (lane == 0) atomicAdd(&gamma_gradients[L - 1], Forward::gate_from_start(log2_gates, C - 1) * sum);
+    }
+    __syncthreads();
+
+    // Phase 3, per block of 16 rows: dK = diag(c) u D^T - diag(b Gamma) dY S_0^T + mix [K; Q] (micro-step rows), or
+    // dQ = diag(Gamma_q) dO S_0^T + P K (token rows); then through the normalisations, and out.
+    const index_t first_token = chunk * C, first_step = first_token * NH;
+    const index_t step_base = span.begin * NH, steps = length * NH;
+    for (int rb = warp; rb < row_blocks; rb += NW) {
+      const bool step_rows = rb < L / 16;
+      const int first = step_rows ? 16 * rb : 16 * (rb - L / 16);
+      const std::uint32_t state_b = shared_address(states) + b_from_k_rows(lane, KP);
+      float acc[KD / 8][4] = {};
+      float x[KD / 8][4];  // the row's raw key or query elements
+#pragma unroll
+      for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float2 pair = blocked_pair(step_rows ? key_bytes : query_bytes, first + group + 8 * h, j, quad);
+          x[j][2 * h] = pair.x;
+          x[j][2 * h + 1] = pair.y;
+        }
+      if (step_rows) {
+        // u D^T, scaled by c_r; the gate term through c.
+        const std::uint32_t adjoint_b = shared_address(adjoints) + b_from_k_rows(lane, KP);
+#pragma unroll
+        for (int kk = 0; kk < VD / 16; ++kk) {
+          std::uint32_t a[4];
+          ldmatrix_x4_trans(a, shared_address(solved) + a_from_k_rows(lane, LP) + Forward::at(16 * kk, first, LP));
+#pragma unroll
+          for (int nb = 0; nb < KD / 16; ++nb) {
+            std::uint32_t b[4];
+            ldmatrix_x4_trans(b, adjoint_b + Forward::at(16 * kk, 16 * nb, KP));
+            mma_pair<T>(acc, nb, a, b);
+          }
+        }
+        float carry[KD / 8][4] = {};
+#pragma unroll
+        for (int kk = 0; kk < VD / 16; ++kk) {
+          std::uint32_t a[4];
+          ldmatrix_x4_trans(a, shared_address(value_gradients) + a_from_k_rows(lane, LP) +
+                                   Forward::at(16 * kk, first, LP));
+#pragma unroll
+          for (int nb = 0; nb < KD / 16; ++nb) {
+            std::uint32_t b[4];
+            ldmatrix_x4_trans(b, state_b + Forward::at(16 * kk, 16 * nb, KP));
+            mma_pair<T>(carry, nb, a, b);
+          }
+        }
+        // carry now holds dY S_0^T.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = first + group + 8 * h;
+          const float kinv = key_scales[r], b_r = betas[r];
+          const float gamma_r = Forward::gate_from_start(log2_gates, r / NH);
+          const float c_r = Forward::gate_between(log2_gates, C - 1, r / NH);
+          float carried = 0.0f, along_key = 0.0f;
+#pragma unroll
+          for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              carried += acc[j][2 * h + e] * x[j][2 * h + e];
+              along_key += carry[j][2 * h + e] * x[j][2 * h + e];
+            }
+          carried = quad_sum(carried) * kinv * c_r;
+          along_key = quad_sum(along_key) * kinv;
+          if (quad == 0) {
+            beta_gradients[r] -= gamma_r * along_key;
+            if constexpr (Gated) {
+              atomicAdd(&gamma_gradients[L - 1], carried);
+              atomicAdd(&gamma_gradients[r], -carried - b_r * gamma_r * along_key);
+            }
+          }
+          const float weight = b_r * gamma_r;
+#pragma unroll
+          for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = c_r * acc[j][2 * h + e] - weight * carry[j][2 * h + e];
+        }
+        // + mix [K; Q]
+        const std::uint32_t mix_a = shared_address(mix) + a_from_m_rows(lane, MP) + Forward::at(first, 0, MP);
+#pragma unroll
+        for (int ks = 0; ks < L / 16; ++ks) {
+          std::uint32_t a[4];
+          ldmatrix_x4(a, mix_a + Forward::at(0, 16 * ks, MP));
+#pragma unroll
+          for (int nb = 0; nb < KD / 16; ++nb) {
+            std::uint32_t b[4];
+            ldmatrix_x4_trans(b, keys_address + Forward::blocked_transposed_b() + Forward::blocked(16 * ks, 2 * nb));
+            mma_pair<T>(acc, nb, a, b);
+          }
+        }
+#pragma unroll
+        for (int ks = 0; ks < QR / 16; ++ks) {
+          std::uint32_t a[4];
+          ldmatrix_x4(a, mix_a + Forward::at(0, L + 16 * ks, MP));
+#pragma unroll
+          for (int nb = 0; nb < KD / 16; ++nb) {
+            std::uint32_t b[4];
+            ldmatrix_x4_trans(b,
+                              queries_address + Forward::blocked_transposed_b() + Forward::blocked(16 * ks, 2 * nb));
+            mma_pair<T>(acc, nb, a, b);
+          }
+        }
+        // Through the key normalisation, then out.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = first + group + 8 * h;
+          normalize_backward(acc, x, h, key_scales[r], p.key_norm != NormCode::none);
+          const bool valid = r < Layout::L && r < C * NH && first_step + r < steps;
+          if (valid && bp.dk.present())
+#pragma unroll
+            for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+              for (int e = 0; e < 2; ++e)
+                bp.dk(span.row, step_base + first_step + r, head, 8 * j + 2 * quad + e) =
+                    from_float<T>(acc[j][2 * h + e]);
+        }
+      } else {
+        // dO S_0^T, scaled by exp(G_t); the gate term through it.
+#pragma unroll
+        for (int kk = 0; kk < VD / 16; ++kk) {
+          std::uint32_t a[4];
+          ldmatrix_x4(a, shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 16 * kk, VP));
+#pragma unroll
+          for (int nb = 0; nb < KD / 16; ++nb) {
+            std::uint32_t b[4];
+            ldmatrix_x4_trans(b, state_b + Forward::at(16 * kk, 16 * nb, KP));
+            mma_pair<T>(acc, nb, a, b);
+          }
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int t = first + group + 8 * h;
+          const float gamma_t = Forward::gate_from_start(log2_gates, t);
+          if constexpr (Gated) {
+            float dot = 0.0f;
+#pragma unroll
+            for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) dot += acc[j][2 * h + e] * x[j][2 * h + e];
+            dot = quad_sum(dot) * query_scales[t] * gamma_t;
+            if (quad == 0 && t < C) atomicAdd(&gamma_gradients[last_step_of<NH>(t)], dot);
+#pragma unroll
+            for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) acc[j][2 * h + e] *= gamma_t;
+          }
+        }
+        // + P K
+        const std::uint32_t readout_a =
+            shared_address(readout) + a_from_m_rows(lane, LP) + Forward::at(first, 0, LP);
+#pragma unroll
+        for (int ks = 0; ks < L / 16; ++ks) {
+          std::uint32_t a[4];
+          ldmatrix_x4(a, readout_a + Forward::at(0, 16 * ks, LP));
+#pragma unroll
+          for (int nb = 0; nb < KD / 16; ++nb) {
+            std::uint32_t b[4];
+            ldmatrix_x4_trans(b, keys_address + Forward::blocked_transposed_b() + Forward::blocked(16 * ks, 2 * nb));
+            mma_pair<T>(acc, nb, a, b);
+          }
+        }
+        // dq = scale J^T dQ: through the scale and the query normalisation, then out.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int t = first + group + 8 * h;
+          float sum_of_squares = 0.0f;
+#pragma unroll
+          for (int j = 0; j < KD / 8; ++j)
+            sum_of_squares += x[j][2 * h] * x[j][2 * h] + x[j][2 * h + 1] * x[j][2 * h + 1];
+          sum_of_squares = quad_sum(sum_of_squares);
+#pragma unroll
+          for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) acc[j][2 * h + e] *= p.scale;
+          normalize_backward(acc, x, h, inverse_norm(sum_of_squares, p.query_norm, p.eps),
+                             p.query_norm != NormCode::none);
+          const bool valid = t < C && first_token + t < length;
+          if (valid && bp.dq.present())
+#pragma unroll
+            for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+              for (int e = 0; e < 2; ++e)
+                bp.dq(span.row, span.begin + first_token + t, head, 8 * j + 2 * quad + e) =
+                    from_float<T>(acc[j][2 * h + e]);
+        }
+      }
+    }
+    __syncthreads();
+
+    // Phase 4: dv = diag(b) dY, db, and dg_t = the sum of dG over the micro-steps of tokens t.. to the chunk's end.
+    if (bp.dv.present())
+      for (int index = tid; index < L * (VD / 2); index += threads) {
+        const int r = index / (VD / 2), v = 2 * (index % (VD / 2));
+        if (r >= C * NH || first_step + r >= steps) continue;
+        const float b_r = betas[r];
+        bp.dv(span.row, step_base + first_step + r, head, v) = from_float<T>(b_r * to_float(value_gradients[v * LP + r]));
+        bp.dv(span.row, step_base + first_step + r, head, v + 1) =
+            from_float<T>(b_r * to_float(value_gradients[(v + 1) * LP + r]));
+      }
+    if (bp.dbeta.present() && tid < C * NH && first_step + tid < steps)
+      bp.dbeta(span.row, step_base + first_step + tid, head) = from_float<T>(beta_gradients[tid]);
+    if constexpr (Gated) {
+      if (warp == 0) {
+        // Suffix sums over the 64 micro-steps, two per lane.
+        const float first_value = gamma_gradients[2 * lane], second_value = gamma_gradients[2 * lane + 1];
+        const float pair = first_value + second_value;
+        float suffix = pair;  // sum over lanes >= lane
+#pragma unroll
+        for (int offset = 1; offset < 32; offset *= 2) {
+          const float y = __shfl_down_sync(0xffffffffu, suffix, offset);
+          if (lane + offset < 32) suffix += y;
+        }
+        __syncwarp();
+        gamma_gradients[2 * lane] = suffix;
+        gamma_gradients[2 * lane + 1] = suffix - first_value;
+        __syncwarp();
+        if (bp.dg.present())
+          for (int t = lane; t < C; t += 32)
+            if (first_token + t < length)
+              bp.dg(span.row, span.begin + first_token + t, head) = from_float<T>(gamma_gradients[t * NH]);
+      }
+    }
+  }
+};
+
+/// Grid: (sequences, heads); block: V / 16 warps; dynamic shared memory: TileLayout::bytes.
+template <class T, int KD, int VD, int NH, bool Gated>
+__global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_reverse_scan_kernel(const ChunkedBackwardParams<T> p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();
+#else
+  ReverseScanKernel<T, KD, VD, NH, Gated>::run(p);
+#endif
+}
+
+/// Grid: (sequences * chunks_per_row, heads); block: V / 16 warps; dynamic shared memory: GradientLayout::bytes.
+template <class T, int KD, int VD, int NH, bool Gated>
+__global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_gradient_kernel(const ChunkedBackwardParams<T> p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();
+#else
+  ChunkGradientKernel<T, KD, VD, NH, Gated>::run(p);
+#endif
+}
+
+}  // namespace deltaproduct::detail::cuda_chunked
