@@ -428,6 +428,27 @@ TEST_CASE("backward(): argument errors are reported before any device work" * do
   misaligned.v = dp::make_view(reinterpret_cast<float*>(reinterpret_cast<char*>(out) + 2), {2, 8, 2, 64});
   CHECK(argument_of(dp::CudaBackend{}, misaligned) == "gradients.v");
 
+  // bf16 data with K = V = 32: the chunked backward does not take it (K = V in {64, 128}), so asking for it is an
+  // error and the automatic choice is the recurrent form.
+  std::vector<bf16> small_buffer(2 * 8 * 2 * 32);
+  const bf16* small = small_buffer.data();
+  bf16* small_out = small_buffer.data();
+  const dp::DeltaInputs<bf16, float> small_in{.q = dp::make_view(small, {2, 4, 2, 32}),
+                                              .k = dp::make_view(small, {2, 8, 2, 32}),
+                                              .v = dp::make_view(small, {2, 8, 2, 32}),
+                                              .beta = dp::make_view(small, {2, 8, 2}),
+                                              .g = dp::make_view(small, {2, 4, 2})};
+  const dp::OutputGradients<bf16, float> small_og{.o = dp::make_view(small, {2, 4, 2, 32})};
+  const dp::DeltaGradients<bf16, float> small_grads{.k = dp::make_view(small_out, {2, 8, 2, 32})};
+  CHECK_FALSE(dp::chunked_backward_applies(dp::CudaBackend{}, model, small_in, small_og, small_grads));
+  try {
+    dp::backward(dp::CudaBackend{.algorithm = dp::CudaAlgorithm::chunked}, model, small_in, small_og, small_grads);
+    FAIL("the chunked backward accepted K = 32");
+  } catch (const dp::ArgumentError& e) {
+    CHECK(e.argument() == "backend.algorithm");
+    CHECK(std::string(e.what()).find("K = V in {64, 128}") != std::string::npos);
+  }
+
   const ModelOf<2, true> wide_model;
   std::vector<float> wide(8 * 300, 0.0f);
   const dp::DeltaInputs<float, float> wide_in{.q = dp::make_view(static_cast<const float*>(wide.data()), {1, 4, 1, 300}),
