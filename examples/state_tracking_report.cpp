@@ -13,6 +13,7 @@
 #include <deltaproduct/theory/checker.hpp>
 #include <deltaproduct/theory/constructions.hpp>
 #include <deltaproduct/theory/impossibility.hpp>
+#include <deltaproduct/theory/krohn_rhodes.hpp>
 #include <deltaproduct/theory/multilayer.hpp>
 #include <deltaproduct/theory/spectral.hpp>
 #include <functional>
@@ -66,6 +67,12 @@ std::vector<Row> standard_rows() {
   for (int m : {2, 3}) add(dp::cyclic_by_two_reflection_layers(m), {KeyForm::unnormalised, KeyForm::normalised});
   for (int n : {3, 4}) add(dp::dihedral_two_layers(n), {KeyForm::unnormalised, KeyForm::normalised});
   add(dp::flip_flop_cascade(), {KeyForm::normalised});
+  // Any automaton (UST Thm 4): its holonomy decomposition, built by the library, as permutation-reset layers.
+  for (const auto& a : {dp::automata::flip_flop_counter(), dp::automata::counter_with_reset(3),
+                        dp::automata::full_transformations(3)})
+    add(dp::holonomy_cascade(a), {KeyForm::unnormalised, KeyForm::normalised});
+  add(dp::holonomy_cascade(dp::automata::full_transformations(4)), {KeyForm::unnormalised});
+  add(dp::holonomy_cascade(dp::automata::random_automaton(6, 3, 7)), {KeyForm::unnormalised});
   // S_n in 3 layers (n_h = 2) and 4 (n_h = 1). S3's reachable pairs (439 and 31363) need a bigger cap to close;
   // S4 and S5 cannot close (the token buffer alone reaches (n!)^(2m) states), so a small cap bounds their search.
   for (int steps : {2, 1})
@@ -206,9 +213,10 @@ int main(int argc, char** argv) {
       std::printf(" %-8s", cell(verdicts[r * formats.size() + f]).c_str());
     std::printf(" %s\n", c.theorem.c_str());
   }
-  bool header = false, multilayer = false;
+  bool header = false, multilayer = false, holonomy = false;
   for (const Row& row : rows) {
     multilayer = multilayer || row.construction.theorem.starts_with("DP (S_n");
+    holonomy = holonomy || row.construction.method.starts_with("holonomy");
     if (row.max_pairs <= 0 || max_pairs_given) continue;
     if (!header)
       std::printf("\nRows searched with their own cap on the pairs (instead of %lld):\n",
@@ -223,6 +231,14 @@ int main(int argc, char** argv) {
         "available): a position counter t mod 2m, a buffer of the last 2m tokens, and a top layer of swaps that pays\n"
         "the product of each block of m = ceil((n - 1) / n_h) tokens during the next block; the lookup table between\n"
         "layers reads 2m tokens, (n!)^(2m) entries. S4 and S5 reach too many states for a whole-length proof.\n");
+
+  if (holonomy)
+    std::printf(
+        "\nholonomy cascade (UST Thm 4): the library decomposes the automaton itself (Krohn-Rhodes, holonomy\n"
+        "form): one layer per level, one-hot over the level's tiles (K listed), each letter a permutation (swaps,\n"
+        "beta = 2) or a reset (K factors, beta = 1); '+ delays' adds, after each level, a layer keeping its value\n"
+        "one token ago, for automata whose lower levels need the upper levels' values before the letter.\n"
+        "T3, T4: every map of 3 or 4 points; random 6x3 #7: random transitions (seed 7).\n");
 
   if (impossibility) {
     std::printf(

@@ -5,6 +5,7 @@
 #include "deltaproduct/theory/construction.hpp"
 #include "deltaproduct/theory/constructions.hpp"
 #include "deltaproduct/theory/impossibility.hpp"
+#include "deltaproduct/theory/krohn_rhodes.hpp"
 #include "deltaproduct/theory/multilayer.hpp"
 #include "deltaproduct/theory/rational.hpp"
 #include "deltaproduct/theory/spectral.hpp"
