@@ -334,3 +334,32 @@ TEST_CASE("arithmetic of tiny formats is exhaustively one rounding of the exact 
     }
   }
 }
+
+TEST_CASE_TEMPLATE("fp8 arithmetic is exhaustively one rounding of the exact result, overflow included", Format,
+                   fp8_e4m3, fp8_e5m2) {
+  // Every pair of finite values, + - * /: products and sums past the largest value exercise the overflow rules
+  // (saturation to +-448 for e4m3, inf for e5m2) on the path operation results take, which differs from that of
+  // conversions. Exact results are doubles here except quotients, which the reference computes exactly.
+  const std::vector<Format> values = finite_values<Format>();
+  const reference::Format f{Format::exponent_bits, Format::mantissa_bits, Format::overflow == Overflow::saturate};
+  const auto nearest = reference::Mode::nearest_even;
+  auto same = [](double got, double want) { return got == want && std::signbit(got) == std::signbit(want); };
+  std::int64_t overflowing = 0;
+  for (const Format a : values) {
+    for (const Format b : values) {
+      const double x = static_cast<double>(a), y = static_cast<double>(b);
+      INFO(x << " and " << y);
+      const double sum = x + y == 0 ? static_cast<double>(a) + static_cast<double>(b)  // +-0 by IEEE's rule
+                                    : reference::round_quad(Quad(x + y), f, nearest);
+      REQUIRE(same(static_cast<double>(a + b), sum));
+      REQUIRE(same(static_cast<double>(a - b), x - y == 0 ? x - y : reference::round_quad(Quad(x - y), f, nearest)));
+      REQUIRE(same(static_cast<double>(a * b), x * y == 0 ? x * y : reference::round_quad(Quad(x * y), f, nearest)));
+      if (y != 0) {
+        const double q = x == 0 ? x / y : reference::round_quad(reference::exact_quotient(x, y), f, nearest);
+        REQUIRE(same(static_cast<double>(a / b), q));
+      }
+      overflowing += std::abs(x * y) > static_cast<double>(std::numeric_limits<Format>::max()) ? 1 : 0;
+    }
+  }
+  CHECK(overflowing > 1000);  // the overflow rules were reached
+}

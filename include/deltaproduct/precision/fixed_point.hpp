@@ -99,8 +99,14 @@ public:
   friend constexpr FixedPoint operator+(FixedPoint a) noexcept { return a; }
   friend FixedPoint operator*(FixedPoint a, FixedPoint b) noexcept {
     // a b = ka kb 2^-2F: round ka kb / 2^F to an integer.
-    const std::int64_t product = a.raw() * b.raw();
+    const std::int64_t product = std::int64_t{a.raw()} * b.raw();
     constexpr std::int64_t unit = std::int64_t{1} << FractionBits;
+    if constexpr (RoundingMode == Rounding::nearest_even && FractionBits > 0) {
+      // floor((p + half - 1 + q's last bit) / 2^F) with q = floor(p / 2^F) is p / 2^F rounded to nearest, ties to
+      // even (>> floors in C++20). No branch: loops over it vectorize.
+      constexpr std::int64_t half = unit / 2;
+      return saturated((product + (half - 1) + ((product >> FractionBits) & 1)) >> FractionBits);
+    }
     const std::int64_t below = product >= 0 ? product / unit : -((-product + unit - 1) / unit);  // floor
     return saturated(round_floor_quotient(below, static_cast<std::uint64_t>(product - below * unit),
                                           static_cast<std::uint64_t>(unit)));

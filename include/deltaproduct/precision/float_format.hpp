@@ -103,6 +103,10 @@ struct FloatRounding {
   /// c = 1.5 * 2^(max_exponent + 1 + 52 - M) finite (E <= 10).
   static constexpr bool branchless_nearest =
       R == Rounding::nearest_even && M <= 50 && max_exponent + 1 + 52 - M <= 1022;
+  /// IEEE binary32 with nearest-even: rounding a double is the hardware's double -> float conversion (default
+  /// floating-point environment, as the branch-free rounding needs too; float must be binary32).
+  static constexpr bool ieee_binary32 = E == 8 && M == 23 && O == Overflow::ieee && R == Rounding::nearest_even &&
+                                        std::numeric_limits<float>::is_iec559;
 
   /// Round-to-nearest-even of a double without branches, so that loops over it vectorize. With 2^b the binade of
   /// |x| clamped to [min_normal, 2^(max_exponent+1)] and c = 1.5 * 2^(b + 52 - M), the sum x + c lies in c's binade
@@ -115,10 +119,20 @@ struct FloatRounding {
   /// zeros. NaN stays NaN (low payload bits left as they are). Needs the default rounding mode. The selects compare
   /// integer bit patterns (signed: every pattern is below 2^63), which compilers keep as selects (floating-point
   /// selects become branches under the default -ftrapping-math).
+  /// `OperationResult`: x is the double result of + - * / on two format values (E <= 9 here, so |x| < 2^(512 + M)),
+  /// whose binade never needs the upper clamp: c stays finite, and the overflow scaling alone sends values past
+  /// the format's range to inf (the saturating layout clamps after rounding). Conversions of arbitrary doubles keep
+  /// the clamps. Each clamp saved is a tenth of the rounding's instructions.
+  template <bool OperationResult = false>
   static double round_nearest_even_branchless(double x) noexcept {
     static_assert(branchless_nearest, "round_nearest_even_branchless: needs M <= 50 and E <= 10");
+    if constexpr (ieee_binary32) {
+      // The hardware's own conversion is this rounding (subnormals, overflow to inf, NaN quieted with its top
+      // payload bits), in two instructions instead of ten.
+      return static_cast<double>(static_cast<float>(x));
+    }
     std::uint64_t bits = std::bit_cast<std::uint64_t>(x);
-    if constexpr (saturating) {
+    if constexpr (saturating && !OperationResult) {
       // Rounding is monotone and max_value is a format value: saturating first is saturating after.
       const std::uint64_t sign = bits & double_sign_bit;
       auto magnitude = static_cast<std::int64_t>(bits ^ sign);
@@ -129,11 +143,19 @@ struct FloatRounding {
     }
     std::int64_t binade = static_cast<std::int64_t>(bits & exponent_mask);
     binade = binade > signed_min_normal_bits ? binade : signed_min_normal_bits;
-    if constexpr (!saturating) binade = binade < signed_binade_end_bits ? binade : signed_binade_end_bits;
+    if constexpr (!saturating && !OperationResult)
+      binade = binade < signed_binade_end_bits ? binade : signed_binade_end_bits;
     // Unsigned: for NaN (saturating layout, no upper clamp) the sum wraps, harmlessly, since NaN + c is NaN.
     const double c = std::bit_cast<double>(static_cast<std::uint64_t>(binade) + magic_offset);
     double r = (x + c) - c;
-    if constexpr (!saturating) r = (r * overflow_scale) * (1.0 / overflow_scale);
+    if constexpr (!saturating) {
+      r = (r * overflow_scale) * (1.0 / overflow_scale);
+    } else if constexpr (OperationResult) {
+      // Saturating after rounding instead: |r| above max_value (inf too) becomes max_value, NaN stays (the
+      // comparison is false). x86 does this select in one instruction (minpd's operand order is the C one).
+      const double magnitude = std::fabs(r);
+      r = max_value < magnitude ? max_value : magnitude;
+    }
     return std::bit_cast<double>(std::bit_cast<std::uint64_t>(r) | (bits & double_sign_bit));
   }
 
@@ -199,10 +221,10 @@ struct FloatRounding {
   /// Rounds the exact result of an operation: hi = RN53(exact) and lo_fn() the error (exact - hi, or a correction
   /// of exact sign), called only when the decision needs it and only for finite nonzero hi. `Innocuous`: the
   /// operation is one for which rounding hi to nearest even is already correct.
-  template <bool Innocuous, class LoFn>
+  template <bool Innocuous, bool OperationResult = false, class LoFn>
   static double round_result(double hi, LoFn&& lo_fn) noexcept {
     if constexpr (Innocuous && branchless_nearest) {
-      return round_nearest_even_branchless(hi);
+      return round_nearest_even_branchless<OperationResult>(hi);
     }
     const std::uint64_t bits = std::bit_cast<std::uint64_t>(hi);
     const std::uint64_t sign = bits & double_sign_bit;
@@ -316,7 +338,7 @@ struct FloatRounding {
       }
       return round_general(hi, 0.0, 0);
     } else {
-      return round_result<double_rounding_innocuous>(hi, [=] { return two_sum_error(a, b, hi); });
+      return round_result<double_rounding_innocuous, true>(hi, [=] { return two_sum_error(a, b, hi); });
     }
   }
 
@@ -337,7 +359,7 @@ struct FloatRounding {
       const double h = ma * mb;
       return round_general(h, std::fma(ma, mb, -h), ea + eb);
     } else if constexpr (exact_products) {
-      return round_result<true>(hi, [] { return 0.0; });
+      return round_result<true, true>(hi, [] { return 0.0; });
     } else {
       return round_result<false>(hi, [=] { return std::fma(a, b, -hi); });
     }
@@ -359,7 +381,7 @@ struct FloatRounding {
     } else if constexpr (double_rounding_innocuous && branchless_nearest) {
       // Innocuous for normal results; a subnormal one is rounded on a fixed grid, where the exact side of a
       // midpoint can need the remainder.
-      if (std::fabs(hi) >= min_normal) [[likely]] return round_nearest_even_branchless(hi);
+      if (std::fabs(hi) >= min_normal) [[likely]] return round_nearest_even_branchless<true>(hi);
       return round_general(hi, std::isfinite(hi) && hi != 0.0 ? quotient_error(std::fma(-hi, b, a), b) : 0.0, 0);
     } else {
       return round_result<double_rounding_innocuous>(hi, [=] { return quotient_error(std::fma(-hi, b, a), b); });
