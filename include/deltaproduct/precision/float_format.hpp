@@ -128,6 +128,7 @@ struct FloatRounding {
   template <bool OperationResult = false>
   static double round_nearest_even_branchless(double x) noexcept {
     static_assert(branchless_nearest, "round_nearest_even_branchless: needs M <= 50 and E <= 10");
+    static_assert(!OperationResult || !scaled_operations, "operation results are bounded only for E <= 9");
     if constexpr (ieee_binary32) {
       // The hardware's own conversion is this rounding (subnormals, overflow to inf, NaN quieted with its top
       // payload bits), in two instructions instead of ten.
@@ -143,8 +144,7 @@ struct FloatRounding {
       bits = static_cast<std::uint64_t>(magnitude) | sign;
       x = std::bit_cast<double>(bits);
     }
-    // 2^b as a double (+inf for inf and NaN); on such values the order of doubles is that of their bit patterns,
-    // and a floating-point max is one instruction on every x86 vector unit (SSE2 has no 64-bit integer compare).
+    // 2^b as a double (+inf for inf and NaN): on such values the order of doubles is that of their bit patterns.
     double power = std::bit_cast<double>(bits & exponent_mask);
     power = power > min_normal ? power : min_normal;
     if constexpr (!saturating && !OperationResult) power = power < binade_end ? power : binade_end;
@@ -154,8 +154,8 @@ struct FloatRounding {
     if constexpr (!saturating) {
       r = (r * overflow_scale) * (1.0 / overflow_scale);
     } else if constexpr (OperationResult) {
-      // Saturating after rounding instead: |r| above max_value (inf too) becomes max_value, NaN stays (the
-      // comparison is false). x86 does this select in one instruction (minpd's operand order is the C one).
+      // Saturating after rounding instead: |r| above max_value (inf too) becomes max_value; NaN stays, as the
+      // comparison is false.
       const double magnitude = std::fabs(r);
       r = max_value < magnitude ? max_value : magnitude;
     }
