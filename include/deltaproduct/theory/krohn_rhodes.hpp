@@ -41,7 +41,7 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <queue>
+#include <set>
 #include <span>
 #include <string>
 #include <tuple>
@@ -356,12 +356,7 @@ class HolonomyDecomposition {
       for (std::size_t b = 0; b < count; ++b) below_[a][b] = subducts(a, b);
     height_.assign(count, -1);
     // Strict subduction is acyclic on classes, so a memoised walk down it ends.
-    std::vector<int> order(count);
-    for (std::size_t i = 0; i < count; ++i) order[i] = static_cast<int>(i);
-    std::sort(order.begin(), order.end(),
-              [this](int x, int y) { return popcount(sets_[static_cast<std::size_t>(x)]) <
-                                            popcount(sets_[static_cast<std::size_t>(y)]); });
-    for (int i : order) height_of(static_cast<std::size_t>(i));
+    for (std::size_t a = 0; a < count; ++a) height_of(a);
   }
 
   int height_of(std::size_t a) {
@@ -489,7 +484,7 @@ inline HolonomyCascadePlan plan_holonomy_cascade(const HolonomyDecomposition& d,
     std::vector<int> map;  // per level
   };
   std::vector<Move> moves;
-  std::map<std::vector<int>, bool> seen{{d.encode(d.automaton().initial_state), true}};
+  std::set<std::vector<int>> seen{d.encode(d.automaton().initial_state)};
   std::vector<std::vector<int>> queue{d.encode(d.automaton().initial_state)};
   for (std::size_t next = 0; next < queue.size(); ++next) {
     if (static_cast<std::int64_t>(queue.size()) > max_configurations)
@@ -503,7 +498,7 @@ inline HolonomyCascadePlan plan_holonomy_cascade(const HolonomyDecomposition& d,
         if (added) plan.maps[i].push_back(level_maps[i]);
         move.map[i] = it->second;
       }
-      if (seen.emplace(move.to, true).second) queue.push_back(move.to);
+      if (seen.insert(move.to).second) queue.push_back(move.to);
       moves.push_back(std::move(move));
     }
   }
