@@ -315,7 +315,8 @@ BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay>)->Name("chunked/GatedDelt
 // Backward: backward() with every gradient (q, k, v, beta, g, initial state) from dL/do and dL/d(final state), bf16
 // token data; args {B, T, H, K = V}. The recurrent form (three sweeps over each sequence,
 // recurrent_backward_kernel.cuh) and the chunked one (state pass, reverse scan, chunk gradients;
-// chunked_backward_kernel.cuh); "training" times forward() and backward() together, as a training step runs them.
+// chunked_backward_kernel.cuh); "training" times forward() and backward() together, as a training step runs them
+// (the forward keeping its states for the backward: CudaBackend::keep_forward_states).
 
 enum class Timed { backward, forward_and_backward };
 
@@ -362,17 +363,24 @@ void backward_pass(benchmark::State& state) {
   const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V}),
                                             .final_state = dp::make_view(final_state.data, {B, H, K, V})};
   // One workspace serves both calls (they run one after the other on the stream).
-  const dp::CudaBackend forward_query{.algorithm = dp::CudaAlgorithm::chunked};
+  // A training step keeps the forward's states for the backward (CudaBackend::keep_forward_states).
+  constexpr bool keep = What == Timed::forward_and_backward;
+  const dp::CudaBackend forward_query{.algorithm = dp::CudaAlgorithm::chunked, .keep_forward_states = keep};
   DeviceArray<unsigned char> workspace(std::max(dp::backward_workspace_bytes(model, in, og, grads),
                                                 dp::forward_workspace_bytes(forward_query, model, in, out)));
   DELTAPRODUCT_CUDA_CHECK(cudaMemset(workspace.data, 0, workspace.size));  // the value-check record starts zeroed
-  const dp::CudaBackend backend{.workspace = workspace.data, .workspace_bytes = workspace.size, .algorithm = Algorithm};
+  const dp::CudaBackend backend{.workspace = workspace.data,
+                                .workspace_bytes = workspace.size,
+                                .algorithm = Algorithm,
+                                .keep_forward_states = keep};
   if ((Algorithm == dp::CudaAlgorithm::chunked) != dp::chunked_backward_applies(backend, model, in, og, grads)) {
     state.SkipWithError("the requested backward does not take this shape");
     return;
   }
-  const dp::CudaBackend forward_backend{
-      .workspace = workspace.data, .workspace_bytes = workspace.size, .algorithm = dp::CudaAlgorithm::chunked};
+  const dp::CudaBackend forward_backend{.workspace = workspace.data,
+                                        .workspace_bytes = workspace.size,
+                                        .algorithm = dp::CudaAlgorithm::chunked,
+                                        .keep_forward_states = keep};
   state.counters["workspace_bytes"] = static_cast<double>(workspace.size);
   const double seconds = time_calls(state, 1, [&] {
     if constexpr (What == Timed::forward_and_backward) dp::forward(forward_backend, model, in, out);

@@ -31,6 +31,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cuda/cpu_reference.hpp"
@@ -90,6 +91,7 @@ struct Call {
   bool every_view = true;    ///< false: only dL/dk, dL/dg and dL/d(initial state) are requested
   bool initial_state_gradient = true;
   dp::CudaAlgorithm algorithm = dp::CudaAlgorithm::recurrent;
+  bool keep_forward_states = false;  ///< a training step: forward() keeps the states, backward() reads them
 };
 
 struct GpuGradients {
@@ -158,8 +160,24 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   if (p.gated) grads.g = dp::make_view(dg.data(), {B, T_, H});
   if (call.initial_state_gradient) grads.initial_state = dp::make_view(dh0.data(), {N, H, K, V});
 
-  gpu_harness::Workspace workspace(dp::backward_workspace_bytes(model, in, og, grads));
+  DeviceBuffer<T> o(d_o.size());
+  DeviceBuffer<float> final_state(static_cast<std::size_t>(N * H * K * V));
+  const dp::ForwardOutputs<T, float> out{.o = dp::View<T, 4>(o.data(), {B, T_, H, V}, strides(T_, V)),
+                                         .final_state = dp::make_view(final_state.data(), {N, H, K, V})};
+  dp::CudaBackend sizing{.algorithm = call.algorithm, .keep_forward_states = call.keep_forward_states};
+  gpu_harness::Workspace workspace(std::max(dp::backward_workspace_bytes(model, in, og, grads),
+                                            call.keep_forward_states
+                                                ? dp::forward_workspace_bytes(sizing, model, in, out)
+                                                : std::size_t{0}));
   workspace.backend.algorithm = call.algorithm;
+  workspace.backend.keep_forward_states = call.keep_forward_states;
+  if (call.keep_forward_states) {
+    if constexpr (!std::is_same_v<T, float>) {
+      REQUIRE(dp::chunked_forward_applies(workspace.backend, model, in, out));
+      REQUIRE(dp::chunked_backward_applies(workspace.backend, model, in, og, grads));
+    }
+    dp::forward(workspace.backend, model, in, out);
+  }
   dp::backward(workspace.backend, model, in, og, grads);
   gpu_harness::synchronize();
 
@@ -545,7 +563,17 @@ TEST_CASE("chunked backward: a long sequence keeps the error bounded (T = 4096, 
                                                    "chunked DeltaProduct n_h 2 T=2048", chunked_call);
 }
 
-TEST_CASE("chunked backward: the automatic choice, and a rejected beta writes nothing") {
+TEST_CASE("chunked backward: a training step keeps the forward's states and the backward reuses them") {
+  const Call keep{.algorithm = dp::CudaAlgorithm::chunked, .keep_forward_states = true};
+  const reference::Problem p = reference::random_problem(2, 200, 2, 128, 128, 1, true, 2.0, true, 3201);
+  check_against_reference<ModelOf<1, true>, bf16>(p, reference::random_loss_weights(p, 3202), "kept, gated DeltaNet",
+                                                  keep);
+  const reference::Problem q = packed_problem({0, 90, 1, 150}, 2, 64, 64, 3, false, 3203);
+  check_against_reference<ModelOf<3, false>, bf16>(q, reference::random_loss_weights(q, 3204),
+                                                   "kept, packed n_h 3", keep);
+}
+
+TEST_CASE("chunked backward: a rejected beta writes nothing") {
   reference::Problem p = reference::random_problem(1, 64, 2, 64, 64, 1, true, 2.0, true, 3101);
   reference::LossWeights w = reference::random_loss_weights(p, 3102);
   round_problem<bf16>(p, w);

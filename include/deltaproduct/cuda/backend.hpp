@@ -60,6 +60,12 @@ struct CudaBackend {
   /// Chunked forward: cut every sequence into this many runs of chunks, computed on separate multiprocessors and
   /// joined by a fix-up (for when B * H cannot fill the GPU). 0: chosen from the shape and the workspace; 1: never.
   int sequence_splits = 0;
+  /// Training steps: forward() also keeps in the workspace what the chunked backward needs (each chunk's start
+  /// state and solved values), and backward() reads them instead of running the forward kernel again. Set it on
+  /// both calls of a step, with the same workspace and inputs left unchanged in between; it applies when both calls
+  /// take the chunked form (chunked_forward_applies(), chunked_backward_applies()). A forward() that keeps does not
+  /// split sequences; forward_workspace_bytes() then counts the kept states.
+  bool keep_forward_states = false;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).

@@ -204,33 +204,20 @@ void launch_scratch_copy(const CudaBackend& backend, const float* scratch, const
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 }
 
-/// Largest n_h the chunked backward is instantiated for.
-inline constexpr int chunked_backward_max_householder_steps = 4;
-
-template <class Model, class T>
-inline constexpr bool chunked_backward_exists =
-    !std::is_same_v<T, float> && Model::householder_steps <= chunked_backward_max_householder_steps;
-
-/// Offsets (bytes, 256-aligned) of the chunked backward's per-chunk tiles in the workspace scratch, and its size:
-/// for every chunk slot and head, S^T and D^T (V x K) and u^T and dY^T (V x L), in the element type.
-struct ChunkedBackwardLayout {
-  index_t chunks_per_row = 0, tiles = 0;
-  std::size_t states = 0, solved = 0, adjoints = 0, value_gradients = 0, bytes = 0;
-
-  ChunkedBackwardLayout(const Problem& p, bool packed, std::size_t element_bytes) {
-    const index_t chunk_tokens = cuda_chunked::micro_steps_per_chunk / p.householder_steps;
-    chunks_per_row = ceil_div(p.tokens, chunk_tokens);
-    tiles = (p.batch * chunks_per_row + (packed ? p.sequences : 0)) * p.heads;
-    const auto tile_bytes = [&](index_t columns) {
-      return (static_cast<std::size_t>(tiles * p.value_dim * columns) * element_bytes + 255) / 256 * 256;
-    };
-    states = 0;
-    adjoints = states + tile_bytes(p.key_dim);
-    solved = adjoints + tile_bytes(p.key_dim);
-    value_gradients = solved + tile_bytes(cuda_chunked::micro_steps_per_chunk);
-    bytes = value_gradients + tile_bytes(cuda_chunked::micro_steps_per_chunk);
-  }
-};
+/// The scratch after the value-check record, checked to hold `needed` bytes and to be 256-byte aligned.
+inline Scratch backward_scratch(const CudaBackend& backend, std::size_t needed) {
+  const Scratch scratch = algorithm_scratch(backend);
+  if (backend.workspace == nullptr || scratch.bytes < needed)
+    argument_error("backend.workspace_bytes",
+                   "at least " + std::to_string(cuda_status_bytes + needed) +
+                       " bytes for this backward (backward_workspace_bytes() gives the size)",
+                   backend.workspace == nullptr ? std::string("no workspace")
+                                                : std::to_string(backend.workspace_bytes) + " bytes");
+  if (reinterpret_cast<std::uintptr_t>(backend.workspace) % 256 != 0)
+    argument_error("backend.workspace", "256-byte aligned device memory (as cudaMalloc returns)",
+                   "address " + address_text(backend.workspace));
+  return scratch;
+}
 
 /// Whether the chunked backward takes a validated call: the forward kernel's conditions (chunked_forward.cuh), with
 /// dL/do in place of o, n_h <= 4, and the passes' shared memory.
@@ -283,12 +270,16 @@ void launch_chunked_backward(const CudaBackend& backend, const cuda_chunked::Chu
   DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(gradient_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(Gradients::bytes)));
   const dim3 per_sequence(static_cast<unsigned>(sequences), static_cast<unsigned>(heads));
-  forward_kernel<<<per_sequence, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params.forward);
-  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+  if (!backend.keep_forward_states) {  // else forward() kept the states already
+    forward_kernel<<<per_sequence, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params.forward);
+    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+  }
   reverse_kernel<<<per_sequence, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params);
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
-  const dim3 per_chunk(static_cast<unsigned>(sequences * params.forward.chunks_per_row),
-                       static_cast<unsigned>(heads));
+  // Packed sequences: one CTA per chunk slot, not chunks_per_row per sequence (most of which would have no chunk).
+  const index_t chunk_ctas = params.forward.cu_seqlens.present() ? params.forward.chunks_per_row + sequences
+                                                                 : sequences * params.forward.chunks_per_row;
+  const dim3 per_chunk(static_cast<unsigned>(chunk_ctas), static_cast<unsigned>(heads));
   gradient_kernel<<<per_chunk, Gradients::threads, Gradients::bytes, backend.stream>>>(params);
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 }
@@ -301,16 +292,7 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
   const Problem& p = cp.sizes;
   constexpr bool gated = Model::gating == Gating::scalar_decay;
   const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T));
-  const Scratch scratch = algorithm_scratch(backend);
-  if (backend.workspace == nullptr || scratch.bytes < layout.bytes)
-    argument_error("backend.workspace_bytes",
-                   "at least " + std::to_string(cuda_status_bytes + layout.bytes) +
-                       " bytes for this backward (backward_workspace_bytes() gives the size)",
-                   backend.workspace == nullptr ? std::string("no workspace")
-                                                : std::to_string(backend.workspace_bytes) + " bytes");
-  if (reinterpret_cast<std::uintptr_t>(backend.workspace) % 256 != 0)
-    argument_error("backend.workspace", "256-byte aligned device memory (as cudaMalloc returns)",
-                   "address " + address_text(backend.workspace));
+  const Scratch scratch = backward_scratch(backend, layout.bytes);
   ValueCheckRecord* status = status_record(backend, model.options.validate_ranges);
   launch_value_checks(backend, status, model, in, cp);
   if (p.sequences == 0 || p.heads == 0) return;
@@ -318,19 +300,7 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
   auto* base = static_cast<unsigned char*>(scratch.data);
   cuda_chunked::ChunkedBackwardParams<T> params;
   cuda_chunked::ChunkedParams<T>& f = params.forward;
-  f.q = device_view(in.q);
-  f.k = device_view(in.k);
-  f.v = device_view(in.v);
-  f.beta = device_view(in.beta);
-  if constexpr (gated) f.g = device_view(in.g);
-  f.initial_state = device_view(in.initial_state);
-  f.cu_seqlens = device_view(cp.cu_seqlens);
-  f.tokens = p.tokens;
-  f.scale = static_cast<float>(p.scale);
-  f.key_norm = norm_code(model.options.key_normalization);
-  f.query_norm = norm_code(model.options.query_normalization);
-  f.eps = static_cast<float>(model.options.normalization_eps);
-  f.status = status;
+  f = chunked_params(model, cp, in, status);
   f.chunk_states = reinterpret_cast<T*>(base + layout.states);
   f.chunk_solved_values = reinterpret_cast<T*>(base + layout.solved);
   f.chunks_per_row = layout.chunks_per_row;
@@ -370,16 +340,7 @@ void run_recurrent_backward(const CudaBackend& backend, const Model& model, cons
                    "data, n_h <= 4, K = V in {64, 128} and rows of q, k, v and dL/do contiguous and 16-byte aligned",
                    "CudaAlgorithm::chunked");
   const RecurrentBackwardLayout layout(p, gated);
-  const Scratch scratch = algorithm_scratch(backend);
-  if (backend.workspace == nullptr || scratch.bytes < layout.bytes())
-    argument_error("backend.workspace_bytes",
-                   "at least " + std::to_string(cuda_status_bytes + layout.bytes()) +
-                       " bytes for this backward (backward_workspace_bytes() gives the size)",
-                   backend.workspace == nullptr ? std::string("no workspace")
-                                                : std::to_string(backend.workspace_bytes) + " bytes");
-  if (reinterpret_cast<std::uintptr_t>(backend.workspace) % 256 != 0)
-    argument_error("backend.workspace", "256-byte aligned device memory (as cudaMalloc returns)",
-                   "address " + address_text(backend.workspace));
+  const Scratch scratch = backward_scratch(backend, layout.bytes());
 
   ValueCheckRecord* status = status_record(backend, model.options.validate_ranges);
   auto* base = static_cast<float*>(scratch.data);

@@ -62,11 +62,61 @@ __device__ __forceinline__ void mma_pair(float (&acc)[Tiles][4], int nb, const s
   mma_16x8x16<E>(acc[2 * nb + 1], a, b[2], b[3]);
 }
 
+/// A product operand in shared memory as ldmatrix_x4 reads it: this lane's address at k-step 0 (and n-block 0), and
+/// the bytes from one k-step of 16 to the next and (B operands) from one n-block of 16 columns to the next.
+struct OperandTile {
+  std::uint32_t address, k_step, n_step = 0;
+};
+
+/// acc (16 rows x 8 Tiles columns) += A B over Steps k-steps of 16, A and B read with ldmatrix_x4 (transposed when
+/// TransposeA / TransposeB).
+template <class E, int Steps, bool TransposeA, bool TransposeB, int Tiles>
+__device__ __forceinline__ void accumulate_product(float (&acc)[Tiles][4], const OperandTile& a,
+                                                   const OperandTile& b) {
+#pragma unroll
+  for (int ks = 0; ks < Steps; ++ks) {
+    std::uint32_t fa[4];
+    if constexpr (TransposeA)
+      ldmatrix_x4_trans(fa, a.address + ks * a.k_step);
+    else
+      ldmatrix_x4(fa, a.address + ks * a.k_step);
+#pragma unroll
+    for (int nb = 0; nb < Tiles / 2; ++nb) {
+      std::uint32_t fb[4];
+      if constexpr (TransposeB)
+        ldmatrix_x4_trans(fb, b.address + ks * b.k_step + nb * b.n_step);
+      else
+        ldmatrix_x4(fb, b.address + ks * b.k_step + nb * b.n_step);
+      mma_pair<E>(acc, nb, fa, fb);
+    }
+  }
+}
+
 /// Sum over the four lanes of a quad (the lanes that share a row of an accumulator tile).
 __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
   x += __shfl_xor_sync(0xffffffffu, x, 2);
   return x;
+}
+
+/// Stores row h of a thread's accumulator tiles (columns 8 j + 2 quad + 0..1) as row `row` of a [B, rows, H, D]
+/// gradient view: two elements per 32-bit store when the row is contiguous and 4-byte aligned, else one by one.
+template <class T, int Tiles>
+__device__ __forceinline__ void store_gradient_row(const DeviceView<T, 4>& view, index_t batch_row, index_t row,
+                                                   int head, const float (&acc)[Tiles][4], int h, int quad) {
+  T* const base = &view(batch_row, row, head, 0);
+  const index_t stride = view.strides[3];
+  const bool pairs = stride == 1 && reinterpret_cast<std::uintptr_t>(base) % 4 == 0;
+#pragma unroll
+  for (int j = 0; j < Tiles; ++j) {
+    const int column = 8 * j + 2 * quad;
+    if (pairs) {
+      *reinterpret_cast<std::uint32_t*>(base + column) = pack2<T>(acc[j][2 * h], acc[j][2 * h + 1]);
+    } else {
+      base[column * stride] = from_float<T>(acc[j][2 * h]);
+      base[(column + 1) * stride] = from_float<T>(acc[j][2 * h + 1]);
+    }
+  }
 }
 
 /// Copies the output gradients of chunk `chunk` (C token rows; QR rows, zero past the chunk's tokens) into a padded
@@ -341,7 +391,7 @@ struct ReverseScanKernel {
 template <class T, int KD, int VD, int NH>
 struct GradientLayout {
   static constexpr int L = micro_steps_per_chunk, C = L / NH, QR = (C + 15) / 16 * 16;
-  static constexpr int VP = VD + 8, KP = KD + 8, LP = L + 8, MP = L + QR + 8, ZP = L + 1;
+  static constexpr int VP = VD + 8, KP = KD + 8, LP = L + 8, MP = L + QR + 8;
   static constexpr int warps = VD / 16, threads = 32 * warps;
   static constexpr std::size_t keys = 0;                                     ///< T [L][KD], blocked
   static constexpr std::size_t queries = keys + 2 * L * KD;                  ///< T [QR][KD], blocked
@@ -353,8 +403,7 @@ struct GradientLayout {
   static constexpr std::size_t value_gradients = solved + 2 * VD * LP;       ///< T [VD][LP]: dY^T
   static constexpr std::size_t mix = value_gradients + 2 * VD * LP;          ///< T [L][MP]: [Z + Z^T, P^T] scaled
   static constexpr std::size_t readout = mix + 2 * L * MP;                   ///< T [QR][LP]: P diag(kinv)
-  static constexpr std::size_t z = round_up(readout + 2 * QR * LP, 16);      ///< float [L][ZP]: Z = diag(b) H
-  static constexpr std::size_t betas = z + 4 * L * ZP;                       ///< float [L]
+  static constexpr std::size_t betas = round_up(readout + 2 * QR * LP, 16);  ///< float [L]
   static constexpr std::size_t gates = betas + 4 * L;                        ///< float [L]: g per token
   static constexpr std::size_t key_scales = gates + 4 * L;                   ///< float [L]
   static constexpr std::size_t query_scales = key_scales + 4 * L;            ///< float [L]
@@ -370,7 +419,7 @@ struct ChunkGradientKernel {
   using Forward = ChunkedKernel<T, KD, VD, NH, Gated>;
   using Layout = GradientLayout<T, KD, VD, NH>;
   static constexpr int L = Layout::L, C = Layout::C, QR = Layout::QR, NW = Layout::warps;
-  static constexpr int VP = Layout::VP, KP = Layout::KP, LP = Layout::LP, MP = Layout::MP, ZP = Layout::ZP;
+  static constexpr int VP = Layout::VP, KP = Layout::KP, LP = Layout::LP, MP = Layout::MP;
   static constexpr int threads = Layout::threads;
   static constexpr int row_blocks = (L + QR) / 16;  ///< micro-step rows, then token rows
   static_assert(Layout::threads == Forward::Layout::threads, "the forward's copies and normalisers serve");
@@ -406,15 +455,35 @@ struct ChunkGradientKernel {
       for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = inv * (acc[j][2 * h + e] - x[j][2 * h + e] * dot);
   }
 
+  struct SequenceChunk {
+    index_t sequence, chunk;
+  };
+  /// The chunk CTA `block` computes. Dense batches: chunks_per_row CTAs per sequence. Packed sequences: one CTA per
+  /// chunk slot (chunk_tile_index's numbering, ceil(T / C) + N of them): the sequence is the last one whose first
+  /// slot, begin / C + sequence, is at or before the block (a binary search over cu_seqlens).
+  static __device__ __forceinline__ SequenceChunk sequence_and_chunk(const ChunkedParams<T>& p, index_t block) {
+    if (!p.cu_seqlens.present()) return {block / p.chunks_per_row, block % p.chunks_per_row};
+    const auto first_slot = [&](index_t n) { return sequence_span(p, n).begin / C + n; };
+    index_t low = 0, high = p.cu_seqlens.extents[0] - 2;  // sequences 0 .. N - 1
+    while (low < high) {
+      const index_t middle = (low + high + 1) / 2;
+      if (first_slot(middle) <= block)
+        low = middle;
+      else
+        high = middle - 1;
+    }
+    return {low, block - first_slot(low)};
+  }
+
   static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp) {
     extern __shared__ __align__(128) unsigned char smem[];
     const ChunkedParams<T>& p = bp.forward;
     if (inputs_rejected(p.status)) return;
     const int head = static_cast<int>(blockIdx.y);
-    const index_t sequence = blockIdx.x / p.chunks_per_row, chunk = blockIdx.x % p.chunks_per_row;
+    const auto [sequence, chunk] = sequence_and_chunk(p, blockIdx.x);
     const SequenceSpan span = sequence_span(p, sequence);
     const index_t length = span.end - span.begin;
-    if (chunk * C >= length) return;
+    if (chunk < 0 || chunk * C >= length) return;  // an empty sequence's slot, or offsets the checks would reject
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, group = lane / 4, quad = lane % 4;
 
     T* const keys = reinterpret_cast<T*>(smem + Layout::keys);
@@ -427,7 +496,6 @@ struct ChunkGradientKernel {
     T* const value_gradients = reinterpret_cast<T*>(smem + Layout::value_gradients);
     T* const mix = reinterpret_cast<T*>(smem + Layout::mix);
     T* const readout = reinterpret_cast<T*>(smem + Layout::readout);
-    float* const z = reinterpret_cast<float*>(smem + Layout::z);
     float* const betas = reinterpret_cast<float*>(smem + Layout::betas);
     float* const key_scales = reinterpret_cast<float*>(smem + Layout::key_scales);
     float* const query_scales = reinterpret_cast<float*>(smem + Layout::query_scales);
@@ -436,21 +504,23 @@ struct ChunkGradientKernel {
     float* const gamma_gradients = reinterpret_cast<float*>(smem + Layout::gamma_gradients);
     const typename Forward::Stage stage{keys, values, queries, betas, reinterpret_cast<float*>(smem + Layout::gates)};
 
-    // Inputs of the chunk and its kept tiles.
+    // Inputs of the chunk and its kept tiles, in two waves: what phase 1 reads first (four commit groups), then the
+    // values and the states (two groups), which land while phase 1 computes.
     Forward::template copy_chunk_part<Forward::ChunkPart::keys>(p, span, head, chunk, stage);
     Forward::template copy_chunk_part<Forward::ChunkPart::queries>(p, span, head, chunk, stage);
-    Forward::template copy_chunk_part<Forward::ChunkPart::values>(p, span, head, chunk, stage);
     copy_output_gradients<T, VD, C, QR, threads>(bp, span, head, chunk, d_out, VP, tid);
     const index_t tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
                                           gridDim.y);
-    copy_kept_tile<KD, KP>(p.chunk_states + tile * (VD * KD), states, tid);
-    copy_kept_tile<KD, KP>(bp.chunk_adjoints + tile * (VD * KD), adjoints, tid);
     copy_kept_tile<L, LP>(p.chunk_solved_values + tile * (VD * L), solved, tid);
     copy_kept_tile<L, LP>(bp.chunk_value_gradients + tile * (VD * L), value_gradients, tid);
     copy_async_commit();
+    Forward::template copy_chunk_part<Forward::ChunkPart::values>(p, span, head, chunk, stage);
+    copy_kept_tile<KD, KP>(p.chunk_states + tile * (VD * KD), states, tid);
+    copy_kept_tile<KD, KP>(bp.chunk_adjoints + tile * (VD * KD), adjoints, tid);
+    copy_async_commit();
     Forward::store_scalars(stage, Forward::load_scalars(p, span, head, chunk));
     if (tid < L) beta_gradients[tid] = gamma_gradients[tid] = 0.0f;
-    copy_async_wait_all();
+    copy_async_wait<2>();
     __syncthreads();
     Forward::prepare_scales(p, stage, key_scales, query_scales, log2_gates);
     __syncthreads();
@@ -460,43 +530,29 @@ struct ChunkGradientKernel {
     const std::uint32_t keys_address = shared_address(keys), queries_address = shared_address(queries);
 
     // Phase 1, per block of 16 rows: H = dY u^T and G = K K^T (micro-step rows r), or dM = dO u^T and Q K^T (token
-    // rows t); their epilogues give Z = diag(b) H (with dA = -H), P and the beta and gate terms they carry.
+    // rows t); their epilogues write the mix [Z + Z^T, P^T] (Z = diag(b) H, with dA = -H) and P, and give the beta
+    // and gate terms they carry.
     for (int rb = warp; rb < row_blocks; rb += NW) {
       const bool step_rows = rb < L / 16;
       const int first = step_rows ? 16 * rb : 16 * (rb - L / 16);
       float upper[L / 8][4] = {}, gram[L / 8][4] = {};
-      const std::uint32_t u_b = shared_address(solved) + b_from_k_rows(lane, LP);
-#pragma unroll
-      for (int kk = 0; kk < VD / 16; ++kk) {
-        std::uint32_t a[4];
-        if (step_rows)
-          ldmatrix_x4_trans(a, shared_address(value_gradients) + a_from_k_rows(lane, LP) +
-                                   Forward::at(16 * kk, first, LP));
-        else
-          ldmatrix_x4(a, shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 16 * kk, VP));
-#pragma unroll
-        for (int nb = 0; nb < L / 16; ++nb) {
-          std::uint32_t b[4];
-          ldmatrix_x4_trans(b, u_b + Forward::at(16 * kk, 16 * nb, LP));
-          mma_pair<T>(upper, nb, a, b);
-        }
-      }
-      {
-        const std::uint32_t rows = (step_rows ? keys_address : queries_address) +
-                                   Forward::blocked_rows_then_columns() + Forward::blocked(first, 0);
-        const std::uint32_t cols = keys_address + Forward::blocked_columns_then_rows();
-#pragma unroll
-        for (int kk = 0; kk < KD / 16; ++kk) {
-          std::uint32_t a[4];
-          ldmatrix_x4(a, rows + Forward::blocked(0, 2 * kk));
-#pragma unroll
-          for (int nb = 0; nb < L / 16; ++nb) {
-            std::uint32_t b[4];
-            ldmatrix_x4(b, cols + Forward::blocked(16 * nb, 2 * kk));
-            mma_pair<T>(gram, nb, a, b);
-          }
-        }
-      }
+      const OperandTile u_b{shared_address(solved) + b_from_k_rows(lane, LP), 32 * LP, 32};
+      if (step_rows)
+        accumulate_product<T, VD / 16, true, true>(
+            upper, {shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
+            u_b);
+      else
+        accumulate_product<T, VD / 16, false, true>(
+            upper, {shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 0, VP), 32}, u_b);
+      // Blocked tiles: 16-byte pieces 2 kk, 2 kk + 1 (256 bytes a k-step); 16 rows apart, 32 KD bytes.
+      accumulate_product<T, KD / 16, false, false>(
+          gram,
+          {(step_rows ? keys_address : queries_address) + Forward::blocked_rows_then_columns() +
+               Forward::blocked(first, 0),
+           256},
+          {keys_address + Forward::blocked_columns_then_rows(), 256, 32 * KD});
+      // Column terms of dG (gated), summed over the warp's 16 rows before they meet in shared memory.
+      float column_terms[L / 8][2] = {};
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int row = first + group + 8 * h;
@@ -508,13 +564,15 @@ struct ChunkGradientKernel {
             const int s = 8 * n + 2 * quad + e;
             const float dot = gram[n][2 * h + e], product = upper[n][2 * h + e];
             if (step_rows) {
+              // Z = diag(b) H is strictly lower, so Z + Z^T holds Z_rs at (r, s) and at (s, r): both written here.
               float h_rs = 0.0f;
               if (s < row) h_rs = -product * Forward::gate_between(log2_gates, row / NH, s / NH);
               const float hg = h_rs * dot * key_scales[row] * key_scales[s];
               row_sum += hg;
-              if constexpr (Gated)
-                if (s < row) atomicAdd(&gamma_gradients[s], -betas[row] * hg);
-              z[row * ZP + s] = betas[row] * h_rs;
+              if constexpr (Gated) column_terms[n][e] -= betas[row] * hg;
+              const float z_rs = betas[row] * h_rs;
+              if (s <= row) mix[row * MP + s] = from_float<T>(z_rs * key_scales[s]);
+              if (s < row) mix[s * MP + row] = from_float<T>(z_rs * key_scales[row]);
             } else {
               const bool causal = row < C && s <= last_step_of<NH>(row);
               const float decay = Forward::gate_between(log2_gates, row, s / NH);
@@ -523,7 +581,7 @@ struct ChunkGradientKernel {
                 if (causal) {
                   const float through = product * query_scales[row] * key_scales[s] * decay * dot;
                   row_sum += through;
-                  atomicAdd(&gamma_gradients[s], -through);
+                  column_terms[n][e] -= through;
                 }
               }
               readout[row * LP + s] = from_float<T>(p_ts * key_scales[s]);
@@ -540,15 +598,22 @@ struct ChunkGradientKernel {
           }
         }
       }
+      if constexpr (Gated) {
+#pragma unroll
+        for (int n = 0; n < L / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float x = column_terms[n][e];
+#pragma unroll
+            for (int offset = 4; offset < 32; offset *= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+            if (group == 0) atomicAdd(&gamma_gradients[8 * n + 2 * quad + e], x);
+          }
+      }
     }
+    copy_async_wait_all();
     __syncthreads();
 
-    // Phase 2: the left part of the mix, (Z + Z^T) diag(kinv); db_r gets dY_r . v_r; dG_last gets exp(G_last)
-    // sum(D o S_0).
-    for (int index = tid; index < L * L; index += threads) {
-      const int r = index / L, s = index % L;
-      mix[r * MP + s] = from_float<T>(r == s ? 0.0f : (z[r * ZP + s] + z[s * ZP + r]) * key_scales[s]);
-    }
+    // Phase 2: db_r gets dY_r . v_r; dG_last gets exp(G_last) sum(D o S_0).
     {
       constexpr int lanes_per_row = threads / L;  // 2 or 4
       const int r = tid / lanes_per_row, part = tid % lanes_per_row;
@@ -560,10 +625,17 @@ struct ChunkGradientKernel {
       if (part == 0) beta_gradients[r] += dot;
     }
     if constexpr (Gated) {
-      float sum = 0.0f;
-      for (int index = tid; index < VD * KD; index += threads) {
-        const int v = index / KD, key = index % KD;
-        sum += to_float(adjoints[v * KP + key]) * to_float(states[v * KP + key]);
+      float sum = 0.0f;  // over 16-byte pieces of the two tiles
+      for (int index = tid; index < VD * KD / 8; index += threads) {
+        const int v = index / (KD / 8), piece = index % (KD / 8);
+        const uint4 a = *reinterpret_cast<const uint4*>(adjoints + v * KP + 8 * piece);
+        const uint4 b = *reinterpret_cast<const uint4*>(states + v * KP + 8 * piece);
+        const std::uint32_t a_words[4] = {a.x, a.y, a.z, a.w}, b_words[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const float2 x = unpack2<T>(a_words[w]), y = unpack2<T>(b_words[w]);
+          sum += x.x * y.x + x.y * y.y;
+        }
       }
       sum = warp_sum(sum);
       if (lane == 0) atomicAdd(&gamma_gradients[L - 1], Forward::gate_from_start(log2_gates, C - 1) * sum);
@@ -577,7 +649,7 @@ struct ChunkGradientKernel {
     for (int rb = warp; rb < row_blocks; rb += NW) {
       const bool step_rows = rb < L / 16;
       const int first = step_rows ? 16 * rb : 16 * (rb - L / 16);
-      const std::uint32_t state_b = shared_address(states) + b_from_k_rows(lane, KP);
+      const OperandTile state_b{shared_address(states) + b_from_k_rows(lane, KP), 32 * KP, 32};
       float acc[KD / 8][4] = {};
       float x[KD / 8][4];  // the row's raw key or query elements
 #pragma unroll
@@ -590,31 +662,13 @@ struct ChunkGradientKernel {
         }
       if (step_rows) {
         // u D^T, scaled by c_r; the gate term through c.
-        const std::uint32_t adjoint_b = shared_address(adjoints) + b_from_k_rows(lane, KP);
-#pragma unroll
-        for (int kk = 0; kk < VD / 16; ++kk) {
-          std::uint32_t a[4];
-          ldmatrix_x4_trans(a, shared_address(solved) + a_from_k_rows(lane, LP) + Forward::at(16 * kk, first, LP));
-#pragma unroll
-          for (int nb = 0; nb < KD / 16; ++nb) {
-            std::uint32_t b[4];
-            ldmatrix_x4_trans(b, adjoint_b + Forward::at(16 * kk, 16 * nb, KP));
-            mma_pair<T>(acc, nb, a, b);
-          }
-        }
+        accumulate_product<T, VD / 16, true, true>(
+            acc, {shared_address(solved) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
+            {shared_address(adjoints) + b_from_k_rows(lane, KP), 32 * KP, 32});
         float carry[KD / 8][4] = {};
-#pragma unroll
-        for (int kk = 0; kk < VD / 16; ++kk) {
-          std::uint32_t a[4];
-          ldmatrix_x4_trans(a, shared_address(value_gradients) + a_from_k_rows(lane, LP) +
-                                   Forward::at(16 * kk, first, LP));
-#pragma unroll
-          for (int nb = 0; nb < KD / 16; ++nb) {
-            std::uint32_t b[4];
-            ldmatrix_x4_trans(b, state_b + Forward::at(16 * kk, 16 * nb, KP));
-            mma_pair<T>(carry, nb, a, b);
-          }
-        }
+        accumulate_product<T, VD / 16, true, true>(
+            carry, {shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
+            state_b);
         // carry now holds dY S_0^T.
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
@@ -645,31 +699,12 @@ struct ChunkGradientKernel {
 #pragma unroll
             for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = c_r * acc[j][2 * h + e] - weight * carry[j][2 * h + e];
         }
-        // + mix [K; Q]
+        // + mix [K; Q]: blocked B tiles, 16 rows (32 KD bytes) a k-step, pieces 2 nb, 2 nb + 1 (256 bytes) a block.
         const std::uint32_t mix_a = shared_address(mix) + a_from_m_rows(lane, MP) + Forward::at(first, 0, MP);
-#pragma unroll
-        for (int ks = 0; ks < L / 16; ++ks) {
-          std::uint32_t a[4];
-          ldmatrix_x4(a, mix_a + Forward::at(0, 16 * ks, MP));
-#pragma unroll
-          for (int nb = 0; nb < KD / 16; ++nb) {
-            std::uint32_t b[4];
-            ldmatrix_x4_trans(b, keys_address + Forward::blocked_transposed_b() + Forward::blocked(16 * ks, 2 * nb));
-            mma_pair<T>(acc, nb, a, b);
-          }
-        }
-#pragma unroll
-        for (int ks = 0; ks < QR / 16; ++ks) {
-          std::uint32_t a[4];
-          ldmatrix_x4(a, mix_a + Forward::at(0, L + 16 * ks, MP));
-#pragma unroll
-          for (int nb = 0; nb < KD / 16; ++nb) {
-            std::uint32_t b[4];
-            ldmatrix_x4_trans(b,
-                              queries_address + Forward::blocked_transposed_b() + Forward::blocked(16 * ks, 2 * nb));
-            mma_pair<T>(acc, nb, a, b);
-          }
-        }
+        accumulate_product<T, L / 16, false, true>(acc, {mix_a, 32},
+                                                   {keys_address + Forward::blocked_transposed_b(), 32 * KD, 256});
+        accumulate_product<T, QR / 16, false, true>(acc, {mix_a + Forward::at(0, L, MP), 32},
+                                                    {queries_address + Forward::blocked_transposed_b(), 32 * KD, 256});
         // Through the key normalisation, then out.
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
@@ -677,26 +712,12 @@ struct ChunkGradientKernel {
           normalize_backward(acc, x, h, key_scales[r], p.key_norm != NormCode::none);
           const bool valid = r < Layout::L && r < C * NH && first_step + r < steps;
           if (valid && bp.dk.present())
-#pragma unroll
-            for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-              for (int e = 0; e < 2; ++e)
-                bp.dk(span.row, step_base + first_step + r, head, 8 * j + 2 * quad + e) =
-                    from_float<T>(acc[j][2 * h + e]);
+            store_gradient_row(bp.dk, span.row, step_base + first_step + r, head, acc, h, quad);
         }
       } else {
         // dO S_0^T, scaled by exp(G_t); the gate term through it.
-#pragma unroll
-        for (int kk = 0; kk < VD / 16; ++kk) {
-          std::uint32_t a[4];
-          ldmatrix_x4(a, shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 16 * kk, VP));
-#pragma unroll
-          for (int nb = 0; nb < KD / 16; ++nb) {
-            std::uint32_t b[4];
-            ldmatrix_x4_trans(b, state_b + Forward::at(16 * kk, 16 * nb, KP));
-            mma_pair<T>(acc, nb, a, b);
-          }
-        }
+        accumulate_product<T, VD / 16, false, true>(
+            acc, {shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 0, VP), 32}, state_b);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int t = first + group + 8 * h;
@@ -716,19 +737,9 @@ struct ChunkGradientKernel {
           }
         }
         // + P K
-        const std::uint32_t readout_a =
-            shared_address(readout) + a_from_m_rows(lane, LP) + Forward::at(first, 0, LP);
-#pragma unroll
-        for (int ks = 0; ks < L / 16; ++ks) {
-          std::uint32_t a[4];
-          ldmatrix_x4(a, readout_a + Forward::at(0, 16 * ks, LP));
-#pragma unroll
-          for (int nb = 0; nb < KD / 16; ++nb) {
-            std::uint32_t b[4];
-            ldmatrix_x4_trans(b, keys_address + Forward::blocked_transposed_b() + Forward::blocked(16 * ks, 2 * nb));
-            mma_pair<T>(acc, nb, a, b);
-          }
-        }
+        accumulate_product<T, L / 16, false, true>(
+            acc, {shared_address(readout) + a_from_m_rows(lane, LP) + Forward::at(first, 0, LP), 32},
+            {keys_address + Forward::blocked_transposed_b(), 32 * KD, 256});
         // dq = scale J^T dQ: through the scale and the query normalisation, then out.
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
@@ -746,12 +757,7 @@ struct ChunkGradientKernel {
                              p.query_norm != NormCode::none);
           const bool valid = t < C && first_token + t < length;
           if (valid && bp.dq.present())
-#pragma unroll
-            for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-              for (int e = 0; e < 2; ++e)
-                bp.dq(span.row, span.begin + first_token + t, head, 8 * j + 2 * quad + e) =
-                    from_float<T>(acc[j][2 * h + e]);
+            store_gradient_row(bp.dq, span.row, span.begin + first_token + t, head, acc, h, quad);
         }
       }
     }
@@ -763,9 +769,16 @@ struct ChunkGradientKernel {
         const int r = index / (VD / 2), v = 2 * (index % (VD / 2));
         if (r >= C * NH || first_step + r >= steps) continue;
         const float b_r = betas[r];
-        bp.dv(span.row, step_base + first_step + r, head, v) = from_float<T>(b_r * to_float(value_gradients[v * LP + r]));
-        bp.dv(span.row, step_base + first_step + r, head, v + 1) =
-            from_float<T>(b_r * to_float(value_gradients[(v + 1) * LP + r]));
+        const float first_value = b_r * to_float(value_gradients[v * LP + r]);
+        const float second_value = b_r * to_float(value_gradients[(v + 1) * LP + r]);
+        T* const row = &bp.dv(span.row, step_base + first_step + r, head, 0);
+        const index_t stride = bp.dv.strides[3];
+        if (stride == 1 && reinterpret_cast<std::uintptr_t>(row) % 4 == 0) {
+          *reinterpret_cast<std::uint32_t*>(row + v) = pack2<T>(first_value, second_value);
+        } else {
+          row[v * stride] = from_float<T>(first_value);
+          row[(v + 1) * stride] = from_float<T>(second_value);
+        }
       }
     if (bp.dbeta.present() && tid < C * NH && first_step + tid < steps)
       bp.dbeta(span.row, step_base + first_step + tid, head) = from_float<T>(beta_gradients[tid]);
@@ -803,7 +816,8 @@ __global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_reverse_scan_kernel(c
 #endif
 }
 
-/// Grid: (sequences * chunks_per_row, heads); block: V / 16 warps; dynamic shared memory: GradientLayout::bytes.
+/// Grid: (sequences * chunks_per_row, or chunks_per_row + sequences when packed; heads); block: V / 16 warps; dynamic
+/// shared memory: GradientLayout::bytes.
 template <class T, int KD, int VD, int NH, bool Gated>
 __global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_gradient_kernel(const ChunkedBackwardParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800

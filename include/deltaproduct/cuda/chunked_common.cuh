@@ -248,6 +248,11 @@ __device__ __forceinline__ void fence_proxy_async() {
 
 __device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void copy_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+/// Waits until at most `Pending` of this thread's most recent commit groups are still in flight.
+template <int Pending>
+__device__ __forceinline__ void copy_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+}
 
 // ---- wgmma (sm_90a): a warpgroup's D (64 x N, fp32, registers) += A (64 x 16, registers) B (16 x N, shared) ----
 // The register fragments of A and D are those of mma.sync m16n8k16 above, warp w of the warpgroup holding rows

@@ -97,6 +97,41 @@ bool chunked_kernel_takes(const Problem& p, const DeltaInputs<T, float>& in, con
   }
 }
 
+/// Largest n_h the chunked backward is instantiated for.
+inline constexpr int chunked_backward_max_householder_steps = 4;
+
+template <class Model, class T>
+inline constexpr bool chunked_backward_exists =
+    !std::is_same_v<T, float> && Model::householder_steps <= chunked_backward_max_householder_steps;
+
+/// Offsets (bytes, 256-aligned) of the chunked backward's per-chunk tiles in the workspace scratch, and its size:
+/// for every chunk slot and head, S^T and D^T (V x K) and u^T and dY^T (V x L), in the element type.
+struct ChunkedBackwardLayout {
+  index_t chunks_per_row = 0, tiles = 0;
+  std::size_t states = 0, solved = 0, adjoints = 0, value_gradients = 0, bytes = 0;
+
+  ChunkedBackwardLayout(const Problem& p, bool packed, std::size_t element_bytes) {
+    const index_t chunk_tokens = cuda_chunked::micro_steps_per_chunk / p.householder_steps;
+    chunks_per_row = ceil_div(p.tokens, chunk_tokens);
+    tiles = (p.batch * chunks_per_row + (packed ? p.sequences : 0)) * p.heads;
+    const auto tile_bytes = [&](index_t columns) {
+      return (static_cast<std::size_t>(tiles * p.value_dim * columns) * element_bytes + 255) / 256 * 256;
+    };
+    states = 0;
+    adjoints = states + tile_bytes(p.key_dim);
+    solved = adjoints + tile_bytes(p.key_dim);
+    value_gradients = solved + tile_bytes(cuda_chunked::micro_steps_per_chunk);
+    bytes = value_gradients + tile_bytes(cuda_chunked::micro_steps_per_chunk);
+  }
+};
+
+/// Whether a forward() on the chunked path keeps the backward's states (backend.keep_forward_states, for a model the
+/// chunked backward exists for).
+template <class Model, class T>
+bool keeps_forward_states(const CudaBackend& backend) {
+  return backend.keep_forward_states && chunked_backward_exists<Model, T>;
+}
+
 /// Largest sequence split count the automatic plan considers (the fix-up is sequential in it).
 inline constexpr int chunked_max_sequence_splits = 32;
 
@@ -170,6 +205,27 @@ inline int chunked_sequence_splits(const CudaBackend& backend, const Problem& p,
   return splits;
 }
 
+/// The tensor-core kernel's parameters for a validated call: inputs and options (outputs and scratch left unset).
+template <DeltaProductModel Model, class T>
+cuda_chunked::ChunkedParams<T> chunked_params(const Model& model, const CudaProblem& cp,
+                                              const DeltaInputs<T, float>& in, const ValueCheckRecord* status) {
+  cuda_chunked::ChunkedParams<T> params;
+  params.q = device_view(in.q);
+  params.k = device_view(in.k);
+  params.v = device_view(in.v);
+  params.beta = device_view(in.beta);
+  if constexpr (Model::gating == Gating::scalar_decay) params.g = device_view(in.g);
+  params.initial_state = device_view(in.initial_state);
+  params.cu_seqlens = device_view(cp.cu_seqlens);
+  params.tokens = cp.sizes.tokens;
+  params.scale = static_cast<float>(cp.sizes.scale);
+  params.key_norm = norm_code(model.options.key_normalization);
+  params.query_norm = norm_code(model.options.query_normalization);
+  params.eps = static_cast<float>(model.options.normalization_eps);
+  params.status = status;
+  return params;
+}
+
 /// The tensor-core kernel on a validated call that chunked_kernel_takes().
 template <DeltaProductModel Model, class T>
 void run_chunked(const CudaBackend& backend, const Model& model, const CudaProblem& cp, const DeltaInputs<T, float>& in,
@@ -179,25 +235,27 @@ void run_chunked(const CudaBackend& backend, const Model& model, const CudaProbl
   launch_value_checks(backend, status, model, in, cp);
   if (p.sequences == 0 || p.heads == 0) return;
 
-  cuda_chunked::ChunkedParams<T> params;
-  params.q = device_view(in.q);
-  params.k = device_view(in.k);
-  params.v = device_view(in.v);
-  params.beta = device_view(in.beta);
-  if constexpr (Model::gating == Gating::scalar_decay) params.g = device_view(in.g);
-  params.initial_state = device_view(in.initial_state);
+  cuda_chunked::ChunkedParams<T> params = chunked_params(model, cp, in, status);
   params.final_state = device_view(out.final_state);
   params.o = device_view(out.o);
-  params.cu_seqlens = device_view(cp.cu_seqlens);
-  params.tokens = p.tokens;
-  params.scale = static_cast<float>(p.scale);
-  params.key_norm = norm_code(model.options.key_normalization);
-  params.query_norm = norm_code(model.options.query_normalization);
-  params.eps = static_cast<float>(model.options.normalization_eps);
-  params.status = status;
 
   const Scratch scratch = algorithm_scratch(backend);
-  params.splits = chunked_sequence_splits(backend, p, scratch.bytes);
+  if (keeps_forward_states<Model, T>(backend)) {
+    // The backward's state pass, done here: each chunk's start state and solved values, where backward() reads them.
+    const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T));
+    if (scratch.bytes < layout.bytes)
+      argument_error("backend.workspace_bytes",
+                     "at least " + std::to_string(cuda_status_bytes + layout.bytes) +
+                         " bytes to keep the forward states (forward_workspace_bytes() gives the size)",
+                     std::to_string(backend.workspace_bytes) + " bytes");
+    auto* base = static_cast<unsigned char*>(scratch.data);
+    params.chunk_states = reinterpret_cast<T*>(base + layout.states);
+    params.chunk_solved_values = reinterpret_cast<T*>(base + layout.solved);
+    params.chunks_per_row = layout.chunks_per_row;
+    params.splits = 1;
+  } else {
+    params.splits = chunked_sequence_splits(backend, p, scratch.bytes);
+  }
   if (params.splits > 1) {
     auto* summaries = static_cast<float*>(scratch.data);
     params.summaries = summaries;
@@ -247,6 +305,8 @@ std::size_t forward_workspace_bytes(const CudaBackend& backend, const Model& mod
   const CudaProblem cp = detail::check_forward_cuda(model, in, out);
   if (!detail::takes_chunked_path<Model>(backend, cp, in, out)) return cuda_status_bytes;
   const Problem& p = cp.sizes;
+  if (detail::keeps_forward_states<Model, T>(backend))
+    return cuda_status_bytes + detail::ChunkedBackwardLayout(p, !in.cu_seqlens.absent(), sizeof(T)).bytes;
   const int splits = detail::chunked_sequence_splits(backend, p, std::numeric_limits<std::size_t>::max());
   return cuda_status_bytes +
          detail::cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim, splits);
@@ -260,6 +320,7 @@ int forward_sequence_splits(const CudaBackend& backend, const Model& model, cons
   detail::check_cuda_call<Model, T>();
   const CudaProblem cp = detail::check_forward_cuda(model, in, out);
   if (!detail::takes_chunked_path<Model>(backend, cp, in, out)) return 1;
+  if (detail::keeps_forward_states<Model, T>(backend)) return 1;
   return detail::chunked_sequence_splits(backend, cp.sizes, detail::algorithm_scratch(backend).bytes);
 }
 
