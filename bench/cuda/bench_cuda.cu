@@ -117,7 +117,8 @@ double time_calls(benchmark::State& state, int calls, Launch&& launch) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Decode: step() at B sequences, H heads, K = V; args {B, H, K, validate}.
+// Decode: step() at B sequences, H heads, K = V; args {B, H, K, validate}. decode_bound/ measures, in the same run,
+// what the state's traffic alone costs on this device (the floor a decode step can approach).
 
 /// Inputs of one decode step on device memory: random bf16 token data, an fp32 state [B, H, K, V].
 template <int HouseholderSteps, dp::Gating Gate>
@@ -220,6 +221,51 @@ void decode_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(decode<1, dp::Gating::none>)->Name("decode/DeltaNet")->Apply(decode_shapes);
 BENCHMARK(decode<1, dp::Gating::scalar_decay>)->Name("decode/GatedDeltaNet")->Apply(decode_shapes);
 BENCHMARK(decode<2, dp::Gating::scalar_decay>)->Name("decode/GatedDeltaProduct_nh2")->Apply(decode_shapes);
+
+/// What a decode step's memory traffic costs with no arithmetic, on the same state: a device-to-device copy of the
+/// states into a second buffer (cudaMemcpyAsync), and an in-place pass that reads and rewrites every float, 16 bytes
+/// at a time (the access pattern of a perfect decode kernel). args {B, H, K}; kind 0 copy, 1 in place.
+__global__ void scale_in_place(float4* x, std::size_t n) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    float4 y = x[i];
+    y.x *= 0.999f;
+    y.y *= 0.999f;
+    y.z *= 0.999f;
+    y.w *= 0.999f;
+    x[i] = y;
+  }
+}
+
+template <int Kind>
+void decode_memory_bound(benchmark::State& state) {
+  if (!device_present()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const dp::index_t B = state.range(0), H = state.range(1), K = state.range(2);
+  const std::size_t floats = static_cast<std::size_t>(B * H * K * K);
+  DeviceArray<float> states(floats), copy(Kind == 0 ? floats : 1);
+  fill(states, -0.1f, 0.1f, 6);
+  int sms = 0;
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const double seconds = time_calls(state, 20, [&] {
+    if constexpr (Kind == 0) {
+      DELTAPRODUCT_CUDA_CHECK(cudaMemcpyAsync(copy.data, states.data, floats * sizeof(float), cudaMemcpyDeviceToDevice));
+    } else {
+      scale_in_place<<<8 * sms, 256>>>(reinterpret_cast<float4*>(states.data), floats / 4);
+      DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+    }
+  });
+  report(state, seconds, 2.0 * static_cast<double>(floats) * sizeof(float), 0.0);
+}
+
+void bound_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"B", "H", "K"})->Args({64, 16, 128})->Args({256, 16, 128});
+  b->UseManualTime()->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(decode_memory_bound<0>)->Name("decode_bound/copy")->Apply(bound_shapes);
+BENCHMARK(decode_memory_bound<1>)->Name("decode_bound/in_place")->Apply(bound_shapes);
 
 void tile_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"B", "H", "K"})->Args({64, 16, 128})->Args({256, 16, 128});
