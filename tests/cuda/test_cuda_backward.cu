@@ -446,6 +446,42 @@ TEST_CASE("backward(): argument errors are reported before any device work" * do
   misaligned.v = dp::make_view(reinterpret_cast<float*>(reinterpret_cast<char*>(out) + 2), {2, 8, 2, 64});
   CHECK(argument_of(dp::CudaBackend{}, misaligned) == "gradients.v");
 
+  // Packed sequences (cu_seqlens): B = 1, at least one sequence, and every state shaped [N, H, K, V] with
+  // N = len(cu_seqlens) - 1 = 3 here.
+  std::vector<std::int64_t> offsets{0, 1, 3, 4};
+  const auto packed_argument = [&](dp::DeltaInputs<float, float> packed_in, dp::OutputGradients<float, float> packed_og,
+                                   dp::DeltaGradients<float, float> packed_grads) {
+    try {
+      dp::backward(dp::CudaBackend{}, model, packed_in, packed_og, packed_grads);
+    } catch (const dp::ArgumentError& e) {
+      return e.argument();
+    }
+    return std::string("(no error)");
+  };
+  dp::DeltaInputs<float, float> packed{.q = dp::make_view(data, {1, 4, 2, 64}),
+                                       .k = dp::make_view(data, {1, 8, 2, 64}),
+                                       .v = dp::make_view(data, {1, 8, 2, 64}),
+                                       .beta = dp::make_view(data, {1, 8, 2}),
+                                       .g = dp::make_view(data, {1, 4, 2}),
+                                       .cu_seqlens = dp::make_view<const std::int64_t>(offsets.data(), {4})};
+  const dp::OutputGradients<float, float> packed_og{.o = dp::make_view(data, {1, 4, 2, 64})};
+  const dp::DeltaGradients<float, float> packed_grads{.k = dp::make_view(out, {1, 8, 2, 64})};
+  auto two_rows = in;
+  two_rows.cu_seqlens = packed.cu_seqlens;
+  CHECK(packed_argument(two_rows, og, grads) == "q");  // B = 2
+  auto one_offset = packed;
+  one_offset.cu_seqlens = dp::make_view<const std::int64_t>(offsets.data(), {1});
+  CHECK(packed_argument(one_offset, packed_og, packed_grads) == "cu_seqlens");
+  auto wrong_initial = packed;
+  wrong_initial.initial_state = dp::make_view(data, {2, 2, 64, 64});  // N = 2, not 3
+  CHECK(packed_argument(wrong_initial, packed_og, packed_grads) == "initial_state");
+  auto wrong_final = packed_og;
+  wrong_final.final_state = dp::make_view(data, {4, 2, 64, 64});
+  CHECK(packed_argument(packed, wrong_final, packed_grads) == "output_gradients.final_state");
+  auto wrong_gradient = packed_grads;
+  wrong_gradient.initial_state = dp::make_view(out, {1, 2, 64, 64});
+  CHECK(packed_argument(packed, packed_og, wrong_gradient) == "gradients.initial_state");
+
   // bf16 data with K = V = 32: the chunked backward does not take it (K = V in {64, 128}), so asking for it is an
   // error and the automatic choice is the recurrent form.
   std::vector<bf16> small_buffer(2 * 8 * 2 * 32);

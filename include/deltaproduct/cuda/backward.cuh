@@ -74,26 +74,11 @@ CudaProblem check_backward_cuda(const Model& model, const DeltaInputs<T, float>&
   }
   CudaProblem cp{check_backward(model, host_in, host_og, host_grads), {}};
   if (packed) {
-    check_present(in.cu_seqlens, "cu_seqlens", "[N + 1]");
-    if (cp.sizes.batch != 1)
-      argument_error("q", "batch size B = 1 when cu_seqlens is given (sequences packed along T)",
-                     "B = " + std::to_string(cp.sizes.batch));
-    if (in.cu_seqlens.extent(0) < 2)
-      argument_error("cu_seqlens", "at least 2 offsets (one sequence)", std::to_string(in.cu_seqlens.extent(0)));
-    cp.sizes.sequences = in.cu_seqlens.extent(0) - 1;
-    cp.cu_seqlens = in.cu_seqlens;
-    const std::array<index_t, 4> state_shape{cp.sizes.sequences, cp.sizes.heads, cp.sizes.key_dim, cp.sizes.value_dim};
-    check_optional_shape(in.initial_state, "initial_state", "[N, H, K, V]", state_shape);
+    const auto state_shape = take_packed_sequences(cp, in);
     check_optional_shape(output_gradients.final_state, "output_gradients.final_state", "[N, H, K, V]", state_shape);
     check_gradient_shape(gradients.initial_state, "gradients.initial_state", "[N, H, K, V]", state_shape);
   }
-  check_aligned(in.q, "q");
-  check_aligned(in.k, "k");
-  check_aligned(in.v, "v");
-  check_aligned(in.beta, "beta");
-  check_aligned(in.g, "g");
-  check_aligned(in.initial_state, "initial_state");
-  check_aligned(in.cu_seqlens, "cu_seqlens");
+  check_inputs_aligned(in);
   check_aligned(output_gradients.o, "output_gradients.o");
   check_aligned(output_gradients.final_state, "output_gradients.final_state");
   check_aligned(gradients.q, "gradients.q");
@@ -147,8 +132,7 @@ void launch_backward_sweeps(const CudaBackend& backend, RecurrentBackwardParams<
   p.column_blocks = ceil_div(p.value_dim, Tile::columns);
   p.work_items = p.work_items * p.column_blocks;
   if (p.work_items == 0) return;
-  const index_t sms = multiprocessor_count();
-  const int warps_per_block = p.work_items >= 8 * sms ? recurrent_max_threads / 32 : p.work_items >= 2 * sms ? 2 : 1;
+  const int warps_per_block = recurrent_warps_per_block(p.work_items);
   const dim3 grid(static_cast<unsigned>(ceil_div(p.work_items, warps_per_block)));
   const dim3 block(static_cast<unsigned>(warps_per_block * 32));
   launch_after_value_checks(after_value_checks, backward_forward_sweep_kernel<Tile, T>, grid, block, backend.stream,
@@ -163,18 +147,8 @@ void launch_backward_sweeps(const CudaBackend& backend, RecurrentBackwardParams<
 template <class T>
 void launch_backward_tile(const CudaBackend& backend, const RecurrentBackwardParams<T>& p, bool float4_state,
                           bool after_value_checks) {
-  const index_t K = p.key_dim;
-  const bool c = after_value_checks;
-  if (float4_state) {
-    if (K <= 32) return launch_backward_sweeps<RecurrentTile<4, 8, 4>>(backend, p, c);
-    if (K <= 64) return launch_backward_sweeps<RecurrentTile<8, 8, 4>>(backend, p, c);
-    if (K <= 128) return launch_backward_sweeps<RecurrentTile<8, 16, 4>>(backend, p, c);
-    return launch_backward_sweeps<RecurrentTile<16, 16, 4>>(backend, p, c);
-  }
-  if (K <= 32) return launch_backward_sweeps<RecurrentTile<4, 8, 1>>(backend, p, c);
-  if (K <= 64) return launch_backward_sweeps<RecurrentTile<8, 8, 1>>(backend, p, c);
-  if (K <= 128) return launch_backward_sweeps<RecurrentTile<8, 16, 1>>(backend, p, c);
-  return launch_backward_sweeps<RecurrentTile<16, 16, 1>>(backend, p, c);
+  with_recurrent_tile(p.key_dim, float4_state,
+                      [&]<class Tile>() { launch_backward_sweeps<Tile>(backend, p, after_value_checks); });
 }
 
 inline unsigned grid_stride_blocks(index_t work, int threads) {

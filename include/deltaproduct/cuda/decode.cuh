@@ -53,35 +53,46 @@ inline int multiprocessor_count() {
   return count > 0 ? count : 1;
 }
 
+/// Warps per block of the recurrent kernels (one warp per work item): fewer for small batches, whose blocks then
+/// spread over more multiprocessors.
+inline int recurrent_warps_per_block(index_t work_items) {
+  const index_t sms = multiprocessor_count();
+  return work_items >= 8 * sms ? recurrent_max_threads / 32 : work_items >= 2 * sms ? 2 : 1;
+}
+
+/// Calls `launch.template operator()<Tile>()` with the recurrent kernels' tile for K (rows a lane holds in registers)
+/// and access width (4 columns, 16-byte accesses, where the state allows them). The forward, decode and backward
+/// kernels all take the tile from here.
+template <class Launch>
+void with_recurrent_tile(index_t key_dim, bool float4_state, Launch&& launch) {
+  if (float4_state) {
+    if (key_dim <= 32) return launch.template operator()<RecurrentTile<4, 8, 4>>();
+    if (key_dim <= 64) return launch.template operator()<RecurrentTile<8, 8, 4>>();
+    if (key_dim <= 128) return launch.template operator()<RecurrentTile<8, 16, 4>>();
+    return launch.template operator()<RecurrentTile<16, 16, 4>>();
+  }
+  if (key_dim <= 32) return launch.template operator()<RecurrentTile<4, 8, 1>>();
+  if (key_dim <= 64) return launch.template operator()<RecurrentTile<8, 8, 1>>();
+  if (key_dim <= 128) return launch.template operator()<RecurrentTile<8, 16, 1>>();
+  return launch.template operator()<RecurrentTile<16, 16, 1>>();
+}
+
 template <class Tile, class T>
 void launch_recurrent_tile(const CudaBackend& backend, RecurrentParams<T> p, bool after_value_checks = false) {
   p.column_blocks = ceil_div(p.value_dim, Tile::columns);
   p.work_items = p.work_items * p.column_blocks;
   if (p.work_items == 0) return;
-  // Small batches: fewer warps per block spread the work over more multiprocessors.
-  const index_t sms = multiprocessor_count();
-  const int warps_per_block = p.work_items >= 8 * sms ? recurrent_max_threads / 32 : p.work_items >= 2 * sms ? 2 : 1;
+  const int warps_per_block = recurrent_warps_per_block(p.work_items);
   const index_t blocks = ceil_div(p.work_items, warps_per_block);
   launch_after_value_checks(after_value_checks, recurrent_kernel<Tile, T>, dim3(static_cast<unsigned>(blocks)),
                             dim3(static_cast<unsigned>(warps_per_block * 32)), backend.stream, p);
 }
 
-/// Picks the tile for K (rows a lane holds in registers) and the access width.
 template <class T>
 void launch_recurrent(const CudaBackend& backend, const RecurrentParams<T>& p, bool float4_state,
                       bool after_value_checks) {
-  const index_t K = p.key_dim;
-  const bool c = after_value_checks;
-  if (float4_state) {
-    if (K <= 32) return launch_recurrent_tile<RecurrentTile<4, 8, 4>>(backend, p, c);
-    if (K <= 64) return launch_recurrent_tile<RecurrentTile<8, 8, 4>>(backend, p, c);
-    if (K <= 128) return launch_recurrent_tile<RecurrentTile<8, 16, 4>>(backend, p, c);
-    return launch_recurrent_tile<RecurrentTile<16, 16, 4>>(backend, p, c);
-  }
-  if (K <= 32) return launch_recurrent_tile<RecurrentTile<4, 8, 1>>(backend, p, c);
-  if (K <= 64) return launch_recurrent_tile<RecurrentTile<8, 8, 1>>(backend, p, c);
-  if (K <= 128) return launch_recurrent_tile<RecurrentTile<8, 16, 1>>(backend, p, c);
-  return launch_recurrent_tile<RecurrentTile<16, 16, 1>>(backend, p, c);
+  with_recurrent_tile(p.key_dim, float4_state,
+                      [&]<class Tile>() { launch_recurrent_tile<Tile>(backend, p, after_value_checks); });
 }
 
 /// The recurrent kernel's parameters for validated arguments (work_items counts (sequence, head) pairs until a tile

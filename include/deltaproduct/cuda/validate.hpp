@@ -105,6 +105,36 @@ constexpr void check_cuda_model() {
                 "e.g. DeltaProduct<float, n_h>; simulated formats and double run on the CPU backend");
 }
 
+/// For a call with cu_seqlens (in device memory): checks its shape and B = 1, sets the problem's sequence count
+/// N = len(cu_seqlens) - 1 and its offsets, checks the initial state's shape, and returns the state shape
+/// [N, H, K, V] for the caller's other states. Forward and backward share it.
+template <class T>
+std::array<index_t, 4> take_packed_sequences(CudaProblem& cp, const DeltaInputs<T, float>& in) {
+  check_present(in.cu_seqlens, "cu_seqlens", "[N + 1]");
+  if (cp.sizes.batch != 1)
+    argument_error("q", "batch size B = 1 when cu_seqlens is given (sequences packed along T)",
+                   "B = " + std::to_string(cp.sizes.batch));
+  if (in.cu_seqlens.extent(0) < 2)
+    argument_error("cu_seqlens", "at least 2 offsets (one sequence)", std::to_string(in.cu_seqlens.extent(0)));
+  cp.sizes.sequences = in.cu_seqlens.extent(0) - 1;
+  cp.cu_seqlens = in.cu_seqlens;
+  const std::array<index_t, 4> state_shape{cp.sizes.sequences, cp.sizes.heads, cp.sizes.key_dim, cp.sizes.value_dim};
+  check_optional_shape(in.initial_state, "initial_state", "[N, H, K, V]", state_shape);
+  return state_shape;
+}
+
+/// Every input pointer aligned to its element type.
+template <class T>
+void check_inputs_aligned(const DeltaInputs<T, float>& in) {
+  check_aligned(in.q, "q");
+  check_aligned(in.k, "k");
+  check_aligned(in.v, "v");
+  check_aligned(in.beta, "beta");
+  check_aligned(in.g, "g");
+  check_aligned(in.initial_state, "initial_state");
+  check_aligned(in.cu_seqlens, "cu_seqlens");
+}
+
 /// Shape checks of a forward pass whose cu_seqlens (if any) lives in device memory: the CPU backend's
 /// check_forward for everything but the offsets' values, then cu_seqlens' own shape and the state shapes [N, H, K, V].
 template <DeltaProductModel Model, class T>
@@ -121,25 +151,10 @@ CudaProblem check_forward_cuda(const Model& model, const DeltaInputs<T, float>& 
   }
   CudaProblem cp{check_forward(model, host_checked, host_checked_out), {}};
   if (packed) {
-    check_present(in.cu_seqlens, "cu_seqlens", "[N + 1]");
-    if (cp.sizes.batch != 1)
-      argument_error("q", "batch size B = 1 when cu_seqlens is given (sequences packed along T)",
-                     "B = " + std::to_string(cp.sizes.batch));
-    if (in.cu_seqlens.extent(0) < 2)
-      argument_error("cu_seqlens", "at least 2 offsets (one sequence)", std::to_string(in.cu_seqlens.extent(0)));
-    cp.sizes.sequences = in.cu_seqlens.extent(0) - 1;
-    cp.cu_seqlens = in.cu_seqlens;
-    const std::array<index_t, 4> state_shape{cp.sizes.sequences, cp.sizes.heads, cp.sizes.key_dim, cp.sizes.value_dim};
-    check_optional_shape(in.initial_state, "initial_state", "[N, H, K, V]", state_shape);
+    const auto state_shape = take_packed_sequences(cp, in);
     check_optional_shape(out.final_state, "final_state", "[N, H, K, V]", state_shape);
   }
-  check_aligned(in.q, "q");
-  check_aligned(in.k, "k");
-  check_aligned(in.v, "v");
-  check_aligned(in.beta, "beta");
-  check_aligned(in.g, "g");
-  check_aligned(in.initial_state, "initial_state");
-  check_aligned(in.cu_seqlens, "cu_seqlens");
+  check_inputs_aligned(in);
   check_aligned(out.o, "o");
   check_aligned(out.final_state, "final_state");
   return cp;
