@@ -290,7 +290,7 @@ double chunked_flops_per_micro_step(double K, double V) {
   return 2.0 * (3 * C * K + 3 * K * V + 2 * C * V);
 }
 
-template <int HouseholderSteps, dp::Gating Gate>
+template <int HouseholderSteps, dp::Gating Gate, bool WarpSpecialized = false>
 void chunked_forward(benchmark::State& state) {
   if (!device_present()) {
     state.SkipWithError("no CUDA device");
@@ -313,7 +313,9 @@ void chunked_forward(benchmark::State& state) {
   dp::DeltaProduct<float, HouseholderSteps, dp::EigenvalueRange::signed_unit, Gate> model;
   model.options.key_normalization = dp::Normalization::l2;
   model.options.validate_ranges = false;
-  dp::CudaBackend backend{.algorithm = dp::CudaAlgorithm::chunked, .sequence_splits = splits_asked};
+  dp::CudaBackend backend{.algorithm = dp::CudaAlgorithm::chunked,
+                          .sequence_splits = splits_asked,
+                          .warp_specialized_forward = WarpSpecialized};
   dp::DeltaInputs<bf16, float> in{.q = dp::make_view<const bf16>(q.data, {B, T, H, K}),
                                   .k = dp::make_view<const bf16>(k.data, {B, R, H, K}),
                                   .v = dp::make_view<const bf16>(v.data, {B, R, H, V}),
@@ -329,6 +331,9 @@ void chunked_forward(benchmark::State& state) {
   backend.workspace = workspace.data;
   backend.workspace_bytes = workspace.size;
   state.counters["splits"] = dp::forward_sequence_splits(backend, model, in, out);
+  state.counters["warp_specialized"] =
+      K == 64 ? dp::detail::takes_specialized_kernel<bf16, 64, HouseholderSteps, gated>(backend)
+              : dp::detail::takes_specialized_kernel<bf16, 128, HouseholderSteps, gated>(backend);
   const double seconds = time_calls(state, 1, [&] { dp::forward(backend, model, in, out); });
   // q, o once per token; k, v, beta once per micro-step; g once per token; the final state written once.
   const double bytes =
@@ -355,6 +360,17 @@ BENCHMARK(chunked_forward<1, dp::Gating::none>)->Name("chunked/DeltaNet")->Apply
 BENCHMARK(chunked_forward<1, dp::Gating::scalar_decay>)->Name("chunked/GatedDeltaNet")->Apply(chunked_shapes);
 BENCHMARK(chunked_forward<2, dp::Gating::scalar_decay>)->Name("chunked/GatedDeltaProduct_nh2")->Apply(chunked_shapes);
 BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay>)->Name("chunked/GatedDeltaProduct_nh3")->Apply(chunked_shapes);
+// The warp-specialised kernel (backend.warp_specialized_forward) on the same shapes.
+BENCHMARK(chunked_forward<1, dp::Gating::none, true>)->Name("chunked_specialized/DeltaNet")->Apply(chunked_shapes);
+BENCHMARK(chunked_forward<1, dp::Gating::scalar_decay, true>)
+    ->Name("chunked_specialized/GatedDeltaNet")
+    ->Apply(chunked_shapes);
+BENCHMARK(chunked_forward<2, dp::Gating::scalar_decay, true>)
+    ->Name("chunked_specialized/GatedDeltaProduct_nh2")
+    ->Apply(chunked_shapes);
+BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay, true>)
+    ->Name("chunked_specialized/GatedDeltaProduct_nh3")
+    ->Apply(chunked_shapes);
 // (chunked kernel shapes: add registrations above this line)
 
 // ---------------------------------------------------------------------------------------------------------------------

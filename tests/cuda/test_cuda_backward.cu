@@ -92,6 +92,7 @@ struct Call {
   bool initial_state_gradient = true;
   dp::CudaAlgorithm algorithm = dp::CudaAlgorithm::recurrent;
   bool keep_forward_states = false;  ///< a training step: forward() keeps the states, backward() reads them
+  bool warp_specialized = false;     ///< ... with the warp-specialised forward kernel
 };
 
 struct GpuGradients {
@@ -171,6 +172,7 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
                                                 : std::size_t{0}));
   workspace.backend.algorithm = call.algorithm;
   workspace.backend.keep_forward_states = call.keep_forward_states;
+  workspace.backend.warp_specialized_forward = call.warp_specialized;
   if (call.keep_forward_states) {
     if constexpr (!std::is_same_v<T, float>) {
       REQUIRE(dp::chunked_forward_applies(workspace.backend, model, in, out));
@@ -607,6 +609,13 @@ TEST_CASE("chunked backward: a training step keeps the forward's states and the 
   const reference::Problem q = packed_problem({0, 90, 1, 150}, 2, 64, 64, 3, false, 3203);
   check_against_reference<ModelOf<3, false>, bf16>(q, reference::random_loss_weights(q, 3204),
                                                    "kept, packed n_h 3", keep);
+  // The warp-specialised forward keeps the same states.
+  Call specialized = keep;
+  specialized.warp_specialized = true;
+  check_against_reference<ModelOf<1, true>, bf16>(p, reference::random_loss_weights(p, 3202),
+                                                  "kept by the warp-specialised forward, gated DeltaNet", specialized);
+  check_against_reference<ModelOf<3, false>, bf16>(q, reference::random_loss_weights(q, 3204),
+                                                   "kept by the warp-specialised forward, packed n_h 3", specialized);
 }
 
 TEST_CASE("chunked backward: a rejected beta writes nothing") {

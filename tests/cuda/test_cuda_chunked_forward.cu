@@ -69,7 +69,8 @@ reference::Problem rounded_problem(reference::Problem p) {
 
 struct GpuResult {
   reference::Result result;
-  bool chunked = false;  ///< the call took the tensor-core kernel
+  bool chunked = false;      ///< the call took the tensor-core kernel
+  bool specialized = false;  ///< ... in its warp-specialised form
   int splits = 1;        ///< runs of chunks per sequence (sequence_split.cuh)
 };
 
@@ -80,6 +81,7 @@ struct Layout {
   bool state_in_place = false;  ///< final_state is the initial state's memory
   int sequence_splits = 1;      ///< backend.sequence_splits: 1 (never split) tests the one-pass kernel; 0 automatic
   bool minimal_workspace = false;  ///< only the value-check record, instead of forward_workspace_bytes()
+  bool warp_specialized = false;   ///< backend.warp_specialized_forward
 };
 
 /// forward() on the GPU for problem p (inputs already representable in T) with model type Model.
@@ -142,8 +144,15 @@ GpuResult run_gpu(const reference::Problem& p, dp::CudaAlgorithm algorithm = dp:
                                                             : dp::forward_workspace_bytes(plan, model, in, out));
   workspace.backend.algorithm = algorithm;
   workspace.backend.sequence_splits = layout.sequence_splits;
+  workspace.backend.warp_specialized_forward = layout.warp_specialized;
   GpuResult r;
   r.chunked = dp::chunked_forward_applies(workspace.backend, model, in, out);
+  if constexpr (!std::is_same_v<T, float>) {
+    constexpr int NH = Model::householder_steps;
+    constexpr bool gated = Model::gating == dp::Gating::scalar_decay;
+    r.specialized = r.chunked && (K == 64 ? dp::detail::takes_specialized_kernel<T, 64, NH, gated>(workspace.backend)
+                                          : dp::detail::takes_specialized_kernel<T, 128, NH, gated>(workspace.backend));
+  }
   r.splits = dp::forward_sequence_splits(workspace.backend, model, in, out);
   dp::forward(workspace.backend, model, in, out);
   gpu_harness::synchronize();
@@ -160,6 +169,14 @@ GpuResult run_gpu(const reference::Problem& p, dp::CudaAlgorithm algorithm = dp:
   return r;
 }
 
+/// Whether the current GPU is a Hopper (compute capability 9.x), where the warp-specialised kernel runs.
+bool on_hopper() {
+  int device = 0, major = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  return major == 9;
+}
+
 /// Runs p (rounded to T) on the GPU and the CPU reference and checks o and the final state within `tolerance`
 /// (max relative error; the RMS error within half of it). Returns whether the tensor-core kernel ran; `splits`, when
 /// given, receives the runs of chunks per sequence the call used.
@@ -172,9 +189,11 @@ bool check_against_reference(reference::Problem p, double tolerance, const std::
   if (splits != nullptr) *splits = gpu.splits;
   const reference::Result ref = cuda_test::cpu_forward_double(p);
   const Errors eo = compare(gpu.result.o, ref.o), es = compare(gpu.result.final_state, ref.final_state);
-  const std::string path = gpu.chunked ? (gpu.splits > 1 ? " [chunked, " + std::to_string(gpu.splits) + " splits]"
-                                                         : std::string(" [chunked]"))
+  const std::string kind = gpu.specialized ? "chunked, warp-specialised" : "chunked";
+  const std::string path = gpu.chunked ? (gpu.splits > 1 ? " [" + kind + ", " + std::to_string(gpu.splits) + " splits]"
+                                                         : " [" + kind + "]")
                                        : std::string(" [recurrent]");
+  if (layout.warp_specialized && gpu.chunked && on_hopper()) CHECK(gpu.specialized);  // the test builds for sm_90a
   MESSAGE(what << path << ": o max " << eo.max_relative << " rms " << eo.rms_relative << "; state max "
                << es.max_relative << " rms " << es.rms_relative);
   INFO(what);
@@ -215,7 +234,7 @@ reference::Problem packed_problem(const std::vector<int>& lengths, int H, int K,
 }
 
 template <int NH, bool Gated>
-void check_lengths_and_sizes() {
+void check_lengths_and_sizes(const Layout& layout = {}) {
   using Model = ModelOf<NH, Gated>;
   const double tolerance = chunked_tolerance<bf16>();
   std::uint64_t seed = 100 * NH + (Gated ? 7 : 0);
@@ -224,7 +243,7 @@ void check_lengths_and_sizes() {
       const reference::Problem p = reference::random_problem(2, T, 2, D, D, NH, Gated, 2.0, T != 1, ++seed);
       const std::string what = "n_h " + std::to_string(NH) + (Gated ? " gated" : "") + " K=V=" + std::to_string(D) +
                                " T=" + std::to_string(T);
-      CHECK(check_against_reference<Model, bf16>(p, tolerance, what));
+      CHECK(check_against_reference<Model, bf16>(p, tolerance, what, dp::CudaAlgorithm::chunked, layout));
     }
 }
 
@@ -239,6 +258,41 @@ TEST_CASE("chunked kernel: DeltaNet and DeltaProduct n_h 1..4, gated or not, bf1
   check_lengths_and_sizes<3, true>();
   check_lengths_and_sizes<4, false>();
   check_lengths_and_sizes<4, true>();
+}
+
+TEST_CASE("warp-specialised chunked kernel: n_h 1..4, gated or not, K = V in {64, 128}, odd lengths") {
+  const Layout specialized{.warp_specialized = true};
+  check_lengths_and_sizes<1, false>(specialized);
+  check_lengths_and_sizes<1, true>(specialized);
+  check_lengths_and_sizes<2, false>(specialized);
+  check_lengths_and_sizes<2, true>(specialized);
+  check_lengths_and_sizes<3, true>(specialized);
+  check_lengths_and_sizes<4, false>(specialized);
+}
+
+TEST_CASE("warp-specialised chunked kernel: long and packed sequences, fp16, split sequences") {
+  const Layout specialized{.warp_specialized = true};
+  const double tolerance = chunked_tolerance<bf16>();
+  const auto chunked = dp::CudaAlgorithm::chunked;
+  CHECK(check_against_reference<ModelOf<1, true>, bf16>(reference::random_problem(1, 4096, 2, 128, 128, 1, true, 2.0,
+                                                                                  true, 32),
+                                                        tolerance, "gated DeltaNet T=4096", chunked, specialized));
+  CHECK(check_against_reference<ModelOf<2, false>, bf16>(reference::random_problem(1, 2048, 2, 128, 128, 2, false,
+                                                                                   2.0, true, 33),
+                                                         tolerance, "DeltaProduct n_h 2 T=2048", chunked, specialized));
+  CHECK(check_against_reference<ModelOf<1, true>, fp16>(reference::random_problem(2, 150, 2, 128, 128, 1, true, 2.0,
+                                                                                  true, 11),
+                                                        chunked_tolerance<fp16>(), "fp16 gated DeltaNet", chunked,
+                                                        specialized));
+  CHECK(check_against_reference<ModelOf<1, true>, bf16>(packed_problem({0, 1, 70, 0, 129, 1, 64, 3}, 2, 128, 128, 1,
+                                                                       true, 51),
+                                                        tolerance, "packed, gated DeltaNet", chunked, specialized));
+  CHECK(check_against_reference<ModelOf<2, false>, bf16>(
+      reference::random_problem(1, 700, 2, 64, 64, 2, false, 2.0, true, 1002), tolerance, "split into 4 runs",
+      chunked, Layout{.sequence_splits = 4, .warp_specialized = true}));
+  CHECK(check_against_reference<ModelOf<1, true>, bf16>(
+      reference::random_problem(1, 1000, 2, 128, 128, 1, true, 2.0, true, 1003), tolerance, "split into 3 runs",
+      chunked, Layout{.sequence_splits = 3, .warp_specialized = true}));
 }
 
 TEST_CASE("chunked kernel: fp16 inputs") {

@@ -16,6 +16,8 @@
 //                      detail::cuda_recurrent_forward() (CudaAlgorithm::recurrent, or short sequences)
 //   chunked_kernel.cuh, chunked_common.cuh
 //                      the tensor-core kernel and the PTX wrappers it uses (mma.sync, ldmatrix, cp.async, wgmma)
+//   chunked_specialized_kernel.cuh
+//                      the same kernel with a producer warpgroup ahead of the state chain (sm_90a, opt-in)
 //   sequence_split.cuh splitting long sequences across CTAs: the plan, the scratch, the fix-up kernel
 //   backward.cuh, recurrent_backward_kernel.cuh
 //                      backward(): gradients of every input in three recurrent sweeps (no stored states), and
@@ -66,6 +68,11 @@ struct CudaBackend {
   /// take the chunked form (chunked_forward_applies(), chunked_backward_applies()). A forward() that keeps does not
   /// split sequences; forward_workspace_bytes() then counts the kept states.
   bool keep_forward_states = false;
+  /// Chunked forward on Hopper (an sm_90a build): a producer warpgroup copies each chunk and computes what does not
+  /// depend on the state (normalisers, gates, Gram blocks, diagonal inverses) while the other warps run the chain on
+  /// the state (chunked_specialized_kernel.cuh). Same results as the one-role kernel; ignored elsewhere. Off by
+  /// default until its speed is measured.
+  bool warp_specialized_forward = false;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).

@@ -426,4 +426,68 @@ __device__ __forceinline__ void wgmma_async(float (&d)[16][4], const std::uint32
   }
 }
 
+/// D (64 x 64, fp32) += A (64 x 16, shared, K-major) B (16 x 64, shared, K-major) for one warpgroup: both operands by
+/// descriptor (wgmma_descriptor), D in the register fragments of wgmma_async's m64n64k16 form.
+template <class T>
+__device__ __forceinline__ void wgmma_shared_64x64(float (&d)[8][4], std::uint64_t a, std::uint64_t b) {
+  constexpr int accumulate = 1;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+        "%32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+        : "l"(a), "l"(b), "r"(accumulate)
+        : "memory");
+  } else {
+    static_assert(std::is_same_v<T, __half>, "wgmma_shared_64x64: T must be __nv_bfloat16 or __half");
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+        "%32, %33, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+        : "l"(a), "l"(b), "r"(accumulate)
+        : "memory");
+  }
+}
+
+// ---- Named barriers and register reallocation (warp-specialised kernels) ----
+// Barrier 0 is __syncthreads(); ids 1..15 are free. `Threads` counts every thread that arrives or waits, a multiple
+// of 32. bar.arrive makes this thread's earlier memory accesses visible to the threads that wait on the barrier.
+
+/// Waits until `Threads` threads have arrived at barrier `id` (this one included).
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+/// Arrives at barrier `id` without waiting.
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+/// Lowers (Increase = false) or raises the warpgroup's per-thread register allocation to `Registers` (a multiple of 8
+/// in 24..256); every warp of the warpgroup executes it. sm_90a only.
+template <int Registers, bool Increase>
+__device__ __forceinline__ void set_register_count() {
+  static_assert(Registers % 8 == 0 && Registers >= 24 && Registers <= 256,
+                "setmaxnreg takes a multiple of 8 between 24 and 256");
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (Increase)
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Registers));
+  else
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Registers));
+#endif
+}
+
 }  // namespace deltaproduct::detail::cuda_chunked

@@ -11,6 +11,8 @@
 //   - q, k, v and o have contiguous rows (last stride 1), 16-byte aligned (data and the other strides);
 //   - n_h <= 8, H <= 65535, and a GPU of compute capability >= 8.0 with the kernel's shared memory (~180 KB);
 //     built for sm_90a (Hopper) the products with the state run on wgmma, elsewhere on mma.sync.
+// With backend.warp_specialized_forward on a Hopper GPU (sm_90a build), the same algebra runs in the warp-specialised
+// kernel (chunked_specialized_kernel.cuh): a producer warpgroup one chunk ahead of the state chain.
 // chunked_forward_applies() says which path a call takes. CudaAlgorithm::automatic takes the tensor-core kernel when
 // it applies and sequences average at least 16 tokens; CudaAlgorithm::chunked whenever it applies.
 //
@@ -34,6 +36,7 @@
 #include "deltaproduct/core/view.hpp"
 #include "deltaproduct/cuda/backend.hpp"
 #include "deltaproduct/cuda/chunked_kernel.cuh"
+#include "deltaproduct/cuda/chunked_specialized_kernel.cuh"
 #include "deltaproduct/cuda/decode.cuh"
 #include "deltaproduct/cuda/device_views.cuh"
 #include "deltaproduct/cuda/error.hpp"
@@ -135,25 +138,46 @@ bool keeps_forward_states(const CudaBackend& backend) {
 /// Largest sequence split count the automatic plan considers (the fix-up is sequential in it).
 inline constexpr int chunked_max_sequence_splits = 32;
 
+/// Whether the warp-specialised kernel (chunked_specialized_kernel.cuh) runs this call: backend.warp_specialized_forward
+/// asked for it, the GPU is a Hopper (compute capability 9.x) with its shared memory, and this build holds the
+/// kernel's sm_90 code (from CMAKE_CUDA_ARCHITECTURES=90a).
+template <class T, int KD, int NH, bool Gated>
+bool takes_specialized_kernel(const CudaBackend& backend) {
+  if (!backend.warp_specialized_forward) return false;
+  int device = 0, major = 0, shared_optin = 0;
+  DELTAPRODUCT_CUDA_CHECK(cudaGetDevice(&device));
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (major != 9 || static_cast<std::size_t>(shared_optin) < cuda_chunked::SpecializedLayout<T, KD, KD, NH>::bytes)
+    return false;
+  cudaFuncAttributes attributes{};
+  DELTAPRODUCT_CUDA_CHECK(
+      cudaFuncGetAttributes(&attributes, cuda_chunked::specialized_chunked_forward_kernel<T, KD, KD, NH, Gated>));
+  return attributes.binaryVersion == 90;
+}
+
 template <class T, int KD, int NH, bool Gated>
 void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> params, index_t sequences,
                     index_t heads) {
   using namespace cuda_chunked;
-  using Layout = TileLayout<T, KD, KD, NH>;
-  const auto kernel = chunked_forward_kernel<T, KD, KD, NH, Gated>;
+  const bool specialized = takes_specialized_kernel<T, KD, NH, Gated>(backend);
+  const auto kernel = specialized ? specialized_chunked_forward_kernel<T, KD, KD, NH, Gated>
+                                  : chunked_forward_kernel<T, KD, KD, NH, Gated>;
+  const int threads = specialized ? SpecializedLayout<T, KD, KD, NH>::threads : TileLayout<T, KD, KD, NH>::threads;
+  const std::size_t bytes =
+      specialized ? SpecializedLayout<T, KD, KD, NH>::bytes : TileLayout<T, KD, KD, NH>::bytes;
   DELTAPRODUCT_CUDA_CHECK(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Layout::bytes)));
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
   const unsigned split_ctas = static_cast<unsigned>(sequences * params.splits);
   if (params.splits == 1) {
     params.pass = SplitPass::whole;
-    kernel<<<dim3(split_ctas, static_cast<unsigned>(heads)), Layout::threads, Layout::bytes, backend.stream>>>(params);
+    kernel<<<dim3(split_ctas, static_cast<unsigned>(heads)), threads, bytes, backend.stream>>>(params);
     DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
     return;
   }
   // sequence_split.cuh: summaries of the runs, the fix-up of their start states, then every run from its start.
   params.pass = SplitPass::summarize;
-  kernel<<<dim3(split_ctas, static_cast<unsigned>(heads), 2), Layout::threads, Layout::bytes, backend.stream>>>(
-      params);
+  kernel<<<dim3(split_ctas, static_cast<unsigned>(heads), 2), threads, bytes, backend.stream>>>(params);
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 
   SplitFixupParams fixup;
@@ -170,7 +194,7 @@ void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> p
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 
   params.pass = SplitPass::outputs;
-  kernel<<<dim3(split_ctas, static_cast<unsigned>(heads)), Layout::threads, Layout::bytes, backend.stream>>>(params);
+  kernel<<<dim3(split_ctas, static_cast<unsigned>(heads)), threads, bytes, backend.stream>>>(params);
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 }
 

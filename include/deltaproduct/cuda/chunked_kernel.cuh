@@ -216,11 +216,11 @@ struct ChunkedKernel {
   enum class ChunkPart { keys, queries, values };
 
   /// Starts the asynchronous copy of one part of chunk `chunk` into `stage` (rows past the sequence are zero-filled)
-  /// as its own commit group.
-  template <ChunkPart Part>
+  /// as its own commit group, spread over `Threads` threads of which this is number `tid`.
+  template <ChunkPart Part, int Threads = Layout::threads>
   static __device__ __forceinline__ void copy_chunk_part(const ChunkedParams<T>& p, const SequenceSpan& span, int head,
-                                                         index_t chunk, const Stage& stage) {
-    const int tid = thread_index();
+                                                         index_t chunk, const Stage& stage,
+                                                         int tid = thread_index()) {
     const index_t first_token = chunk * C, length = span.end - span.begin;
     const index_t first_step = first_token * NH, steps = length * NH;
     const index_t step_base = span.begin * NH;
@@ -229,8 +229,8 @@ struct ChunkedKernel {
     if constexpr (Part == ChunkPart::keys) {
       const T* const key_rows = &p.k(span.row, step_base + first_step, head, 0);
 #pragma unroll
-      for (int i = 0; i < (L * key_pieces + Layout::threads - 1) / Layout::threads; ++i) {
-        const int index = tid + i * Layout::threads, r = index / key_pieces, piece = index % key_pieces;
+      for (int i = 0; i < (L * key_pieces + Threads - 1) / Threads; ++i) {
+        const int index = tid + i * Threads, r = index / key_pieces, piece = index % key_pieces;
         if (index >= L * key_pieces) break;
         const bool valid = r < Layout::valid_rows && first_step + r < steps;
         const T* source = valid ? key_rows + r * p.k.strides[1] + piece * 8 : p.k.data;
@@ -239,8 +239,8 @@ struct ChunkedKernel {
     } else if constexpr (Part == ChunkPart::values) {
       const T* const value_rows = &p.v(span.row, step_base + first_step, head, 0);
 #pragma unroll
-      for (int i = 0; i < (L * value_pieces + Layout::threads - 1) / Layout::threads; ++i) {
-        const int index = tid + i * Layout::threads, r = index / value_pieces, piece = index % value_pieces;
+      for (int i = 0; i < (L * value_pieces + Threads - 1) / Threads; ++i) {
+        const int index = tid + i * Threads, r = index / value_pieces, piece = index % value_pieces;
         if (index >= L * value_pieces) break;
         const bool valid = r < Layout::valid_rows && first_step + r < steps;
         const T* source = valid ? value_rows + r * p.v.strides[1] + piece * 8 : p.v.data;
@@ -249,8 +249,8 @@ struct ChunkedKernel {
     } else {
       const T* const query_rows = &p.q(span.row, span.begin + first_token, head, 0);
 #pragma unroll
-      for (int i = 0; i < (QR * key_pieces + Layout::threads - 1) / Layout::threads; ++i) {
-        const int index = tid + i * Layout::threads, t = index / key_pieces, piece = index % key_pieces;
+      for (int i = 0; i < (QR * key_pieces + Threads - 1) / Threads; ++i) {
+        const int index = tid + i * Threads, t = index / key_pieces, piece = index % key_pieces;
         if (index >= QR * key_pieces) break;
         const bool valid = t < C && first_token + t < length;
         const T* source = valid ? query_rows + t * p.q.strides[1] + piece * 8 : p.q.data;
@@ -263,8 +263,7 @@ struct ChunkedKernel {
   /// The load of chunk `chunk`'s betas (threads 0..L-1) and gates (threads L..2L-1); store_scalars() puts them in
   /// its stage once the stage is free.
   static __device__ __forceinline__ PendingScalar load_scalars(const ChunkedParams<T>& p, const SequenceSpan& span,
-                                                               int head, index_t chunk) {
-    const int tid = thread_index();
+                                                               int head, index_t chunk, int tid = thread_index()) {
     const index_t first_token = chunk * C, length = span.end - span.begin;
     const index_t first_step = first_token * NH, steps = length * NH;
     const index_t step_base = span.begin * NH;
@@ -284,8 +283,8 @@ struct ChunkedKernel {
   }
 
   /// Stores the betas and gates of load_scalars() into `stage` (zero past the chunk's data).
-  static __device__ __forceinline__ void store_scalars(const Stage& stage, const PendingScalar& next) {
-    const int tid = thread_index();
+  static __device__ __forceinline__ void store_scalars(const Stage& stage, const PendingScalar& next,
+                                                       int tid = thread_index()) {
     const float value = next.valid ? to_float(next.raw) : 0.0f;
     if (tid < L)
       stage.betas[tid] = value;
@@ -295,12 +294,15 @@ struct ChunkedKernel {
 
   /// Key and query normalisers (the readout scale folded into the latter) and the gates' chunk-local cumulative
   /// sums, in log2 units, of the chunk in `stage`. Four lanes share a row (16-byte reads, two shuffles), so all rows
-  /// are summed at once instead of one after the other.
+  /// are summed at once instead of one after the other; `Threads` threads take part, this one is number `tid`.
+  template <int Threads = Layout::threads>
   static __device__ __forceinline__ void prepare_scales(const ChunkedParams<T>& p, const Stage& stage,
-                                                        float* key_scales, float* query_scales, float* log2_gates) {
-    const int tid = thread_index(), warp = tid / 32, lane = tid % 32;
+                                                        float* key_scales, float* query_scales, float* log2_gates,
+                                                        int tid = thread_index()) {
+    static_assert(Threads % 32 == 0 && Threads >= 64, "prepare_scales runs on whole warps, at least two");
+    const int warp = tid / 32, lane = tid % 32;
     constexpr int lanes_per_row = 4, pieces = KD / 8 / lanes_per_row;  // 16-byte pieces per lane
-    constexpr int rows_per_pass = Layout::threads / lanes_per_row;
+    constexpr int rows_per_pass = Threads / lanes_per_row;
     constexpr int passes = (L + QR + rows_per_pass - 1) / rows_per_pass;
     const bool normalize_keys = p.key_norm != NormCode::none, normalize_queries = p.query_norm != NormCode::none;
 #pragma unroll
@@ -334,7 +336,7 @@ struct ChunkedKernel {
     }
     if constexpr (Gated) {
       // Inclusive scan of the L gate slots (zero past the chunk's tokens), two consecutive tokens per lane.
-      if (warp == NW - 1) {
+      if (warp == Threads / 32 - 1) {
         const float first = stage.gates[2 * lane], second = stage.gates[2 * lane + 1];
         const float pair = first + second;
         float inclusive = pair;
@@ -376,7 +378,6 @@ struct ChunkedKernel {
                                                     T* readout, const float* key_scales, const float* query_scales,
                                                     const float* log2_gates) {
     static_assert(Blocks == 1 || Blocks == 2, "a Gram job covers one or two blocks");
-    const int lane = thread_index() % 32, group = lane / 4, quad = lane % 4;
     const std::uint32_t rows =
         (Query ? tiles.queries : tiles.keys) + blocked_rows_then_columns() + blocked(16 * row_block, 0);
     const std::uint32_t cols = tiles.keys + blocked_columns_then_rows() + blocked(16 * col_block, 0);
@@ -393,8 +394,21 @@ struct ChunkedKernel {
         mma_16x8x16<T>(acc[2 * blk + 1], a, b[2], b[3]);
       }
     }
+    store_gram_tiles<Query, 2 * Blocks>(acc, stage, row_block, col_block, diagonal_blocks, negated_a, readout,
+                                        key_scales, query_scales, log2_gates);
+  }
+
+  /// The epilogue of a Gram job: `Tiles` accumulator tiles (mma.sync's C layout; tile n holds columns 16 col_block +
+  /// 8 n .. + 7 of row block `row_block`) scaled, masked and stored as gram_block() says. A diagonal block goes to
+  /// `diagonal_blocks` only when Tiles == 2.
+  template <bool Query, int Tiles>
+  static __device__ __forceinline__ void store_gram_tiles(const float (*acc)[4], const Stage& stage, int row_block,
+                                                          int col_block, float* diagonal_blocks, __half* negated_a,
+                                                          T* readout, const float* key_scales,
+                                                          const float* query_scales, const float* log2_gates) {
+    const int lane = thread_index() % 32, group = lane / 4, quad = lane % 4;
 #pragma unroll
-    for (int n = 0; n < 2 * Blocks; ++n)
+    for (int n = 0; n < Tiles; ++n)
 #pragma unroll
       for (int half_row = 0; half_row < 2; ++half_row) {
         const int row = 16 * row_block + group + 8 * half_row;
@@ -415,7 +429,7 @@ struct ChunkedKernel {
         }
         if constexpr (Query) {
           *reinterpret_cast<std::uint32_t*>(readout + row * LP + col) = pack2<T>(value[0], value[1]);
-        } else if (Blocks == 1 && row_block == col_block) {
+        } else if (Tiles == 2 && row_block == col_block) {
           float* block = diagonal_blocks + row_block * 16 * 17 + (group + 8 * half_row) * 17 + 8 * n + 2 * quad;
           block[0] = value[0];
           block[1] = value[1];
@@ -600,25 +614,28 @@ struct ChunkedKernel {
     return (matrix * KD + key) * VD + value;
   }
 
-  static __device__ __forceinline__ void run(const ChunkedParams<T>& p) {
-    extern __shared__ __align__(128) unsigned char smem[];
-    if (inputs_rejected(p.status)) return;  // a value check failed: write nothing
-    const int head = static_cast<int>(blockIdx.y);
-    const index_t sequence = blockIdx.x / p.splits;
-    const int split = static_cast<int>(blockIdx.x % p.splits);
-    // Summaries serve splits 0 .. splits - 2; split 0 starts from the initial state, so it needs no transition.
-    if (p.pass == SplitPass::summarize && (split == p.splits - 1 || (is_transition(p) && split == 0))) return;
-    const SequenceSpan span = sequence_span(p, sequence);
+  /// The chunks [first, end) a CTA runs: the split-th of `splits` equal runs of its sequence's chunks (a sequence of
+  /// few chunks leaves later splits empty).
+  struct ChunkRange {
+    index_t first, end;
+  };
+  static __device__ __forceinline__ ChunkRange chunk_range(const ChunkedParams<T>& p, const SequenceSpan& span,
+                                                           int split) {
     const index_t length = span.end - span.begin;
-    // This CTA's chunks: the split-th of `splits` equal runs (a sequence of few chunks leaves later splits empty).
     const index_t all_chunks = (length + C - 1) / C, per_split = (all_chunks + p.splits - 1) / p.splits;
-    const index_t first_chunk = min(split * per_split, all_chunks);
-    const index_t end_chunk = min(first_chunk + per_split, all_chunks);
+    const index_t first = min(split * per_split, all_chunks);
+    return {first, min(first + per_split, all_chunks)};
+  }
+  /// Whether this CTA has nothing to do in the summarize pass: summaries serve splits 0 .. splits - 2, and split 0
+  /// starts from the initial state, so it needs no transition.
+  static __device__ __forceinline__ bool idle_summary(const ChunkedParams<T>& p, int split) {
+    return p.pass == SplitPass::summarize && (split == p.splits - 1 || (is_transition(p) && split == 0));
+  }
 
-    const std::uint32_t smem_address = shared_address(smem);
-
-    // state[j][e] = S(key = 8 j + 2 quad + e % 2, v = value_row + 8 (e / 2)): the C layout of S^T (v x key).
-    float state[KD / 8][4];
+  /// The state S^T at the CTA's first chunk, in the thread's accumulator fragments:
+  /// state[j][e] = S(key = 8 j + 2 quad + e % 2, v = value_row + 8 (e / 2)), the C layout of S^T (v x key).
+  static __device__ __forceinline__ void load_start_state(const ChunkedParams<T>& p, index_t sequence, int head,
+                                                          int split, float (&state)[KD / 8][4]) {
 #pragma unroll
     for (int j = 0; j < KD / 8; ++j)
 #pragma unroll
@@ -633,6 +650,211 @@ struct ChunkedKernel {
           x = p.initial_state(sequence, head, key, value);
         state[j][e] = x;
       }
+  }
+
+  /// The end state: C_i or P_i of a summary, or the final state (of the last split).
+  static __device__ __forceinline__ void store_end_state(const ChunkedParams<T>& p, index_t sequence, int head,
+                                                         int split, const float (&state)[KD / 8][4]) {
+    const bool summary = p.pass == SplitPass::summarize;
+    if (summary || (split == p.splits - 1 && p.final_state.present())) {
+#pragma unroll
+      for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = 8 * j + 2 * quad() + e % 2, value = value_row() + 8 * (e / 2);
+          if (summary && blockIdx.z == 0)
+            p.summaries[split_index(p, sequence, head, split, 0, 2, key, value)] = state[j][e];
+          else if (summary)  // P_i transposed, the layout the fix-up reads (sequence_split.cuh)
+            p.summaries[split_index(p, sequence, head, split, 1, 2, value, key)] = state[j][e];
+          else
+            p.final_state(sequence, head, key, value) = state[j][e];
+        }
+    }
+  }
+
+  /// Where a chunk's per-chunk tiles are: the chunk's scales and gates (generic pointers; the shared-space addresses
+  /// of the tiles ldmatrix and wgmma read are in Tiles), the output staging tile and this thread's partial outputs.
+  struct ChunkScratch {
+    const float* key_scales;
+    const float* query_scales;
+    const float* log2_gates;
+    T* output;
+    float4* partial_output;
+  };
+
+  /// The first half of a chunk on the state, which needs the chunk's scales and gates but none of its Gram blocks:
+  /// keeps S^T for the backward (returns the kept tile), then work = R^T = b (V^T - exp(G) kinv S^T K^T) and the
+  /// partial outputs S^T Q^T diag(scale qinv exp(G)).
+  static __device__ __forceinline__ index_t chunk_residuals(const ChunkedParams<T>& p, const SequenceSpan& span,
+                                                            index_t sequence, int head, index_t chunk,
+                                                            const Stage& stage, const Tiles& tiles,
+                                                            const ChunkScratch& scratch,
+                                                            const float (&state)[KD / 8][4], float (&work)[L / 8][4]) {
+    const int warp = thread_index() / 32, quad = thread_index() % 4, value_row = ChunkedKernel::value_row();
+    const float* const key_scales = scratch.key_scales;
+    const float* const query_scales = scratch.query_scales;
+    const float* const log2_gates = scratch.log2_gates;
+    index_t kept_tile = 0;
+    if (keeps_chunks(p)) {  // the state pass of the backward: S^T at the chunk's start
+      kept_tile =
+          chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head, gridDim.y);
+      store_accumulators<T>(p.chunk_states + kept_tile * (VD * KD), state, value_row, quad, KD);
+    }
+
+    // work[j][e]: (S^T K^T)(v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2), then R^T, then N^T;
+    // out: S^T Q^T, the output's part from the state at the chunk's start.
+    float out[QR / 8][4] = {};
+#pragma unroll
+    for (int j = 0; j < L / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) work[j][e] = 0.0f;
+    state_products(state, tiles, work, out);
+    // R^T = b (V^T - exp(G) kinv S^T K^T); V^T arrives in the accumulator layout through ldmatrix.trans.
+    {
+      const std::uint32_t values = tiles.values + columns_then_rows(VP);
+#pragma unroll
+      for (int rb = 0; rb < L / 16; ++rb) {
+        std::uint32_t vv[4];
+        ldmatrix_x4_trans(vv, values + at(16 * rb, 16 * warp, VP));
+#pragma unroll
+        for (int half_tile = 0; half_tile < 2; ++half_tile)
+#pragma unroll
+          for (int half_row = 0; half_row < 2; ++half_row) {
+            const float2 pair = unpack2<T>(vv[2 * half_tile + half_row]);
+            const int j = 2 * rb + half_tile;
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int r = 8 * j + 2 * quad + e;
+              const float decayed_scale = gate_from_start(log2_gates, r / NH) * key_scales[r];
+              float& x = work[j][2 * half_row + e];
+              const float value = is_transition(p) ? 0.0f : (e == 0 ? pair.x : pair.y);
+              x = stage.betas[r] * (value - decayed_scale * x);
+            }
+          }
+      }
+    }
+    // S^T Q^T diag(scale qinv exp(G)): each thread keeps its fp32 fragments in shared memory until N is known (fewer
+    // live registers).
+    if (writes_outputs(p)) {
+#pragma unroll
+      for (int j = 0; j < QR / 8; ++j) {
+        const int t = 8 * j + 2 * quad;
+        const float scale0 = query_scales[t] * gate_from_start(log2_gates, t);
+        const float scale1 = query_scales[t + 1] * gate_from_start(log2_gates, t + 1);
+        scratch.partial_output[j * 32] =
+            make_float4(out[j][0] * scale0, out[j][1] * scale1, out[j][2] * scale0, out[j][3] * scale1);
+      }
+    }
+    return kept_tile;
+  }
+
+  /// The second half of a chunk, once the Gram blocks are complete: the block forward substitution N^T, the output
+  /// staged in scratch.output, and the state update.
+  static __device__ __forceinline__ void chunk_solve_and_update(const ChunkedParams<T>& p, const Tiles& tiles,
+                                                                const ChunkScratch& scratch, index_t kept_tile,
+                                                                float (&state)[KD / 8][4], float (&work)[L / 8][4]) {
+    const int quad = thread_index() % 4, value_row = ChunkedKernel::value_row();
+    const float* const key_scales = scratch.key_scales;
+    const float* const log2_gates = scratch.log2_gates;
+    // Block forward substitution, 16 micro-steps at a time: N_i = (I + A_ii)^-1 (R_i - sum_{m < i} A_im N_m).
+    {
+      const std::uint32_t negated = tiles.negated_a + columns_then_rows(LP);
+      const std::uint32_t inverses = tiles.diagonal_inverses + columns_then_rows(DP);
+      std::uint32_t solved[L / 16][4];
+#pragma unroll
+      for (int i = 0; i < L / 16; ++i) {
+#pragma unroll
+        for (int m = 0; m < i; ++m) {
+          std::uint32_t b[4];
+          ldmatrix_x4(b, negated + at(16 * i, 16 * m, LP));
+          mma_16x8x16<__half>(work[2 * i], solved[m], b[0], b[1]);
+          mma_16x8x16<__half>(work[2 * i + 1], solved[m], b[2], b[3]);
+        }
+        std::uint32_t z[4], b[4];
+        accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], z);
+        ldmatrix_x4(b, inverses + at(16 * i, 0, DP));
+#pragma unroll
+        for (int e = 0; e < 4; ++e) work[2 * i][e] = work[2 * i + 1][e] = 0.0f;
+        mma_16x8x16<__half>(work[2 * i], z, b[0], b[1]);
+        mma_16x8x16<__half>(work[2 * i + 1], z, b[2], b[3]);
+        accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], solved[i]);
+      }
+    }
+
+    // N^T as 16-bit A fragments: as it is for the output, scaled by exp(G_last - G) kinv for the state update.
+    std::uint32_t solved_values[L / 16][4], update_values[L / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < L / 16; ++ks) {
+      accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], solved_values[ks]);
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = 16 * ks + 8 * h + 2 * quad + e % 2;
+          work[2 * ks + h][e] *= key_scales[r] * gate_between(log2_gates, C - 1, r / NH);
+        }
+      accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], update_values[ks]);
+    }
+    if (keeps_chunks(p))
+      store_fragments(p.chunk_solved_values + kept_tile * (VD * L), solved_values, value_row, quad, L);
+
+    // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
+#pragma unroll
+    for (int half = 0; half < (QR + 31) / 32; ++half) {
+      if (!writes_outputs(p)) break;
+      constexpr int blocks = QR >= 32 ? 2 : 1;
+      float out[2 * blocks][4];
+#pragma unroll
+      for (int j = 0; j < 2 * blocks; ++j) {
+        const float4 partial = scratch.partial_output[(2 * blocks * half + j) * 32];
+        out[j][0] = partial.x;
+        out[j][1] = partial.y;
+        out[j][2] = partial.z;
+        out[j][3] = partial.w;
+      }
+      const std::uint32_t readouts = tiles.readout + columns_then_rows(LP);
+#pragma unroll
+      for (int ks = 0; ks < L / 16; ++ks)
+#pragma unroll
+        for (int qb = 0; qb < blocks; ++qb)
+          if (readout_block_used<NH, C>(16 * (blocks * half + qb), 16, 16 * ks)) {
+            std::uint32_t b[4];
+            ldmatrix_x4(b, readouts + at(16 * (blocks * half + qb), 16 * ks, LP));
+            mma_16x8x16<T>(out[2 * qb], solved_values[ks], b[0], b[1]);
+            mma_16x8x16<T>(out[2 * qb + 1], solved_values[ks], b[2], b[3]);
+          }
+#pragma unroll
+      for (int j = 0; j < 2 * blocks; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          scratch.output[(16 * blocks * half + 8 * j + 2 * quad + e % 2) * VP + value_row + 8 * (e / 2)] =
+              from_float<T>(out[j][e]);
+    }
+
+    // State update: S^T <- exp(G_last) S^T + (N^T diag(exp(G_last - G) kinv)) K.
+    if constexpr (Gated) {
+      const float last_gate = gate_from_start(log2_gates, C - 1);
+#pragma unroll
+      for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) state[j][e] *= last_gate;
+    }
+    update_state(state, tiles, update_values);
+  }
+
+  static __device__ __forceinline__ void run(const ChunkedParams<T>& p) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    if (inputs_rejected(p.status)) return;  // a value check failed: write nothing
+    const int head = static_cast<int>(blockIdx.y);
+    const index_t sequence = blockIdx.x / p.splits;
+    const int split = static_cast<int>(blockIdx.x % p.splits);
+    if (idle_summary(p, split)) return;
+    const SequenceSpan span = sequence_span(p, sequence);
+    const auto [first_chunk, end_chunk] = chunk_range(p, span, split);
+
+    const std::uint32_t smem_address = shared_address(smem);
+    float state[KD / 8][4];
+    load_start_state(p, sequence, head, split, state);
 
     PendingScalar next{T{}, false};
     if (first_chunk < end_chunk) {
@@ -651,14 +873,15 @@ struct ChunkedKernel {
       __half* const negated_a = reinterpret_cast<__half*>(base + Layout::negated_a);
       __half* const diagonal_inverses = reinterpret_cast<__half*>(base + Layout::diagonal_inverses);
       T* const readout = reinterpret_cast<T*>(base + Layout::readout);
-      T* const output = reinterpret_cast<T*>(base + Layout::output);
       float* const key_scales = reinterpret_cast<float*>(base + Layout::key_scales);
       float* const query_scales = reinterpret_cast<float*>(base + Layout::query_scales);
       float* const log2_gates = reinterpret_cast<float*>(base + Layout::log2_gates);
+      const ChunkScratch scratch{key_scales, query_scales, log2_gates, reinterpret_cast<T*>(base + Layout::output),
+                                 reinterpret_cast<float4*>(base + Layout::partial_output) +
+                                     thread_index() / 32 * (QR / 8) * 32 + thread_index() % 32};
       const int stage_index = static_cast<int>((chunk - first_chunk) % 2);
       const Stage stage = stage_at(base, stage_index);
       const Tiles tiles = tiles_at(base_address, stage_index);
-      const int warp = thread_index() / 32, quad = thread_index() % 4, value_row = ChunkedKernel::value_row();
       copy_async_wait_all();
       fence_proxy_async();  // the copies' writes, made through the generic proxy, are read by wgmma
       __syncthreads();      // (1) the chunk is in `stage`; every warp is done with the previous chunk
@@ -675,170 +898,23 @@ struct ChunkedKernel {
                   log2_gates);
       if (more) copy_chunk_part<ChunkPart::queries>(p, span, head, chunk + 1, next_stage);
 
-      index_t kept_tile = 0;
-      if (keeps_chunks(p)) {  // the state pass of the backward: S^T at the chunk's start
-        kept_tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
-                                     gridDim.y);
-        store_accumulators<T>(p.chunk_states + kept_tile * (VD * KD), state, value_row, quad, KD);
-      }
-
-      // work[j][e]: (S^T K^T)(v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2), then R^T, then N^T;
-      // out: S^T Q^T, the output's part from the state at the chunk's start.
-      float work[L / 8][4] = {}, out[QR / 8][4] = {};
-      state_products(state, tiles, work, out);
-      // R^T = b (V^T - exp(G) kinv S^T K^T); V^T arrives in the accumulator layout through ldmatrix.trans.
-      {
-        const std::uint32_t values = tiles.values + columns_then_rows(VP);
-#pragma unroll
-        for (int rb = 0; rb < L / 16; ++rb) {
-          std::uint32_t vv[4];
-          ldmatrix_x4_trans(vv, values + at(16 * rb, 16 * warp, VP));
-#pragma unroll
-          for (int half_tile = 0; half_tile < 2; ++half_tile)
-#pragma unroll
-            for (int half_row = 0; half_row < 2; ++half_row) {
-              const float2 pair = unpack2<T>(vv[2 * half_tile + half_row]);
-              const int j = 2 * rb + half_tile;
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const int r = 8 * j + 2 * quad + e;
-                const float decayed_scale = gate_from_start(log2_gates, r / NH) * key_scales[r];
-                float& x = work[j][2 * half_row + e];
-                const float value = is_transition(p) ? 0.0f : (e == 0 ? pair.x : pair.y);
-                x = stage.betas[r] * (value - decayed_scale * x);
-              }
-            }
-        }
-      }
-      // S^T Q^T diag(scale qinv exp(G)): each thread keeps its fp32 fragments in shared memory until N is known (fewer
-      // live registers).
-      float4* const partial_output = reinterpret_cast<float4*>(base + Layout::partial_output) +
-                                     thread_index() / 32 * (QR / 8) * 32 + thread_index() % 32;
-      if (writes_outputs(p)) {
-#pragma unroll
-      for (int j = 0; j < QR / 8; ++j) {
-        const int t = 8 * j + 2 * quad;
-        const float scale0 = query_scales[t] * gate_from_start(log2_gates, t);
-        const float scale1 = query_scales[t + 1] * gate_from_start(log2_gates, t + 1);
-        partial_output[j * 32] =
-            make_float4(out[j][0] * scale0, out[j][1] * scale1, out[j][2] * scale0, out[j][3] * scale1);
-      }
-      }
+      float work[L / 8][4];
+      const index_t kept_tile = chunk_residuals(p, span, sequence, head, chunk, stage, tiles, scratch, state, work);
 
       // The previous chunk's output leaves its staging tile before this chunk's output overwrites it (after (3)).
-      if (chunk > first_chunk && writes_outputs(p)) write_output(p, span, head, chunk - 1, output);
+      if (chunk > first_chunk && writes_outputs(p)) write_output(p, span, head, chunk - 1, scratch.output);
       __syncthreads();  // (3) -A below the diagonal blocks, the diagonal inverses and P are complete
       if (more) copy_chunk_part<ChunkPart::values>(p, span, head, chunk + 1, next_stage);
 
-      // Block forward substitution, 16 micro-steps at a time: N_i = (I + A_ii)^-1 (R_i - sum_{m < i} A_im N_m).
-      {
-        const std::uint32_t negated = tiles.negated_a + columns_then_rows(LP);
-        const std::uint32_t inverses = tiles.diagonal_inverses + columns_then_rows(DP);
-        std::uint32_t solved[L / 16][4];
-#pragma unroll
-        for (int i = 0; i < L / 16; ++i) {
-#pragma unroll
-          for (int m = 0; m < i; ++m) {
-            std::uint32_t b[4];
-            ldmatrix_x4(b, negated + at(16 * i, 16 * m, LP));
-            mma_16x8x16<__half>(work[2 * i], solved[m], b[0], b[1]);
-            mma_16x8x16<__half>(work[2 * i + 1], solved[m], b[2], b[3]);
-          }
-          std::uint32_t z[4], b[4];
-          accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], z);
-          ldmatrix_x4(b, inverses + at(16 * i, 0, DP));
-#pragma unroll
-          for (int e = 0; e < 4; ++e) work[2 * i][e] = work[2 * i + 1][e] = 0.0f;
-          mma_16x8x16<__half>(work[2 * i], z, b[0], b[1]);
-          mma_16x8x16<__half>(work[2 * i + 1], z, b[2], b[3]);
-          accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], solved[i]);
-        }
-      }
-
-      // N^T as 16-bit A fragments: as it is for the output, scaled by exp(G_last - G) kinv for the state update.
-      std::uint32_t solved_values[L / 16][4], update_values[L / 16][4];
-#pragma unroll
-      for (int ks = 0; ks < L / 16; ++ks) {
-        accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], solved_values[ks]);
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int r = 16 * ks + 8 * h + 2 * quad + e % 2;
-            work[2 * ks + h][e] *= key_scales[r] * gate_between(log2_gates, C - 1, r / NH);
-          }
-        accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], update_values[ks]);
-      }
-      if (keeps_chunks(p))
-        store_fragments(p.chunk_solved_values + kept_tile * (VD * L), solved_values, value_row, quad, L);
-
-      // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
-#pragma unroll
-      for (int half = 0; half < (QR + 31) / 32; ++half) {
-        if (!writes_outputs(p)) break;
-        constexpr int blocks = QR >= 32 ? 2 : 1;
-        float out[2 * blocks][4];
-#pragma unroll
-        for (int j = 0; j < 2 * blocks; ++j) {
-          const float4 partial = partial_output[(2 * blocks * half + j) * 32];
-          out[j][0] = partial.x;
-          out[j][1] = partial.y;
-          out[j][2] = partial.z;
-          out[j][3] = partial.w;
-        }
-        const std::uint32_t readouts = tiles.readout + columns_then_rows(LP);
-#pragma unroll
-        for (int ks = 0; ks < L / 16; ++ks)
-#pragma unroll
-          for (int qb = 0; qb < blocks; ++qb)
-            if (readout_block_used<NH, C>(16 * (blocks * half + qb), 16, 16 * ks)) {
-              std::uint32_t b[4];
-              ldmatrix_x4(b, readouts + at(16 * (blocks * half + qb), 16 * ks, LP));
-              mma_16x8x16<T>(out[2 * qb], solved_values[ks], b[0], b[1]);
-              mma_16x8x16<T>(out[2 * qb + 1], solved_values[ks], b[2], b[3]);
-            }
-#pragma unroll
-        for (int j = 0; j < 2 * blocks; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            output[(16 * blocks * half + 8 * j + 2 * quad + e % 2) * VP + value_row + 8 * (e / 2)] =
-                from_float<T>(out[j][e]);
-      }
-
-      // State update: S^T <- exp(G_last) S^T + (N^T diag(exp(G_last - G) kinv)) K.
-      {
-        if constexpr (Gated) {
-          const float last_gate = gate_from_start(log2_gates, C - 1);
-#pragma unroll
-          for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) state[j][e] *= last_gate;
-        }
-        update_state(state, tiles, update_values);
-      }
-      if (chunk + 1 < end_chunk) store_scalars(stage_at(base, 1 - stage_index), next);
+      chunk_solve_and_update(p, tiles, scratch, kept_tile, state, work);
+      if (more) store_scalars(next_stage, next);
     }
 
     if (first_chunk < end_chunk && writes_outputs(p)) {
       __syncthreads();
       write_output(p, span, head, end_chunk - 1, reinterpret_cast<const T*>(smem + Layout::output));
     }
-    // The end state: C_i or P_i of a summary, or the final state (of the last split).
-    const bool summary = p.pass == SplitPass::summarize;
-    if (summary || (split == p.splits - 1 && p.final_state.present())) {
-#pragma unroll
-      for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = 8 * j + 2 * quad() + e % 2, value = value_row() + 8 * (e / 2);
-          if (summary && blockIdx.z == 0)
-            p.summaries[split_index(p, sequence, head, split, 0, 2, key, value)] = state[j][e];
-          else if (summary)  // P_i transposed, the layout the fix-up reads (sequence_split.cuh)
-            p.summaries[split_index(p, sequence, head, split, 1, 2, value, key)] = state[j][e];
-          else
-            p.final_state(sequence, head, key, value) = state[j][e];
-        }
-    }
+    store_end_state(p, sequence, head, split, state);
   }
 
   /// Copies the staged output rows of chunk `chunk` to o, 16 bytes per thread and store.
