@@ -263,11 +263,13 @@ __device__ __forceinline__ void copy_async_wait() {
 /// contiguous bytes; `leading` and `stride` are the byte offsets between core matrices along the two dimensions as the
 /// PTX ISA's canonical layouts define them (K-major: leading along K, stride along N; N-major: leading along K,
 /// stride along N too, with the core matrix's rows running along K).
+/// `swizzle` selects another layout (1: 128-byte swizzle, where K-major leading is unused and MN-major leading runs
+/// along MN; the tile's 1024-byte atoms must be 1024-byte aligned).
 __device__ __forceinline__ std::uint64_t wgmma_descriptor(std::uint32_t address, std::uint32_t leading,
-                                                          std::uint32_t stride) {
+                                                          std::uint32_t stride, std::uint64_t swizzle = 0) {
   return static_cast<std::uint64_t>((address & 0x3FFFF) >> 4) |
          (static_cast<std::uint64_t>((leading & 0x3FFFF) >> 4) << 16) |
-         (static_cast<std::uint64_t>((stride & 0x3FFFF) >> 4) << 32);
+         (static_cast<std::uint64_t>((stride & 0x3FFFF) >> 4) << 32) | (swizzle << 62);
 }
 
 /// Orders the registers' earlier writes before the warpgroup's next wgmma reads them.
@@ -487,6 +489,58 @@ __device__ __forceinline__ void set_register_count() {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Registers));
   else
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Registers));
+#endif
+}
+
+// ---- mbarriers and the tensor memory accelerator (sm_90) ----
+
+/// Initialises the mbarrier at shared address `barrier` to expect `arrivals` arrivals per phase.
+__device__ __forceinline__ void mbarrier_init(std::uint32_t barrier, int arrivals) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(barrier), "r"(arrivals) : "memory");
+#endif
+}
+/// Makes initialised mbarriers visible to the tensor memory accelerator (then a block barrier, to the threads).
+__device__ __forceinline__ void fence_mbarrier_init() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+/// Arrives at the mbarrier and adds `bytes` to the transaction count its phase waits for.
+__device__ __forceinline__ void mbarrier_arrive_expect_bytes(std::uint32_t barrier, std::uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(barrier), "r"(bytes) : "memory");
+#endif
+}
+/// Waits until the mbarrier's phase with parity `parity` has completed.
+__device__ __forceinline__ void mbarrier_wait(std::uint32_t barrier, std::uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "wait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(barrier),
+      "r"(parity)
+      : "memory");
+#endif
+}
+/// Brings the TMA descriptor `map` (a __grid_constant__ parameter) into the descriptor cache ahead of its first use.
+__device__ __forceinline__ void prefetch_tensor_map(const void* map) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(map) : "memory");
+#endif
+}
+/// Copies the box at coordinates (c0, c1, c2, c3) of the 4-dimensional tensor map `map` (a __grid_constant__
+/// parameter) to shared memory at `destination` (128-byte aligned); the bytes count on `barrier`'s transactions.
+/// Coordinates past the tensor's extents read as zero.
+__device__ __forceinline__ void tma_load_4d(std::uint32_t destination, const void* map, std::uint32_t barrier, int c0,
+                                            int c1, int c2, int c3) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];\n" ::"r"(destination),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(barrier)
+      : "memory");
 #endif
 }
 

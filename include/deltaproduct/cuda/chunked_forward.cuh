@@ -22,6 +22,7 @@
 // is allocated and nothing synchronises.
 #pragma once
 
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -138,9 +139,10 @@ bool keeps_forward_states(const CudaBackend& backend) {
 /// Largest sequence split count the automatic plan considers (the fix-up is sequential in it).
 inline constexpr int chunked_max_sequence_splits = 32;
 
-/// Whether the warp-specialised kernel (chunked_specialized_kernel.cuh) runs this call: backend.warp_specialized_forward
+/// Whether the warp-specialised kernel (chunked_specialized_kernel.cuh) may run this call: backend.warp_specialized_forward
 /// asked for it, the GPU is a Hopper (compute capability 9.x) with its shared memory, and this build holds the
-/// kernel's sm_90 code (from CMAKE_CUDA_ARCHITECTURES=90a).
+/// kernel's sm_90 code (from CMAKE_CUDA_ARCHITECTURES=90a). It then runs unless the driver refuses the TMA
+/// descriptors of q, k or v (the one-role kernel runs instead).
 template <class T, int KD, int NH, bool Gated>
 bool takes_specialized_kernel(const CudaBackend& backend) {
   if (!backend.warp_specialized_forward) return false;
@@ -156,29 +158,76 @@ bool takes_specialized_kernel(const CudaBackend& backend) {
   return attributes.binaryVersion == 90;
 }
 
+/// The driver's cuTensorMapEncodeTiled, found through the runtime (no link to libcuda); null if the driver lacks it.
+inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* function = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    DELTAPRODUCT_CUDA_CHECK(
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault, &found));
+    return found == cudaDriverEntryPointSuccess ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function)
+                                                : nullptr;
+  }();
+  return encode;
+}
+
+/// The TMA descriptor of a [B, rows, H, D] view of 16-bit elements (rows contiguous, 16-byte aligned) whose boxes
+/// are 64 elements of `box_rows` consecutive rows of one head, 128-byte swizzled; false if the driver refuses it.
+template <class T>
+bool encode_row_pieces(CUtensorMap& map, const DeviceView<const T, 4>& view, int box_rows) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return false;
+  // Dimensions innermost first: elements, heads, rows, batch. A stride of an extent-1 dimension is never used;
+  // TMA still wants it a non-zero multiple of 16 bytes.
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(view.extents[3]), static_cast<cuuint64_t>(view.extents[2]),
+                              static_cast<cuuint64_t>(view.extents[1]), static_cast<cuuint64_t>(view.extents[0])};
+  const auto stride_bytes = [&](int d) {
+    return view.extents[d] > 1 ? static_cast<cuuint64_t>(view.strides[d]) * sizeof(T) : cuuint64_t{16};
+  };
+  const cuuint64_t strides[3] = {stride_bytes(2), stride_bytes(1), stride_bytes(0)};
+  const cuuint32_t box[4] = {64, 1, static_cast<cuuint32_t>(box_rows), 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  const CUtensorMapDataType type =
+      std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode(&map, type, 4, const_cast<T*>(view.data), dims, strides, box, element_strides,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 template <class T, int KD, int NH, bool Gated>
 void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> params, index_t sequences,
                     index_t heads) {
   using namespace cuda_chunked;
-  const bool specialized = takes_specialized_kernel<T, KD, NH, Gated>(backend);
-  const auto kernel = specialized ? specialized_chunked_forward_kernel<T, KD, KD, NH, Gated>
-                                  : chunked_forward_kernel<T, KD, KD, NH, Gated>;
-  const int threads = specialized ? SpecializedLayout<T, KD, KD, NH>::threads : TileLayout<T, KD, KD, NH>::threads;
-  const std::size_t bytes =
-      specialized ? SpecializedLayout<T, KD, KD, NH>::bytes : TileLayout<T, KD, KD, NH>::bytes;
-  DELTAPRODUCT_CUDA_CHECK(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  using Specialized = SpecializedLayout<T, KD, KD, NH>;
+  SpecializedMaps maps{};
+  const bool specialized = takes_specialized_kernel<T, KD, NH, Gated>(backend) && params.tokens > 0 &&
+                           encode_row_pieces(maps.q, params.q, Specialized::QR) &&
+                           encode_row_pieces(maps.k, params.k, Specialized::L) &&
+                           encode_row_pieces(maps.v, params.v, Specialized::L);
+  const int threads = specialized ? Specialized::threads : TileLayout<T, KD, KD, NH>::threads;
+  const std::size_t bytes = specialized ? Specialized::bytes : TileLayout<T, KD, KD, NH>::bytes;
+  if (specialized)
+    DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(specialized_chunked_forward_kernel<T, KD, KD, NH, Gated>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  else
+    DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(chunked_forward_kernel<T, KD, KD, NH, Gated>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  const auto launch = [&](dim3 grid) {
+    if (specialized)
+      specialized_chunked_forward_kernel<T, KD, KD, NH, Gated><<<grid, threads, bytes, backend.stream>>>(params, maps);
+    else
+      chunked_forward_kernel<T, KD, KD, NH, Gated><<<grid, threads, bytes, backend.stream>>>(params);
+    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+  };
   const unsigned split_ctas = static_cast<unsigned>(sequences * params.splits);
   if (params.splits == 1) {
     params.pass = SplitPass::whole;
-    kernel<<<dim3(split_ctas, static_cast<unsigned>(heads)), threads, bytes, backend.stream>>>(params);
-    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+    launch(dim3(split_ctas, static_cast<unsigned>(heads)));
     return;
   }
   // sequence_split.cuh: summaries of the runs, the fix-up of their start states, then every run from its start.
   params.pass = SplitPass::summarize;
-  kernel<<<dim3(split_ctas, static_cast<unsigned>(heads), 2), threads, bytes, backend.stream>>>(params);
-  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+  launch(dim3(split_ctas, static_cast<unsigned>(heads), 2));
 
   SplitFixupParams fixup;
   fixup.initial_state = params.initial_state;
@@ -194,8 +243,7 @@ void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> p
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 
   params.pass = SplitPass::outputs;
-  kernel<<<dim3(split_ctas, static_cast<unsigned>(heads)), threads, bytes, backend.stream>>>(params);
-  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+  launch(dim3(split_ctas, static_cast<unsigned>(heads)));
 }
 
 /// The split count a validated call that takes the tensor-core kernel uses: backend.sequence_splits when set (the

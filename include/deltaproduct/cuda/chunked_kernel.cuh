@@ -111,6 +111,32 @@ __host__ __device__ constexpr int gram_job_owner(int job) {
     return extra < catch_up ? 4 + extra % (NW - 4) : (extra - catch_up) % NW;
 }
 
+/// How the chunk's key, query and value tiles lie in shared memory, for the code that addresses them. This kernel's
+/// own: keys and queries as core matrices row block after row block (ChunkedKernel::blocked), values row-major with
+/// `VP` elements per row. `rows` is the tile's row count (L for keys, the query rows for queries).
+template <int KD, int VP>
+struct BlockedTiling {
+  /// Lanes that share a row where a row is read whole (4: neighbouring lanes read neighbouring pieces, no conflicts).
+  static constexpr int lanes_per_row = 4;
+  /// Byte offset of the 16-byte piece `piece` (elements 8 piece .. 8 piece + 7) of row `row`.
+  __host__ __device__ static constexpr std::uint32_t piece(int /*rows*/, int row, int piece) {
+    return static_cast<std::uint32_t>(((row / 8) * (KD / 8) + piece) * 128 + (row % 8) * 16);
+  }
+  /// wgmma descriptor of k step kk (elements 16 kk .. 16 kk + 15) of a key or query tile read K-major.
+  __device__ static std::uint64_t k_major(std::uint32_t tile, int rows, int kk) {
+    return wgmma_descriptor(tile + piece(rows, 0, 2 * kk), 128, KD * 16);
+  }
+  /// wgmma descriptor of the rows 16 ks .. 16 ks + 15 of a key tile read N-major (k = row, n = key).
+  __device__ static std::uint64_t n_major(std::uint32_t tile, int rows, int ks) {
+    return wgmma_descriptor(tile + piece(rows, 16 * ks, 0), KD * 16, 128);
+  }
+  /// Lane `lane`'s ldmatrix row address (byte offset) for the 16 x 16 value block at rows 16 rb, columns 16 cb.
+  __device__ static std::uint32_t value_block(int lane, int rb, int cb) {
+    const int row = 16 * rb + lane % 8 + 8 * (lane / 16), column = 16 * cb + 8 * ((lane / 8) % 2);
+    return static_cast<std::uint32_t>(2 * (row * VP + column));
+  }
+};
+
 template <class T, int KD, int VD, int NH, bool Gated>
 struct ChunkedKernel {
   using Layout = TileLayout<T, KD, VD, NH>;
@@ -293,15 +319,15 @@ struct ChunkedKernel {
   }
 
   /// Key and query normalisers (the readout scale folded into the latter) and the gates' chunk-local cumulative
-  /// sums, in log2 units, of the chunk in `stage`. Four lanes share a row (16-byte reads, two shuffles), so all rows
-  /// are summed at once instead of one after the other; `Threads` threads take part, this one is number `tid`.
-  template <int Threads = Layout::threads>
+  /// sums, in log2 units, of the chunk in `stage`. Tiling::lanes_per_row lanes share a row (16-byte reads, then
+  /// shuffles), so all rows are summed at once instead of one after the other; `Threads` threads take part, this one is number `tid`.
+  template <int Threads = Layout::threads, class Tiling = BlockedTiling<KD, Layout::value_pitch>>
   static __device__ __forceinline__ void prepare_scales(const ChunkedParams<T>& p, const Stage& stage,
                                                         float* key_scales, float* query_scales, float* log2_gates,
                                                         int tid = thread_index()) {
     static_assert(Threads % 32 == 0 && Threads >= 64, "prepare_scales runs on whole warps, at least two");
     const int warp = tid / 32, lane = tid % 32;
-    constexpr int lanes_per_row = 4, pieces = KD / 8 / lanes_per_row;  // 16-byte pieces per lane
+    constexpr int lanes_per_row = Tiling::lanes_per_row, pieces = KD / 8 / lanes_per_row;  // 16-byte pieces per lane
     constexpr int rows_per_pass = Threads / lanes_per_row;
     constexpr int passes = (L + QR + rows_per_pass - 1) / rows_per_pass;
     const bool normalize_keys = p.key_norm != NormCode::none, normalize_queries = p.query_norm != NormCode::none;
@@ -309,14 +335,15 @@ struct ChunkedKernel {
     for (int pass = 0; pass < passes; ++pass) {
       const int row = pass * rows_per_pass + tid / lanes_per_row;  // keys, then queries
       const bool is_key = row < L, in_range = row < L + QR;
-      const unsigned char* data = reinterpret_cast<const unsigned char*>(is_key ? stage.keys : stage.queries) +
-                                  blocked(is_key ? row : row - L, 0);
+      const unsigned char* data = reinterpret_cast<const unsigned char*>(is_key ? stage.keys : stage.queries);
+      const int tile_row = is_key ? row : row - L, tile_rows = is_key ? L : QR;
       float sum_of_squares = 0.0f;
       if (in_range && (is_key ? normalize_keys : normalize_queries)) {
 #pragma unroll
         for (int i = 0; i < pieces; ++i) {
-          // Piece lane + 4 i of the row: neighbouring lanes read neighbouring 16-byte pieces.
-          const uint4 raw = *reinterpret_cast<const uint4*>(data + blocked(0, tid % lanes_per_row + lanes_per_row * i));
+          // Piece lane + lanes_per_row i of the row.
+          const uint4 raw = *reinterpret_cast<const uint4*>(
+              data + Tiling::piece(tile_rows, tile_row, tid % lanes_per_row + lanes_per_row * i));
           const std::uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
           for (int w = 0; w < 4; ++w) {
@@ -325,8 +352,9 @@ struct ChunkedKernel {
           }
         }
       }
-      sum_of_squares += __shfl_xor_sync(0xffffffffu, sum_of_squares, 1);
-      sum_of_squares += __shfl_xor_sync(0xffffffffu, sum_of_squares, 2);
+#pragma unroll
+      for (int offset = 1; offset < lanes_per_row; offset *= 2)
+        sum_of_squares += __shfl_xor_sync(0xffffffffu, sum_of_squares, offset);
       if (in_range && tid % lanes_per_row == 0) {
         if (is_key)
           key_scales[row] = inverse_norm(sum_of_squares, p.key_norm, p.eps);
@@ -407,6 +435,29 @@ struct ChunkedKernel {
                                                           T* readout, const float* key_scales,
                                                           const float* query_scales, const float* log2_gates) {
     const int lane = thread_index() % 32, group = lane / 4, quad = lane % 4;
+    // Every factor is loaded before the first store (stores to shared memory would otherwise make the compiler
+    // reload them): per row the beta and key normaliser (or the query scale) and the cumulative gate, per column the
+    // key normaliser and the cumulative gate.
+    float row_factor[2], row_gate[2] = {}, column_factor[Tiles][2], column_gate[Tiles][2] = {};
+#pragma unroll
+    for (int half_row = 0; half_row < 2; ++half_row) {
+      const int row = 16 * row_block + group + 8 * half_row;
+      if constexpr (Query) {
+        row_factor[half_row] = row < C ? query_scales[row] : 0.0f;
+        if constexpr (Gated) row_gate[half_row] = log2_gates[row];
+      } else {
+        row_factor[half_row] = stage.betas[row] * key_scales[row];
+        if constexpr (Gated) row_gate[half_row] = log2_gates[row / NH];
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < Tiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int s = 16 * col_block + 8 * n + 2 * quad + e;
+        column_factor[n][e] = key_scales[s];
+        if constexpr (Gated) column_gate[n][e] = log2_gates[s / NH];
+      }
 #pragma unroll
     for (int n = 0; n < Tiles; ++n)
 #pragma unroll
@@ -417,15 +468,10 @@ struct ChunkedKernel {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int s = col + e;
-          const float dot = acc[n][2 * half_row + e];
-          if constexpr (Query) {
-            const bool causal = row < C && s <= last_step_of<NH>(row);
-            value[e] = causal ? query_scales[row] * key_scales[s] * gate_between(log2_gates, row, s / NH) * dot : 0.0f;
-          } else {
-            value[e] = s < row ? stage.betas[row] * key_scales[row] * key_scales[s] *
-                                     gate_between(log2_gates, row / NH, s / NH) * dot
-                               : 0.0f;
-          }
+          const bool kept = Query ? row < C && s <= last_step_of<NH>(row) : s < row;
+          // exp(G_row - G_s) <= 1 where kept: a difference of cumulative gates, never a ratio of exponentials.
+          const float gate = Gated ? fast_exp2(row_gate[half_row] - column_gate[n][e]) : 1.0f;
+          value[e] = kept ? row_factor[half_row] * column_factor[n][e] * gate * acc[n][2 * half_row + e] : 0.0f;
         }
         if constexpr (Query) {
           *reinterpret_cast<std::uint32_t*>(readout + row * LP + col) = pack2<T>(value[0], value[1]);
@@ -521,6 +567,7 @@ struct ChunkedKernel {
 
   /// work = S^T K^T and out = S^T Q^T (64 x L and 64 x QR per warpgroup, inner dimension K): wgmma with the state
   /// as the register operand where the build targets sm_90a, mma.sync otherwise.
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
   static __device__ __forceinline__ void state_products(const float (&state)[KD / 8][4], const Tiles& tiles,
                                                         float (&work)[L / 8][4], float (&out)[QR / 8][4]) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -534,10 +581,9 @@ struct ChunkedKernel {
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < KD / 16; ++kk) {
-      // K-major B: 16-byte pieces 2 kk, 2 kk + 1 of every row; core matrices 128 bytes apart along K, a row block
-      // (8 rows) KD * 16 bytes apart.
-      wgmma_async<T, 0>(work, a[kk], wgmma_descriptor(tiles.keys + blocked(0, 2 * kk), 128, KD * 16));
-      wgmma_async<T, 0>(out, a[kk], wgmma_descriptor(tiles.queries + blocked(0, 2 * kk), 128, KD * 16));
+      // K-major B: 16-byte pieces 2 kk, 2 kk + 1 of every row.
+      wgmma_async<T, 0>(work, a[kk], Tiling::k_major(tiles.keys, L, kk));
+      wgmma_async<T, 0>(out, a[kk], Tiling::k_major(tiles.queries, QR, kk));
     }
     wgmma_commit();
     wgmma_wait_all();
@@ -569,6 +615,7 @@ struct ChunkedKernel {
   }
 
   /// S^T += (scaled N^T) K, inner dimension L: wgmma on sm_90a (K read N-major), mma.sync otherwise.
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
   static __device__ __forceinline__ void update_state(float (&state)[KD / 8][4], const Tiles& tiles,
                                                       const std::uint32_t (&update_values)[L / 16][4]) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -576,9 +623,8 @@ struct ChunkedKernel {
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < L / 16; ++ks)
-      // N-major B (k = micro-step, n = key): core matrices 128 bytes apart along the keys, a row block (8 micro-steps)
-      // KD * 16 bytes apart along k.
-      wgmma_async<T, 1>(state, update_values[ks], wgmma_descriptor(tiles.keys + blocked(16 * ks, 0), KD * 16, 128));
+      // N-major B (k = micro-step, n = key).
+      wgmma_async<T, 1>(state, update_values[ks], Tiling::n_major(tiles.keys, L, ks));
     wgmma_commit();
     wgmma_wait_all();
     pin_registers(state);
@@ -685,6 +731,7 @@ struct ChunkedKernel {
   /// The first half of a chunk on the state, which needs the chunk's scales and gates but none of its Gram blocks:
   /// keeps S^T for the backward (returns the kept tile), then work = R^T = b (V^T - exp(G) kinv S^T K^T) and the
   /// partial outputs S^T Q^T diag(scale qinv exp(G)).
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
   static __device__ __forceinline__ index_t chunk_residuals(const ChunkedParams<T>& p, const SequenceSpan& span,
                                                             index_t sequence, int head, index_t chunk,
                                                             const Stage& stage, const Tiles& tiles,
@@ -708,14 +755,14 @@ struct ChunkedKernel {
     for (int j = 0; j < L / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) work[j][e] = 0.0f;
-    state_products(state, tiles, work, out);
+    state_products<Tiling>(state, tiles, work, out);
     // R^T = b (V^T - exp(G) kinv S^T K^T); V^T arrives in the accumulator layout through ldmatrix.trans.
     {
-      const std::uint32_t values = tiles.values + columns_then_rows(VP);
+      const int lane = thread_index() % 32;
 #pragma unroll
       for (int rb = 0; rb < L / 16; ++rb) {
         std::uint32_t vv[4];
-        ldmatrix_x4_trans(vv, values + at(16 * rb, 16 * warp, VP));
+        ldmatrix_x4_trans(vv, tiles.values + Tiling::value_block(lane, rb, warp));
 #pragma unroll
         for (int half_tile = 0; half_tile < 2; ++half_tile)
 #pragma unroll
@@ -750,6 +797,7 @@ struct ChunkedKernel {
 
   /// The second half of a chunk, once the Gram blocks are complete: the block forward substitution N^T, the output
   /// staged in scratch.output, and the state update.
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
   static __device__ __forceinline__ void chunk_solve_and_update(const ChunkedParams<T>& p, const Tiles& tiles,
                                                                 const ChunkScratch& scratch, index_t kept_tile,
                                                                 float (&state)[KD / 8][4], float (&work)[L / 8][4]) {
@@ -839,7 +887,7 @@ struct ChunkedKernel {
 #pragma unroll
         for (int e = 0; e < 4; ++e) state[j][e] *= last_gate;
     }
-    update_state(state, tiles, update_values);
+    update_state<Tiling>(state, tiles, update_values);
   }
 
   static __device__ __forceinline__ void run(const ChunkedParams<T>& p) {

@@ -5,7 +5,7 @@
 // copying the inputs, the normalisers and gates, the Gram blocks and diagonal inverses, and the chain on the state.
 // Only the last depends on the previous chunk. Here a producer warpgroup (128 threads after the V / 16 consumer warps)
 // does everything that does not need the state, one chunk ahead of the consumers:
-//   producer, chunk c: wait for c's inputs (cp.async, issued two chunks earlier); key and query normalisers and
+//   producer, chunk c: wait for c's inputs (copied by the tensor memory accelerator, TMA); key and query normalisers and
 //     cumulative gates; K K^T and Q K^T as two 64 x 64 wgmmas from shared memory, scaled and masked into -A, the
 //     diagonal blocks (inverted in fp32 by the warp that owns them) and P; signal "chunk c ready"; wait until the
 //     consumers are done with chunk c - 1; start copying chunk c + 1 into the stage c - 1 used.
@@ -16,7 +16,16 @@
 // (the consumer barrier and the producer barrier order each role's own phases): no block-wide barrier after the
 // roles split. The producer gives registers back (setmaxnreg) so that the consumers keep the state and the
 // chain's fragments without spilling.
+//
+// Copies: per chunk, the first producer warp issues one TMA box per 64-column half of the key, value and query tiles
+// (64 elements x the tile's rows, 128-byte swizzled), all counted on the stage's mbarrier; wgmma reads the swizzled
+// layout natively and ldmatrix reads it without bank conflicts (Swizzled128Tiling). The copies then cost the
+// multiprocessor's load/store path nothing: issued per thread with cp.async, the same bytes stalled the copying
+// warps for thousands of cycles per chunk and slowed the consumers' shared-memory traffic beside them; and boxes of
+// 16-byte rows (one per 8 columns) kept the copy engine busy for as long.
 #pragma once
+
+#include <cuda.h>  // CUtensorMap (the type only: no driver API call here)
 
 #include <cstddef>
 #include <cstdint>
@@ -31,17 +40,61 @@
 
 namespace deltaproduct::detail::cuda_chunked {
 
-/// Shared-memory map of the warp-specialised kernel, in bytes: TileLayout's input stages, two sets of the per-chunk
-/// tiles the producer writes, the producer's fp32 diagonal blocks, and the consumers' output staging tiles.
+/// Tile addressing of the warp-specialised kernel's input stages, as the TMA boxes write them with 128-byte swizzling:
+/// a tile of `rows` rows is one or two halves of 64 columns (128 bytes a row), rows * 128 bytes apart; in a half, row
+/// r's 16-byte piece c (of 8) sits at r * 128 + ((c ^ (r % 8)) * 16). wgmma reads this layout natively; ldmatrix's
+/// eight rows of one piece fall in eight different bank groups; tile halves are 1024-byte aligned.
+template <int L>
+struct Swizzled128Tiling {
+  /// One lane per row: a warp reads one piece of 32 consecutive rows without bank conflicts.
+  static constexpr int lanes_per_row = 1;
+  static constexpr std::uint64_t swizzle_128 = 1;
+  __host__ __device__ static constexpr std::uint32_t piece(int rows, int row, int piece) {
+    return static_cast<std::uint32_t>((piece / 8) * rows * 128 + row * 128 + (((piece % 8) ^ (row % 8)) * 16));
+  }
+  /// K-major: k step kk is 32 bytes into its half's 128-byte rows; 8-row groups 1024 bytes apart (leading unused).
+  __device__ static std::uint64_t k_major(std::uint32_t tile, int rows, int kk) {
+    const std::uint32_t start = tile + static_cast<std::uint32_t>((kk / 4) * rows * 128 + (kk % 4) * 32);
+    return wgmma_descriptor(start, 16, 1024, swizzle_128);
+  }
+  /// N-major (k = row, n = key): k step ks starts 16 rows in; the halves (64 keys each) rows * 128 bytes apart
+  /// (leading, along N), 8-row groups 1024 bytes apart (stride, along K).
+  __device__ static std::uint64_t n_major(std::uint32_t tile, int rows, int ks) {
+    return wgmma_descriptor(tile + static_cast<std::uint32_t>(ks * 16 * 128), static_cast<std::uint32_t>(rows * 128),
+                            1024, swizzle_128);
+  }
+  __device__ static std::uint32_t value_block(int lane, int rb, int cb) {
+    const int row = 16 * rb + lane % 8 + 8 * (lane / 16), column = 16 * cb + 8 * ((lane / 8) % 2);
+    return piece(L, row, column / 8);
+  }
+};
+
+/// The TMA descriptors of q, k and v (4-dimensional: elements, heads, rows, batch), kernel parameters.
+struct SpecializedMaps {
+  CUtensorMap q, k, v;
+};
+
+/// Shared-memory map of the warp-specialised kernel, in bytes: its input stages (swizzled tiles), two sets of the
+/// per-chunk tiles the producer writes, the producer's fp32 diagonal blocks, the consumers' output staging tiles and
+/// the stages' mbarriers.
 template <class T, int KD, int VD, int NH>
 struct SpecializedLayout {
   using Tile = TileLayout<T, KD, VD, NH>;
   static constexpr int L = Tile::L, QR = Tile::query_rows;
   static constexpr int LP = Tile::step_pitch, VP = Tile::value_pitch, DP = Tile::diagonal_pitch;
-  static constexpr int stages = 2;  ///< input stages (ChunkedKernel::stage_at's layout)
+  static constexpr int stages = 2;  ///< input stages
   static constexpr int consumer_warps = VD / 16, consumer_threads = 32 * consumer_warps;
   static constexpr int producer_threads = 128;  ///< one warpgroup: wgmma's unit
   static constexpr int threads = consumer_threads + producer_threads;
+
+  // One input stage; offsets within the stage (swizzled TMA destinations are 1024-byte aligned).
+  static constexpr std::size_t keys = 0;                                      ///< T [KD / 64][L][64], swizzled
+  static constexpr std::size_t values = keys + 2 * L * KD;                    ///< T [VD / 64][L][64], swizzled
+  static constexpr std::size_t queries = values + 2 * L * VD;                 ///< T [KD / 64][QR][64], swizzled
+  static constexpr std::size_t betas = round_up(queries + 2 * QR * KD, 128);  ///< float [L]
+  static constexpr std::size_t gates = betas + sizeof(float) * L;             ///< float [L]: g per token
+  static constexpr std::size_t stage_bytes = round_up(gates + sizeof(float) * L, 1024);
+  static constexpr std::uint32_t copy_bytes = 2 * (L * KD + L * VD + QR * KD);  ///< what the TMA boxes bring
 
   // One set of per-chunk tiles; offsets within the set.
   static constexpr std::size_t negated_a = 0;                                                     ///< half [L][LP]
@@ -52,21 +105,24 @@ struct SpecializedLayout {
   static constexpr std::size_t log2_gates = query_scales + sizeof(float) * L;                    ///< float [L]
   static constexpr std::size_t set_bytes = round_up(log2_gates + sizeof(float) * L, 128);
 
-  static constexpr std::size_t sets = stages * Tile::stage_bytes;                      ///< two sets, set_bytes apart
+  static constexpr std::size_t sets = stages * stage_bytes;                            ///< two sets, set_bytes apart
   static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;                 ///< float [4][16][17]
   static constexpr std::size_t output = round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, 128);  ///< T [QR][VP]
   static constexpr std::size_t partial_output =
       round_up(output + 2 * QR * VP, 128);  ///< float4 [consumer warps][QR / 8][32]
-  static constexpr std::size_t bytes = round_up(partial_output + 16 * consumer_warps * (QR / 8) * 32, 128);
+  static constexpr std::size_t copy_barriers =
+      round_up(partial_output + 16 * consumer_warps * (QR / 8) * 32, 128);  ///< uint64 [stages]: mbarriers
+  /// Dynamic shared memory to ask for: the map, and room to align its start to 1024 bytes.
+  static constexpr std::size_t bytes = round_up(copy_barriers + 8 * stages, 128) + 1024;
 };
 
 template <class T, int KD, int VD, int NH, bool Gated>
 struct SpecializedChunkedKernel {
   using Base = ChunkedKernel<T, KD, VD, NH, Gated>;
   using Layout = SpecializedLayout<T, KD, VD, NH>;
+  using Tiling = Swizzled128Tiling<Layout::L>;
   using Stage = typename Base::Stage;
   using Tiles = typename Base::Tiles;
-  using ChunkPart = typename Base::ChunkPart;
   using ChunkScratch = typename Base::ChunkScratch;
   using PendingScalar = typename Base::PendingScalar;
   static constexpr int L = Layout::L, QR = Layout::QR, C = Base::C, Stages = Layout::stages;
@@ -83,8 +139,8 @@ struct SpecializedChunkedKernel {
 
   // Registers: at launch every thread of a 384-thread CTA gets 168 (65536 / 384, rounded down to a multiple of 8);
   // the producer gives back what it does not need and the consumers take exactly that (ptxas allocates each role's
-  // code within its count: the consumers' chain needs ~190, the producer ~88 with its copy addresses kept local).
-  static constexpr int launch_registers = 168, producer_registers = 88, consumer_registers = 208;
+  // code within its count: the consumers' chain needs ~190, the producer ~90).
+  static constexpr int launch_registers = 168, producer_registers = 96, consumer_registers = 200;
   static_assert(all_threads != 384 ||
                     producer_registers * producers + consumer_registers * consumers <= launch_registers * all_threads,
                 "setmaxnreg.inc waits for registers that setmaxnreg.dec freed: the roles must fit the launch's");
@@ -104,34 +160,81 @@ struct SpecializedChunkedKernel {
             reinterpret_cast<T*>(s + Layout::readout),        reinterpret_cast<float*>(s + Layout::key_scales),
             reinterpret_cast<float*>(s + Layout::query_scales), reinterpret_cast<float*>(s + Layout::log2_gates)};
   }
+  static __device__ __forceinline__ Stage stage_at(unsigned char* base, int stage) {
+    unsigned char* s = base + static_cast<std::size_t>(stage) * Layout::stage_bytes;
+    return {reinterpret_cast<T*>(s + Layout::keys), reinterpret_cast<T*>(s + Layout::values),
+            reinterpret_cast<T*>(s + Layout::queries), reinterpret_cast<float*>(s + Layout::betas),
+            reinterpret_cast<float*>(s + Layout::gates)};
+  }
   /// Shared-space addresses of the tiles ldmatrix and wgmma read: inputs from stage `stage`, the rest from set `set`.
   static __device__ __forceinline__ Tiles tiles_at(std::uint32_t base, int stage, int set) {
-    const std::uint32_t in = base + static_cast<std::uint32_t>(stage * Base::Layout::stage_bytes);
+    const std::uint32_t in = base + static_cast<std::uint32_t>(stage * Layout::stage_bytes);
     const std::uint32_t s = base + static_cast<std::uint32_t>(Layout::sets + set * Layout::set_bytes);
-    return {in + static_cast<std::uint32_t>(Base::Layout::keys),
-            in + static_cast<std::uint32_t>(Base::Layout::values),
-            in + static_cast<std::uint32_t>(Base::Layout::queries),
+    return {in + static_cast<std::uint32_t>(Layout::keys),
+            in + static_cast<std::uint32_t>(Layout::values),
+            in + static_cast<std::uint32_t>(Layout::queries),
             s + static_cast<std::uint32_t>(Layout::negated_a),
             s + static_cast<std::uint32_t>(Layout::diagonal_inverses),
             s + static_cast<std::uint32_t>(Layout::readout)};
   }
+  static __device__ __forceinline__ std::uint32_t copy_barrier(std::uint32_t base, int stage) {
+    return base + static_cast<std::uint32_t>(Layout::copy_barriers + 8 * stage);
+  }
+  /// Parity of the copy barrier's phase that brings the chunk `index` chunks after the CTA's first.
+  static __device__ __forceinline__ std::uint32_t copy_parity(index_t index) {
+    return static_cast<std::uint32_t>((index / Stages) % 2);
+  }
 
-  /// Starts copying chunk `chunk` into `stage` (three commit groups) and loads its betas and gates.
-  static __device__ __forceinline__ PendingScalar start_chunk_copy(const ChunkedParams<T>& p, const SequenceSpan& span,
-                                                                   int head, index_t chunk, const Stage& stage,
-                                                                   int tid) {
-    // Laundered: the copy's address arithmetic stays here instead of being hoisted across the chunk's Gram work.
-    asm volatile("" : "+r"(tid));
-    asm volatile("" : "+l"(chunk));
-    Base::template copy_chunk_part<ChunkPart::keys, producers>(p, span, head, chunk, stage, tid);
-    Base::template copy_chunk_part<ChunkPart::queries, producers>(p, span, head, chunk, stage, tid);
-    Base::template copy_chunk_part<ChunkPart::values, producers>(p, span, head, chunk, stage, tid);
+  /// Starts copying chunk `chunk` into stage `stage` (producer thread 0 issues the TMA boxes; rows past the tensor read
+  /// as zero, rows past the sequence are cleared by clear_past_sequence()) and loads its betas and gates.
+  static __device__ __forceinline__ PendingScalar start_chunk_copy(const ChunkedParams<T>& p,
+                                                                   const SpecializedMaps& maps,
+                                                                   const SequenceSpan& span, int head, index_t chunk,
+                                                                   std::uint32_t base, int stage, int tid) {
+    // Lane h of the first producer warp issues column half h (64 elements) of each tile. Lane 0's arrival carries the
+    // byte count: the phase cannot complete before it, whatever order the boxes land in.
+    if (tid < 32) {
+      const std::uint32_t barrier = copy_barrier(base, stage);
+      const std::uint32_t tiles = base + static_cast<std::uint32_t>(stage * Layout::stage_bytes);
+      if (tid == 0) mbarrier_arrive_expect_bytes(barrier, Layout::copy_bytes);
+      const int batch = static_cast<int>(span.row);
+      const int step_row = static_cast<int>((span.begin + chunk * C) * NH);
+      const int token_row = static_cast<int>(span.begin + chunk * C);
+      const int half = tid;
+      if (half < KD / 64) {
+        tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::keys + half * L * 128), &maps.k, barrier, 64 * half,
+                    head, step_row, batch);
+        tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::queries + half * QR * 128), &maps.q, barrier,
+                    64 * half, head, token_row, batch);
+      }
+      if (half < VD / 64)
+        tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::values + half * L * 128), &maps.v, barrier, 64 * half,
+                    head, step_row, batch);
+    }
     return Base::load_scalars(p, span, head, chunk, tid);
   }
 
-  /// One Gram product of the producer warpgroup: acc = X K^T (64 x 64, X = K or Q, inner dimension K) from shared
-  /// memory, both operands K-major in the blocked layout.
-  static __device__ __forceinline__ void gram_product(std::uint32_t rows, std::uint32_t keys, float (&acc)[8][4]) {
+  /// Zeroes the key and value rows of `stage` past the chunk's micro-steps: the boxes bring the next sequence's rows
+  /// (or the next token's for n_h = 3) there, and a zero beta alone would not cancel a non-finite value in them.
+  static __device__ __forceinline__ void clear_past_sequence(const SequenceSpan& span, index_t chunk,
+                                                             const Stage& stage, int tid) {
+    const index_t first_step = chunk * C * NH, steps = (span.end - span.begin) * NH;
+    const index_t left = steps - first_step;
+    const int valid = static_cast<int>(left < Base::Layout::valid_rows ? left : Base::Layout::valid_rows);
+    if (valid >= L) return;
+    const int rows = L - valid;
+    for (int index = tid; index < rows * (KD / 8 + VD / 8); index += producers) {
+      const int row = valid + index % rows, piece = index / rows;
+      unsigned char* tile = reinterpret_cast<unsigned char*>(piece < KD / 8 ? stage.keys : stage.values);
+      *reinterpret_cast<uint4*>(tile + Tiling::piece(L, row, piece < KD / 8 ? piece : piece - KD / 8)) =
+          make_uint4(0, 0, 0, 0);
+    }
+  }
+
+  /// One Gram product of the producer warpgroup: acc = X Y^T (64 x 64; X, Y = K or Q with `rows`, `y_rows` rows;
+  /// inner dimension K) from shared memory, both operands K-major.
+  static __device__ __forceinline__ void gram_product(std::uint32_t x, int rows, std::uint32_t y, int y_rows,
+                                                      float (&acc)[8][4]) {
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
@@ -140,19 +243,18 @@ struct SpecializedChunkedKernel {
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < KD / 16; ++kk)
-      wgmma_shared_64x64<T>(acc, wgmma_descriptor(rows + Base::blocked(0, 2 * kk), 128, KD * 16),
-                            wgmma_descriptor(keys + Base::blocked(0, 2 * kk), 128, KD * 16));
+      wgmma_shared_64x64<T>(acc, Tiling::k_major(x, rows, kk), Tiling::k_major(y, y_rows, kk));
     wgmma_commit();
     wgmma_wait_all();
     pin_registers(acc);
   }
 
-  /// The producer's Gram blocks of the chunk in `stage`: warp w (0..3) owns row block w of K K^T and of Q K^T. It
+  /// The producer's Gram blocks of the chunk in `stage`: warp w (0..3) owns row block w of K K^T and of K Q^T. It
   /// stores -A left of the diagonal, writes and inverts its diagonal block, and stores P's causal blocks.
   static __device__ __forceinline__ void producer_gram(const Stage& stage, const Tiles& tiles, const Set& set,
                                                        float* diagonal_blocks, int warp) {
     float acc[8][4];
-    gram_product(tiles.keys, tiles.keys, acc);
+    gram_product(tiles.keys, L, tiles.keys, L, acc);
 #pragma unroll
     for (int cb = 0; cb < 4; ++cb)
       if (cb <= warp)
@@ -161,54 +263,87 @@ struct SpecializedChunkedKernel {
     __syncwarp();
     Base::invert_diagonal_block(warp, diagonal_blocks, set.diagonal_inverses);
 
-    // Rows past QR read beyond the query tile (still shared memory); their results are dropped.
-    gram_product(tiles.queries, tiles.keys, acc);
-    if (16 * warp < QR) {
+    // P^T = K Q^T rather than Q K^T: warp w then owns micro-step block w and the causal blocks right of it (4 - w of
+    // them for n_h = 1), which balances the triangle of K K^T above (w + 1 blocks). With fewer than 64 query rows,
+    // columns past QR read beyond the query tile (still shared memory); they are dropped.
+    gram_product(tiles.keys, L, tiles.queries, QR, acc);
 #pragma unroll
-      for (int cb = 0; cb < 4; ++cb)
-        if (readout_block_used<NH, C>(16 * warp, 16, 16 * cb))
-          Base::template store_gram_tiles<true, 2>(&acc[2 * cb], stage, warp, cb, diagonal_blocks, set.negated_a,
-                                                   set.readout, set.key_scales, set.query_scales, set.log2_gates);
+    for (int tb = 0; tb < QR / 16; ++tb)
+      if (readout_block_used<NH, C>(16 * tb, 16, 16 * warp))
+        store_readout_transposed(&acc[2 * tb], warp, tb, set);
+  }
+
+  /// Two accumulator tiles of K Q^T (rows: micro-steps of block `step_block`; columns: the 16 tokens of block
+  /// `token_block`) scaled, gated and masked into P (readout[token][step], type T), as store_gram_tiles() does for
+  /// Q K^T.
+  static __device__ __forceinline__ void store_readout_transposed(const float (*acc)[4], int step_block,
+                                                                  int token_block, const Set& set) {
+    const int lane = Base::thread_index() % 32, group = lane / 4, quad = lane % 4;
+    float step_factor[2], step_gate[2] = {}, token_factor[2][2], token_gate[2][2] = {};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int s = 16 * step_block + group + 8 * h;
+      step_factor[h] = set.key_scales[s];
+      if constexpr (Gated) step_gate[h] = set.log2_gates[s / NH];
     }
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int t = 16 * token_block + 8 * n + 2 * quad + e;
+        token_factor[n][e] = t < C ? set.query_scales[t] : 0.0f;
+        if constexpr (Gated) token_gate[n][e] = set.log2_gates[t];
+      }
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int s = 16 * step_block + group + 8 * h, t = 16 * token_block + 8 * n + 2 * quad + e;
+          const bool causal = t < C && s <= last_step_of<NH>(t);
+          const float gate = Gated ? fast_exp2(token_gate[n][e] - step_gate[h]) : 1.0f;
+          const float value = causal ? token_factor[n][e] * step_factor[h] * gate * acc[n][2 * h + e] : 0.0f;
+          set.readout[t * Layout::LP + s] = from_float<T>(value);
+        }
   }
 
   /// The producer warpgroup's loop over the CTA's chunks [first, end).
-  static __device__ __forceinline__ void produce(const ChunkedParams<T>& p, const SequenceSpan& span, int head,
-                                                 index_t first, index_t end, std::uint32_t smem_address) {
+  static __device__ __forceinline__ void produce(const ChunkedParams<T>& p, const SpecializedMaps& maps,
+                                                 const SequenceSpan& span, int head, index_t first, index_t end,
+                                                 std::uint32_t smem_address) {
     const int tid = Base::thread_index() - consumers, warp = tid / 32;
+    if (tid == 0) {
+      prefetch_tensor_map(&maps.q);
+      prefetch_tensor_map(&maps.k);
+      prefetch_tensor_map(&maps.v);
+    }
     // The first Stages - 1 chunks start copying at once.
     PendingScalar pending{T{}, false};
     int pending_stage = -1;
 #pragma unroll
     for (int s = 0; s + 1 < Stages; ++s)
-      if (first + s < end) {
-        const Stage stage = Base::stage_at(shared_pointer<unsigned char>(smem_address), s);
-        Base::store_scalars(stage, start_chunk_copy(p, span, head, first + s, stage, tid), tid);
-      }
+      if (first + s < end)
+        Base::store_scalars(stage_at(shared_pointer<unsigned char>(smem_address), s),
+                            start_chunk_copy(p, maps, span, head, first + s, smem_address, s, tid), tid);
     for (index_t chunk = first; chunk < end; ++chunk) {
       const std::uint32_t base_address = opaque(smem_address);
       unsigned char* const base = shared_pointer<unsigned char>(base_address);
       const index_t i = chunk - first;
       const int stage_index = static_cast<int>(i % Stages), set_index = static_cast<int>(i % 2);
-      const Stage stage = Base::stage_at(base, stage_index);
+      const Stage stage = stage_at(base, stage_index);
       const Set set = set_at(base, set_index);
       const Tiles tiles = tiles_at(base_address, stage_index, set_index);
       DELTAPRODUCT_TRACE(1, 0, i);
-      if (pending_stage >= 0) Base::store_scalars(Base::stage_at(base, pending_stage), pending, tid);
-      // This chunk's copies are the oldest in flight.
-      if constexpr (Stages == 3) {
-        if (chunk + 1 < end)
-          copy_async_wait<3>();
-        else
-          copy_async_wait_all();
-      } else {
-        copy_async_wait_all();
-      }
+      if (pending_stage >= 0) Base::store_scalars(stage_at(base, pending_stage), pending, tid);
+      mbarrier_wait(copy_barrier(base_address, stage_index), copy_parity(i));  // the chunk's boxes have landed
       DELTAPRODUCT_TRACE(1, 1, i);
-      fence_proxy_async();  // the copies' writes, made through the generic proxy, are read by wgmma
+      clear_past_sequence(span, chunk, stage, tid);
+      fence_proxy_async();  // the cleared rows, written through the generic proxy, are read by wgmma
       named_barrier_sync(producer_barrier, producers);  // the chunk, its betas and gates are in `stage`
       DELTAPRODUCT_TRACE(1, 2, i);
-      Base::template prepare_scales<producers>(p, stage, set.key_scales, set.query_scales, set.log2_gates, tid);
+      Base::template prepare_scales<producers, Tiling>(p, stage, set.key_scales, set.query_scales, set.log2_gates,
+                                                       tid);
       named_barrier_sync(producer_barrier, producers);  // scales and gates are ready
       DELTAPRODUCT_TRACE(1, 3, i);
       producer_gram(stage, tiles, set, reinterpret_cast<float*>(base + Layout::diagonal_blocks), warp);
@@ -222,8 +357,9 @@ struct SpecializedChunkedKernel {
       pending_stage = -1;
       if (refill < end) {
         pending_stage = static_cast<int>((i + Stages - 1) % Stages);
-        pending = start_chunk_copy(p, span, head, refill, Base::stage_at(base, pending_stage), tid);
+        pending = start_chunk_copy(p, maps, span, head, refill, base_address, pending_stage, tid);
       }
+      DELTAPRODUCT_TRACE(1, 7, i);
     }
   }
 
@@ -236,7 +372,7 @@ struct SpecializedChunkedKernel {
       unsigned char* const base = shared_pointer<unsigned char>(base_address);
       const index_t i = chunk - first;
       const int stage_index = static_cast<int>(i % Stages), set_index = static_cast<int>(i % 2);
-      const Stage stage = Base::stage_at(base, stage_index);
+      const Stage stage = stage_at(base, stage_index);
       const Set set = set_at(base, set_index);
       const Tiles tiles = tiles_at(base_address, stage_index, set_index);
       const ChunkScratch scratch{set.key_scales, set.query_scales, set.log2_gates,
@@ -245,18 +381,20 @@ struct SpecializedChunkedKernel {
                                      Base::thread_index() / 32 * (QR / 8) * 32 + Base::thread_index() % 32};
       DELTAPRODUCT_TRACE(0, 0, i);
       named_barrier_sync(ready_barrier + set_index, all_threads);  // the producer has filled the chunk's set
+      // Already complete (the producer waited for it): makes the boxes' writes visible to these threads too.
+      mbarrier_wait(copy_barrier(base_address, stage_index), copy_parity(i));
       DELTAPRODUCT_TRACE(0, 1, i);
 
       float work[L / 8][4];
       const index_t kept_tile =
-          Base::chunk_residuals(p, span, sequence, head, chunk, stage, tiles, scratch, state, work);
+          Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, stage, tiles, scratch, state, work);
       // Every consumer is past the previous chunk (they all waited above); its output leaves the staging tile
       // before this chunk's overwrites it.
       if (chunk > first && Base::writes_outputs(p)) Base::write_output(p, span, head, chunk - 1, scratch.output);
       DELTAPRODUCT_TRACE(0, 2, i);
       named_barrier_sync(consumer_barrier, consumers);
       DELTAPRODUCT_TRACE(0, 3, i);
-      Base::chunk_solve_and_update(p, tiles, scratch, kept_tile, state, work);
+      Base::template chunk_solve_and_update<Tiling>(p, tiles, scratch, kept_tile, state, work);
       DELTAPRODUCT_TRACE(0, 4, i);
       // The producer waits for this only where it reuses the chunk's stage or set.
       if (chunk + 2 < end) named_barrier_arrive(done_barrier + set_index, all_threads);
@@ -268,7 +406,7 @@ struct SpecializedChunkedKernel {
     }
   }
 
-  static __device__ __forceinline__ void run(const ChunkedParams<T>& p) {
+  static __device__ __forceinline__ void run(const ChunkedParams<T>& p, const SpecializedMaps& maps) {
     extern __shared__ __align__(128) unsigned char smem[];
     if (inputs_rejected(p.status)) return;  // a value check failed: write nothing
     const int head = static_cast<int>(blockIdx.y);
@@ -277,11 +415,17 @@ struct SpecializedChunkedKernel {
     if (Base::idle_summary(p, split)) return;
     const SequenceSpan span = sequence_span(p, sequence);
     const auto range = Base::chunk_range(p, span, split);
-    const std::uint32_t smem_address = shared_address(smem);
+    const std::uint32_t smem_address = (shared_address(smem) + 1023u) & ~1023u;  // the swizzle atoms' alignment
+    if (Base::thread_index() == 0) {
+#pragma unroll
+      for (int s = 0; s < Stages; ++s) mbarrier_init(copy_barrier(smem_address, s), 1);
+      fence_mbarrier_init();
+    }
+    __syncthreads();  // the copy barriers are initialised (the last block-wide barrier)
 
     if (Base::thread_index() >= consumers) {
       if constexpr (all_threads == 384) set_register_count<producer_registers, false>();
-      produce(p, span, head, range.first, range.end, smem_address);
+      produce(p, maps, span, head, range.first, range.end, smem_address);
       return;
     }
     if constexpr (all_threads == 384) set_register_count<consumer_registers, true>();
@@ -295,11 +439,12 @@ struct SpecializedChunkedKernel {
 /// Grid as chunked_forward_kernel's; block: SpecializedLayout::threads; dynamic shared memory: SpecializedLayout::bytes.
 template <class T, int KD, int VD, int NH, bool Gated>
 __global__ void __launch_bounds__(SpecializedLayout<T, KD, VD, NH>::threads, 1)
-    specialized_chunked_forward_kernel(const ChunkedParams<T> p) {
+    specialized_chunked_forward_kernel(const ChunkedParams<T> p, const __grid_constant__ SpecializedMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  SpecializedChunkedKernel<T, KD, VD, NH, Gated>::run(p);
+  SpecializedChunkedKernel<T, KD, VD, NH, Gated>::run(p, maps);
 #else
-  __trap();  // wgmma and setmaxnreg need sm_90a; the host launches this kernel only from an sm_90a build
+  (void)maps;
+  __trap();  // wgmma, TMA and setmaxnreg need sm_90a; the host launches this kernel only from an sm_90a build
 #endif
 }
 
