@@ -92,7 +92,7 @@ struct Call {
   bool initial_state_gradient = true;
   dp::CudaAlgorithm algorithm = dp::CudaAlgorithm::recurrent;
   bool keep_forward_states = false;  ///< a training step: forward() keeps the states, backward() reads them
-  bool warp_specialized = false;     ///< ... with the warp-specialised forward kernel
+  bool warp_specialized = false;     ///< ... with the warp-specialised forward kernel (else the one-role kernel)
 };
 
 struct GpuGradients {

@@ -81,7 +81,7 @@ struct Layout {
   bool state_in_place = false;  ///< final_state is the initial state's memory
   int sequence_splits = 1;      ///< backend.sequence_splits: 1 (never split) tests the one-pass kernel; 0 automatic
   bool minimal_workspace = false;  ///< only the value-check record, instead of forward_workspace_bytes()
-  bool warp_specialized = false;   ///< backend.warp_specialized_forward
+  bool warp_specialized = false;   ///< backend.warp_specialized_forward (these tests default to the one-role kernel)
 };
 
 /// forward() on the GPU for problem p (inputs already representable in T) with model type Model.

@@ -512,6 +512,13 @@ __device__ __forceinline__ void mbarrier_arrive_expect_bytes(std::uint32_t barri
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(barrier), "r"(bytes) : "memory");
 #endif
 }
+/// Arrives at the mbarrier (release: this thread's earlier memory accesses are visible to the threads its phase
+/// completion releases).
+__device__ __forceinline__ void mbarrier_arrive(std::uint32_t barrier) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(barrier) : "memory");
+#endif
+}
 /// Waits until the mbarrier's phase with parity `parity` has completed.
 __device__ __forceinline__ void mbarrier_wait(std::uint32_t barrier, std::uint32_t parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -139,10 +139,10 @@ bool keeps_forward_states(const CudaBackend& backend) {
 /// Largest sequence split count the automatic plan considers (the fix-up is sequential in it).
 inline constexpr int chunked_max_sequence_splits = 32;
 
-/// Whether the warp-specialised kernel (chunked_specialized_kernel.cuh) may run this call: backend.warp_specialized_forward
-/// asked for it, the GPU is a Hopper (compute capability 9.x) with its shared memory, and this build holds the
-/// kernel's sm_90 code (from CMAKE_CUDA_ARCHITECTURES=90a). It then runs unless the driver refuses the TMA
-/// descriptors of q, k or v (the one-role kernel runs instead).
+/// Whether the warp-specialised kernel (chunked_specialized_kernel.cuh) may run this call:
+/// backend.warp_specialized_forward asks for it, the GPU is a Hopper (compute capability 9.x) with its shared memory,
+/// and this build holds the kernel's sm_90 code (from CMAKE_CUDA_ARCHITECTURES=90a). It then runs unless the driver
+/// refuses the TMA descriptors of q, k or v (the one-role kernel runs instead).
 template <class T, int KD, int NH, bool Gated>
 bool takes_specialized_kernel(const CudaBackend& backend) {
   if (!backend.warp_specialized_forward) return false;

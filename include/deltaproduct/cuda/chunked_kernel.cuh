@@ -320,7 +320,8 @@ struct ChunkedKernel {
 
   /// Key and query normalisers (the readout scale folded into the latter) and the gates' chunk-local cumulative
   /// sums, in log2 units, of the chunk in `stage`. Tiling::lanes_per_row lanes share a row (16-byte reads, then
-  /// shuffles), so all rows are summed at once instead of one after the other; `Threads` threads take part, this one is number `tid`.
+  /// shuffles), so all rows are summed at once instead of one after the other; `Threads` threads take part, this one
+  /// is number `tid`.
   template <int Threads = Layout::threads, class Tiling = BlockedTiling<KD, Layout::value_pitch>>
   static __device__ __forceinline__ void prepare_scales(const ChunkedParams<T>& p, const Stage& stage,
                                                         float* key_scales, float* query_scales, float* log2_gates,

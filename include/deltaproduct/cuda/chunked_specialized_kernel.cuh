@@ -5,17 +5,18 @@
 // copying the inputs, the normalisers and gates, the Gram blocks and diagonal inverses, and the chain on the state.
 // Only the last depends on the previous chunk. Here a producer warpgroup (128 threads after the V / 16 consumer warps)
 // does everything that does not need the state, one chunk ahead of the consumers:
-//   producer, chunk c: wait for c's inputs (copied by the tensor memory accelerator, TMA); key and query normalisers and
-//     cumulative gates; K K^T and Q K^T as two 64 x 64 wgmmas from shared memory, scaled and masked into -A, the
+//   producer, chunk c: wait for c's inputs (copied by the tensor memory accelerator, TMA); key and query normalisers
+//     and cumulative gates; K K^T and K Q^T as two 64 x 64 wgmmas from shared memory, scaled and masked into -A, the
 //     diagonal blocks (inverted in fp32 by the warp that owns them) and P; signal "chunk c ready"; wait until the
 //     consumers are done with chunk c - 1; start copying chunk c + 1 into the stage c - 1 used.
 //   consumers, chunk c: wait for "chunk c ready"; S^T K^T and S^T Q^T, R^T; write out chunk c - 1's output; the
-//     block forward substitution, the output and the state update; signal "done with chunk c".
+//     block forward substitution, the output (staged in the other of two tiles) and the state update; signal "done
+//     with chunk c".
 // A chunk then costs the longer of the two roles instead of their sum. The per-chunk tiles the producer writes come in
-// two sets (chunk parity), the input stages in two. Synchronisation is by named barriers, one per set and direction
-// (the consumer barrier and the producer barrier order each role's own phases): no block-wide barrier after the
-// roles split. The producer gives registers back (setmaxnreg) so that the consumers keep the state and the
-// chain's fragments without spilling.
+// two sets (chunk parity), the input stages in two. The roles hand sets over through mbarriers, one per set and
+// direction, and order their own phases with named barriers: no block-wide barrier after the roles split. The
+// producer gives registers back (setmaxnreg) so that the consumers keep the state and the chain's fragments without
+// spilling.
 //
 // Copies: per chunk, the first producer warp issues one TMA box per 64-column half of the key, value and query tiles
 // (64 elements x the tile's rows, 128-byte swizzled), all counted on the stage's mbarrier; wgmma reads the swizzled
@@ -107,13 +108,17 @@ struct SpecializedLayout {
 
   static constexpr std::size_t sets = stages * stage_bytes;                            ///< two sets, set_bytes apart
   static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;                 ///< float [4][16][17]
-  static constexpr std::size_t output = round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, 128);  ///< T [QR][VP]
+  static constexpr std::size_t output_bytes = round_up(2 * QR * VP, 128);  ///< one output staging tile, T [QR][VP]
+  /// Two output staging tiles (chunk parity): a chunk's output is staged while the previous one is written out.
+  static constexpr std::size_t output = round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, 128);
   static constexpr std::size_t partial_output =
-      round_up(output + 2 * QR * VP, 128);  ///< float4 [consumer warps][QR / 8][32]
+      output + 2 * output_bytes;  ///< float4 [consumer warps][QR / 8][32]
   static constexpr std::size_t copy_barriers =
       round_up(partial_output + 16 * consumer_warps * (QR / 8) * 32, 128);  ///< uint64 [stages]: mbarriers
+  static constexpr std::size_t ready_barriers = copy_barriers + 8 * stages;  ///< uint64 [2]: a set is filled
+  static constexpr std::size_t done_barriers = ready_barriers + 8 * 2;       ///< uint64 [2]: a set is read
   /// Dynamic shared memory to ask for: the map, and room to align its start to 1024 bytes.
-  static constexpr std::size_t bytes = round_up(copy_barriers + 8 * stages, 128) + 1024;
+  static constexpr std::size_t bytes = round_up(done_barriers + 8 * 2, 128) + 1024;
 };
 
 template <class T, int KD, int VD, int NH, bool Gated>
@@ -132,10 +137,10 @@ struct SpecializedChunkedKernel {
   static_assert(L == 64, "the producer's Gram products are 64 x 64 wgmmas: one row block of 16 per warp");
   static_assert(consumers % 128 == 0, "the consumers are whole warpgroups (V = 64 or 128)");
 
-  // Named barrier ids (0 is __syncthreads()).
+  // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
+  // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
+  // done[s] (every consumer thread is done with the chunk of set s and its stage).
   static constexpr int consumer_barrier = 1, producer_barrier = 2;
-  static constexpr int ready_barrier = 3;  ///< + set: the producer has filled set s (the chunk is ready)
-  static constexpr int done_barrier = 5;   ///< + set: the consumers are done with the chunk of set s
 
   // Registers: at launch every thread of a 384-thread CTA gets 168 (65536 / 384, rounded down to a multiple of 8);
   // the producer gives back what it does not need and the consumers take exactly that (ptxas allocates each role's
@@ -183,6 +188,17 @@ struct SpecializedChunkedKernel {
   /// Parity of the copy barrier's phase that brings the chunk `index` chunks after the CTA's first.
   static __device__ __forceinline__ std::uint32_t copy_parity(index_t index) {
     return static_cast<std::uint32_t>((index / Stages) % 2);
+  }
+  static __device__ __forceinline__ std::uint32_t ready_barrier(std::uint32_t base, int set) {
+    return base + static_cast<std::uint32_t>(Layout::ready_barriers + 8 * set);
+  }
+  static __device__ __forceinline__ std::uint32_t done_barrier(std::uint32_t base, int set) {
+    return base + static_cast<std::uint32_t>(Layout::done_barriers + 8 * set);
+  }
+  /// Parity of a set barrier's phase for the chunk `index` chunks after the CTA's first (a set serves every other
+  /// chunk).
+  static __device__ __forceinline__ std::uint32_t set_parity(index_t index) {
+    return static_cast<std::uint32_t>((index / 2) % 2);
   }
 
   /// Starts copying chunk `chunk` into stage `stage` (producer thread 0 issues the TMA boxes; rows past the tensor read
@@ -348,10 +364,10 @@ struct SpecializedChunkedKernel {
       DELTAPRODUCT_TRACE(1, 3, i);
       producer_gram(stage, tiles, set, reinterpret_cast<float*>(base + Layout::diagonal_blocks), warp);
       DELTAPRODUCT_TRACE(1, 5, i);
-      named_barrier_arrive(ready_barrier + set_index, all_threads);
+      mbarrier_arrive(ready_barrier(base_address, set_index));
 
       // Chunk chunk + Stages - 1 goes into the stage chunk - 1 used; set (chunk + 1) % 2 is chunk - 1's too.
-      if (chunk + 1 < end && chunk > first) named_barrier_sync(done_barrier + 1 - set_index, all_threads);
+      if (chunk + 1 < end && chunk > first) mbarrier_wait(done_barrier(base_address, 1 - set_index), set_parity(i - 1));
       DELTAPRODUCT_TRACE(1, 6, i);
       const index_t refill = chunk + Stages - 1;
       pending_stage = -1;
@@ -376,11 +392,11 @@ struct SpecializedChunkedKernel {
       const Set set = set_at(base, set_index);
       const Tiles tiles = tiles_at(base_address, stage_index, set_index);
       const ChunkScratch scratch{set.key_scales, set.query_scales, set.log2_gates,
-                                 reinterpret_cast<T*>(base + Layout::output),
+                                 reinterpret_cast<T*>(base + Layout::output + set_index * Layout::output_bytes),
                                  reinterpret_cast<float4*>(base + Layout::partial_output) +
                                      Base::thread_index() / 32 * (QR / 8) * 32 + Base::thread_index() % 32};
       DELTAPRODUCT_TRACE(0, 0, i);
-      named_barrier_sync(ready_barrier + set_index, all_threads);  // the producer has filled the chunk's set
+      mbarrier_wait(ready_barrier(base_address, set_index), set_parity(i));  // the producer has filled the set
       // Already complete (the producer waited for it): makes the boxes' writes visible to these threads too.
       mbarrier_wait(copy_barrier(base_address, stage_index), copy_parity(i));
       DELTAPRODUCT_TRACE(0, 1, i);
@@ -388,21 +404,26 @@ struct SpecializedChunkedKernel {
       float work[L / 8][4];
       const index_t kept_tile =
           Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, stage, tiles, scratch, state, work);
-      // Every consumer is past the previous chunk (they all waited above); its output leaves the staging tile
-      // before this chunk's overwrites it.
-      if (chunk > first && Base::writes_outputs(p)) Base::write_output(p, span, head, chunk - 1, scratch.output);
+      // Once every consumer is past the previous chunk, its output (in the other staging tile) is written out; this
+      // chunk's output is staged meanwhile, and the next chunk's barrier keeps it from being overwritten too early.
       DELTAPRODUCT_TRACE(0, 2, i);
       named_barrier_sync(consumer_barrier, consumers);
       DELTAPRODUCT_TRACE(0, 3, i);
+      if (chunk > first && Base::writes_outputs(p))
+        Base::write_output(p, span, head, chunk - 1,
+                           reinterpret_cast<const T*>(base + Layout::output + (1 - set_index) * Layout::output_bytes));
       Base::template chunk_solve_and_update<Tiling>(p, tiles, scratch, kept_tile, state, work);
       DELTAPRODUCT_TRACE(0, 4, i);
-      // The producer waits for this only where it reuses the chunk's stage or set.
-      if (chunk + 2 < end) named_barrier_arrive(done_barrier + set_index, all_threads);
+      // The producer waits for this where it reuses the chunk's stage or set (it never falls a phase behind: it
+      // fills this set again only after waiting).
+      mbarrier_arrive(done_barrier(base_address, set_index));
     }
     if (first < end && Base::writes_outputs(p)) {
       named_barrier_sync(consumer_barrier, consumers);
+      const int last_set = static_cast<int>((end - 1 - first) % 2);
       Base::write_output(p, span, head, end - 1,
-                         reinterpret_cast<const T*>(shared_pointer<unsigned char>(smem_address) + Layout::output));
+                         reinterpret_cast<const T*>(shared_pointer<unsigned char>(smem_address) + Layout::output +
+                                                    last_set * Layout::output_bytes));
     }
   }
 
@@ -419,6 +440,10 @@ struct SpecializedChunkedKernel {
     if (Base::thread_index() == 0) {
 #pragma unroll
       for (int s = 0; s < Stages; ++s) mbarrier_init(copy_barrier(smem_address, s), 1);
+      for (int s = 0; s < 2; ++s) {
+        mbarrier_init(ready_barrier(smem_address, s), producers);
+        mbarrier_init(done_barrier(smem_address, s), consumers);
+      }
       fence_mbarrier_init();
     }
     __syncthreads();  // the copy barriers are initialised (the last block-wide barrier)
@@ -436,7 +461,8 @@ struct SpecializedChunkedKernel {
   }
 };
 
-/// Grid as chunked_forward_kernel's; block: SpecializedLayout::threads; dynamic shared memory: SpecializedLayout::bytes.
+/// Grid as chunked_forward_kernel's; block: SpecializedLayout::threads; dynamic shared memory:
+/// SpecializedLayout::bytes.
 template <class T, int KD, int VD, int NH, bool Gated>
 __global__ void __launch_bounds__(SpecializedLayout<T, KD, VD, NH>::threads, 1)
     specialized_chunked_forward_kernel(const ChunkedParams<T> p, const __grid_constant__ SpecializedMaps maps) {

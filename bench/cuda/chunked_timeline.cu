@@ -1,0 +1,126 @@
+// chunked_timeline: where a chunk's cycles go in the warp-specialised chunked forward (chunked_specialized_kernel.cuh).
+// It defines the kernel's DELTAPRODUCT_TRACE hook so that CTA (0, 0)'s first consumer thread and first producer
+// thread stamp clock64() at each phase of every chunk, runs forward() at B=8, T=4096, H=16, K=V=128 for DeltaNet,
+// gated DeltaNet and gated DeltaProduct n_h=2, and prints the average cycles per phase over chunks 1..62, beside the
+// call's time (CUDA events, 20 calls) and the one-role kernel's. The stamps cost a few cycles each: read the phases,
+// take times from bench_cuda.
+//
+//   ./build/bench/cuda/chunked_timeline
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+// Stamps of CTA (0, 0): [role][event][chunk]; role 0: consumer thread 0, role 1: producer thread 0.
+__device__ long long chunked_timeline_stamps[2][8][64];
+#define DELTAPRODUCT_TRACE(role, event, chunk)                                                                  \
+  do {                                                                                                          \
+    if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == ((role) == 0 ? 0 : Layout::consumer_threads) && \
+        (chunk) < 64)                                                                                           \
+      chunked_timeline_stamps[role][event][chunk] = clock64();                                                  \
+  } while (0)
+
+#include <deltaproduct/cuda/chunked_forward.cuh>
+
+namespace dp = deltaproduct;
+using bf16 = __nv_bfloat16;
+
+namespace {
+
+void check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) {
+    std::fprintf(stderr, "chunked_timeline: %s: %s\n", what, cudaGetErrorString(status));
+    std::exit(1);
+  }
+}
+
+template <int NH, dp::Gating Gate>
+void timeline(const char* name) {
+  constexpr dp::index_t B = 8, T = 4096, H = 16, K = 128, V = 128, R = T * NH;
+  bf16 *q, *k, *v, *beta, *g, *o;
+  float* final_state;
+  check(cudaMalloc(&q, B * T * H * K * sizeof(bf16)), "cudaMalloc");
+  check(cudaMalloc(&k, B * R * H * K * sizeof(bf16)), "cudaMalloc");
+  check(cudaMalloc(&v, B * R * H * V * sizeof(bf16)), "cudaMalloc");
+  check(cudaMalloc(&beta, B * R * H * sizeof(bf16)), "cudaMalloc");
+  check(cudaMalloc(&g, B * T * H * sizeof(bf16)), "cudaMalloc");
+  check(cudaMalloc(&o, B * T * H * V * sizeof(bf16)), "cudaMalloc");
+  check(cudaMalloc(&final_state, B * H * K * V * sizeof(float)), "cudaMalloc");
+  // Every bf16 0x3c3c (~0.0115): keys normalise to unit length, betas lie in [0, 2]; g is its negative.
+  check(cudaMemset(q, 0x3c, B * T * H * K * sizeof(bf16)), "cudaMemset");
+  check(cudaMemset(k, 0x3c, B * R * H * K * sizeof(bf16)), "cudaMemset");
+  check(cudaMemset(v, 0x3c, B * R * H * V * sizeof(bf16)), "cudaMemset");
+  check(cudaMemset(beta, 0x3c, B * R * H * sizeof(bf16)), "cudaMemset");
+  check(cudaMemset(g, 0xbc, B * T * H * sizeof(bf16)), "cudaMemset");
+
+  dp::DeltaProduct<float, NH, dp::EigenvalueRange::signed_unit, Gate> model;
+  model.options.key_normalization = dp::Normalization::l2;
+  model.options.validate_ranges = false;
+  dp::DeltaInputs<bf16, float> in{.q = dp::make_view<const bf16>(q, {B, T, H, K}),
+                                  .k = dp::make_view<const bf16>(k, {B, R, H, K}),
+                                  .v = dp::make_view<const bf16>(v, {B, R, H, V}),
+                                  .beta = dp::make_view<const bf16>(beta, {B, R, H})};
+  if constexpr (Gate == dp::Gating::scalar_decay) in.g = dp::make_view<const bf16>(g, {B, T, H});
+  const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o, {B, T, H, V}),
+                                            .final_state = dp::make_view(final_state, {B, H, K, V})};
+
+  float milliseconds[2] = {};
+  for (const bool specialized : {false, true}) {
+    dp::CudaBackend backend{.algorithm = dp::CudaAlgorithm::chunked,
+                            .sequence_splits = 1,
+                            .warp_specialized_forward = specialized};
+    void* workspace = nullptr;
+    const std::size_t bytes = dp::forward_workspace_bytes(backend, model, in, out);
+    check(cudaMalloc(&workspace, bytes), "cudaMalloc");
+    check(cudaMemset(workspace, 0, bytes), "cudaMemset");
+    backend.workspace = workspace;
+    backend.workspace_bytes = bytes;
+    cudaEvent_t start, stop;
+    check(cudaEventCreate(&start), "cudaEventCreate");
+    check(cudaEventCreate(&stop), "cudaEventCreate");
+    for (int i = 0; i < 3; ++i) dp::forward(backend, model, in, out);
+    check(cudaEventRecord(start), "cudaEventRecord");
+    for (int i = 0; i < 20; ++i) dp::forward(backend, model, in, out);
+    check(cudaEventRecord(stop), "cudaEventRecord");
+    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    check(cudaEventElapsedTime(&milliseconds[specialized], start, stop), "cudaEventElapsedTime");
+    milliseconds[specialized] /= 20;
+    check(cudaFree(workspace), "cudaFree");
+  }
+
+  long long t[2][8][64];
+  check(cudaMemcpyFromSymbol(t, chunked_timeline_stamps, sizeof t), "cudaMemcpyFromSymbol");
+  // Producer: 0 iteration start, 1 copies landed, 2 past the producer barrier, 3 normalisers done, 5 Gram blocks
+  // done (ready), 6 past the wait for the consumers, 7 next copies issued. Consumers: 0 before the ready wait,
+  // 1 ready, 2 residuals and the previous output written, 3 past the consumer barrier, 4 solve, output, update done.
+  const struct {
+    const char* label;
+    int role_to, event_to, role_from, event_from, next;
+  } phases[] = {{"P copy wait", 1, 1, 1, 0, 0},  {"P normalisers", 1, 3, 1, 1, 0}, {"P Gram+inverses", 1, 5, 1, 3, 0},
+                {"P release wait", 1, 6, 1, 5, 0}, {"P copy issue", 1, 7, 1, 6, 0},   {"C ready wait", 0, 1, 0, 0, 0},
+                {"C residuals", 0, 2, 0, 1, 0},   {"C solve+update", 0, 4, 0, 3, 0},  {"chunk period", 0, 0, 0, 0, 1}};
+  std::printf("%s: warp-specialised %.3f ms, one-role %.3f ms; cycles per chunk (CTA 0, chunks 1..62):\n", name,
+              milliseconds[1], milliseconds[0]);
+  for (const auto& phase : phases) {
+    long long sum = 0;
+    for (int c = 1; c < 63; ++c)
+      sum += t[phase.role_to][phase.event_to][c + phase.next] - t[phase.role_from][phase.event_from][c];
+    std::printf("  %-16s %7lld\n", phase.label, sum / 62);
+  }
+  for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(beta),
+                  static_cast<void*>(g), static_cast<void*>(o), static_cast<void*>(final_state)})
+    check(cudaFree(p), "cudaFree");
+}
+
+}  // namespace
+
+int main() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("chunked_timeline: no CUDA device\n");
+    return 0;
+  }
+  timeline<1, dp::Gating::none>("DeltaNet");
+  timeline<1, dp::Gating::scalar_decay>("gated DeltaNet");
+  timeline<2, dp::Gating::scalar_decay>("gated DeltaProduct n_h=2");
+}
