@@ -466,16 +466,11 @@ __device__ __forceinline__ void wgmma_shared_64x64(float (&d)[8][4], std::uint64
 }
 
 // ---- Named barriers and register reallocation (warp-specialised kernels) ----
-// Barrier 0 is __syncthreads(); ids 1..15 are free. `Threads` counts every thread that arrives or waits, a multiple
-// of 32. bar.arrive makes this thread's earlier memory accesses visible to the threads that wait on the barrier.
+// Barrier 0 is __syncthreads(); ids 1..15 are free. `threads` counts every thread that waits, a multiple of 32.
 
-/// Waits until `Threads` threads have arrived at barrier `id` (this one included).
+/// Waits until `threads` threads have arrived at barrier `id` (this one included).
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
-/// Arrives at barrier `id` without waiting.
-__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 /// Lowers (Increase = false) or raises the warpgroup's per-thread register allocation to `Registers` (a multiple of 8

@@ -182,6 +182,25 @@ struct SpecializedChunkedKernel {
             s + static_cast<std::uint32_t>(Layout::diagonal_inverses),
             s + static_cast<std::uint32_t>(Layout::readout)};
   }
+  /// Where the chunk `index` chunks after the CTA's first finds its input stage and its set of per-chunk tiles. The
+  /// base address is laundered in every iteration: hoisted out of the loop, each derived address would hold a
+  /// register.
+  struct Place {
+    std::uint32_t base_address;
+    unsigned char* base;
+    int stage_index, set_index;
+    Stage stage;
+    Set set;
+    Tiles tiles;
+  };
+  static __device__ __forceinline__ Place place_of(std::uint32_t smem_address, index_t index) {
+    const std::uint32_t base_address = opaque(smem_address);
+    unsigned char* const base = shared_pointer<unsigned char>(base_address);
+    const int stage_index = static_cast<int>(index % Stages), set_index = static_cast<int>(index % 2);
+    return {base_address,          base, stage_index, set_index, stage_at(base, stage_index), set_at(base, set_index),
+            tiles_at(base_address, stage_index, set_index)};
+  }
+
   static __device__ __forceinline__ std::uint32_t copy_barrier(std::uint32_t base, int stage) {
     return base + static_cast<std::uint32_t>(Layout::copy_barriers + 8 * stage);
   }
@@ -343,37 +362,33 @@ struct SpecializedChunkedKernel {
         Base::store_scalars(stage_at(shared_pointer<unsigned char>(smem_address), s),
                             start_chunk_copy(p, maps, span, head, first + s, smem_address, s, tid), tid);
     for (index_t chunk = first; chunk < end; ++chunk) {
-      const std::uint32_t base_address = opaque(smem_address);
-      unsigned char* const base = shared_pointer<unsigned char>(base_address);
       const index_t i = chunk - first;
-      const int stage_index = static_cast<int>(i % Stages), set_index = static_cast<int>(i % 2);
-      const Stage stage = stage_at(base, stage_index);
-      const Set set = set_at(base, set_index);
-      const Tiles tiles = tiles_at(base_address, stage_index, set_index);
+      const Place at = place_of(smem_address, i);
       DELTAPRODUCT_TRACE(1, 0, i);
-      if (pending_stage >= 0) Base::store_scalars(stage_at(base, pending_stage), pending, tid);
-      mbarrier_wait(copy_barrier(base_address, stage_index), copy_parity(i));  // the chunk's boxes have landed
+      if (pending_stage >= 0) Base::store_scalars(stage_at(at.base, pending_stage), pending, tid);
+      mbarrier_wait(copy_barrier(at.base_address, at.stage_index), copy_parity(i));  // the chunk's boxes have landed
       DELTAPRODUCT_TRACE(1, 1, i);
-      clear_past_sequence(span, chunk, stage, tid);
+      clear_past_sequence(span, chunk, at.stage, tid);
       fence_proxy_async();  // the cleared rows, written through the generic proxy, are read by wgmma
-      named_barrier_sync(producer_barrier, producers);  // the chunk, its betas and gates are in `stage`
+      named_barrier_sync(producer_barrier, producers);  // the chunk, its betas and gates are in its stage
       DELTAPRODUCT_TRACE(1, 2, i);
-      Base::template prepare_scales<producers, Tiling>(p, stage, set.key_scales, set.query_scales, set.log2_gates,
-                                                       tid);
+      Base::template prepare_scales<producers, Tiling>(p, at.stage, at.set.key_scales, at.set.query_scales,
+                                                       at.set.log2_gates, tid);
       named_barrier_sync(producer_barrier, producers);  // scales and gates are ready
       DELTAPRODUCT_TRACE(1, 3, i);
-      producer_gram(stage, tiles, set, reinterpret_cast<float*>(base + Layout::diagonal_blocks), warp);
+      producer_gram(at.stage, at.tiles, at.set, reinterpret_cast<float*>(at.base + Layout::diagonal_blocks), warp);
       DELTAPRODUCT_TRACE(1, 5, i);
-      mbarrier_arrive(ready_barrier(base_address, set_index));
+      mbarrier_arrive(ready_barrier(at.base_address, at.set_index));
 
       // Chunk chunk + Stages - 1 goes into the stage chunk - 1 used; set (chunk + 1) % 2 is chunk - 1's too.
-      if (chunk + 1 < end && chunk > first) mbarrier_wait(done_barrier(base_address, 1 - set_index), set_parity(i - 1));
+      if (chunk + 1 < end && chunk > first)
+        mbarrier_wait(done_barrier(at.base_address, 1 - at.set_index), set_parity(i - 1));
       DELTAPRODUCT_TRACE(1, 6, i);
       const index_t refill = chunk + Stages - 1;
       pending_stage = -1;
       if (refill < end) {
         pending_stage = static_cast<int>((i + Stages - 1) % Stages);
-        pending = start_chunk_copy(p, maps, span, head, refill, base_address, pending_stage, tid);
+        pending = start_chunk_copy(p, maps, span, head, refill, at.base_address, pending_stage, tid);
       }
       DELTAPRODUCT_TRACE(1, 7, i);
     }
@@ -384,13 +399,12 @@ struct SpecializedChunkedKernel {
                                                  index_t sequence, int head, index_t first, index_t end,
                                                  std::uint32_t smem_address, float (&state)[KD / 8][4]) {
     for (index_t chunk = first; chunk < end; ++chunk) {
-      const std::uint32_t base_address = opaque(smem_address);
-      unsigned char* const base = shared_pointer<unsigned char>(base_address);
       const index_t i = chunk - first;
-      const int stage_index = static_cast<int>(i % Stages), set_index = static_cast<int>(i % 2);
-      const Stage stage = stage_at(base, stage_index);
-      const Set set = set_at(base, set_index);
-      const Tiles tiles = tiles_at(base_address, stage_index, set_index);
+      const Place at = place_of(smem_address, i);
+      const std::uint32_t base_address = at.base_address;
+      unsigned char* const base = at.base;
+      const int stage_index = at.stage_index, set_index = at.set_index;
+      const Set& set = at.set;
       const ChunkScratch scratch{set.key_scales, set.query_scales, set.log2_gates,
                                  reinterpret_cast<T*>(base + Layout::output + set_index * Layout::output_bytes),
                                  reinterpret_cast<float4*>(base + Layout::partial_output) +
@@ -403,7 +417,8 @@ struct SpecializedChunkedKernel {
 
       float work[L / 8][4];
       const index_t kept_tile =
-          Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, stage, tiles, scratch, state, work);
+          Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, at.stage, at.tiles, scratch, state,
+                                                 work);
       // Once every consumer is past the previous chunk, its output (in the other staging tile) is written out; this
       // chunk's output is staged meanwhile, and the next chunk's barrier keeps it from being overwritten too early.
       DELTAPRODUCT_TRACE(0, 2, i);
@@ -412,7 +427,7 @@ struct SpecializedChunkedKernel {
       if (chunk > first && Base::writes_outputs(p))
         Base::write_output(p, span, head, chunk - 1,
                            reinterpret_cast<const T*>(base + Layout::output + (1 - set_index) * Layout::output_bytes));
-      Base::template chunk_solve_and_update<Tiling>(p, tiles, scratch, kept_tile, state, work);
+      Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work);
       DELTAPRODUCT_TRACE(0, 4, i);
       // The producer waits for this where it reuses the chunk's stage or set (it never falls a phase behind: it
       // fills this set again only after waiting).
