@@ -16,8 +16,9 @@ PANELS = (("chunked", "chunked forward"), ("training", "training step: forward +
 
 
 def load(paths):
-    """{kind: {(shape, model): {impl: (ms or None, fraction)}}} for the chunked and training runs."""
+    """({kind: {(shape, model): {impl: (ms or None, fraction)}}}, {kind: devices}) for the chunked and training runs."""
     panels = {kind: {} for kind, _ in PANELS}
+    devices = {kind: [] for kind, _ in PANELS}
     for path in paths:
         with open(path) as f:
             data = json.load(f)
@@ -25,6 +26,9 @@ def load(paths):
             run = result["run"]
             if run["kind"] not in panels:
                 continue
+            device = data.get("device", "unknown GPU").replace("NVIDIA ", "")
+            if device not in devices[run["kind"]]:
+                devices[run["kind"]].append(device)
             shape = f"B={run['B']} T={run['T']} H={run['H']} K={run['K']}"
             for row in result["rows"]:
                 if row.get("ms") is None and not row.get("refused"):
@@ -32,7 +36,7 @@ def load(paths):
                 impl = "ours" if row["impl"].startswith("ours") else row["impl"]
                 panels[run["kind"]].setdefault((shape, run["model"]), {}).setdefault(
                     impl, (row.get("ms"), row.get("fraction")))
-    return panels
+    return panels, devices
 
 
 def draw(ax, rows, title, colors):
@@ -71,7 +75,7 @@ def main(argv):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = load(argv[1:-1])
+    panels, devices = load(argv[1:-1])
     shown = [(kind, title) for kind, title in PANELS
              if any(r.get("ours", (None,))[0] is not None for r in panels[kind].values())]
     if not shown:
@@ -81,7 +85,8 @@ def main(argv):
     fig, axes = plt.subplots(len(shown), 1, figsize=(max(8, 0.9 * widest), 4.5 * len(shown)), squeeze=False)
     colors = {"ours": "C0"}
     for ax, (kind, title) in zip(axes[:, 0], shown):
-        draw(ax, panels[kind], f"{title} on an H200, bf16 inputs (numbers on bars: fraction of the roofline)", colors)
+        on = " and ".join(devices[kind])  # timings are compared within one device command, never across devices
+        draw(ax, panels[kind], f"{title} on {on}, bf16 inputs (numbers on bars: fraction of the H200 roofline)", colors)
     fig.tight_layout()
     fig.savefig(argv[-1], dpi=150)
     print(f"wrote {argv[-1]}")
