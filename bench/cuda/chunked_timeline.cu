@@ -13,11 +13,11 @@
 
 // Stamps of CTA (0, 0): [role][event][chunk]; role 0: consumer thread 0, role 1: producer thread 0.
 __device__ long long chunked_timeline_stamps[2][8][64];
-#define DELTAPRODUCT_TRACE(role, event, chunk)                                                                  \
-  do {                                                                                                          \
+#define DELTAPRODUCT_TRACE(role, event, chunk)                                                               \
+  do {                                                                                                       \
     if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == ((role) == 0 ? 0 : Layout::consumer_threads) && \
-        (chunk) < 64)                                                                                           \
-      chunked_timeline_stamps[role][event][chunk] = clock64();                                                  \
+        (chunk) < 64)                                                                                        \
+      chunked_timeline_stamps[role][event][chunk] = clock64();                                               \
   } while (0)
 
 #include <deltaproduct/cuda/chunked_forward.cuh>
@@ -66,9 +66,8 @@ void timeline(const char* name) {
 
   float milliseconds[2] = {};
   for (const bool specialized : {false, true}) {
-    dp::CudaBackend backend{.algorithm = dp::CudaAlgorithm::chunked,
-                            .sequence_splits = 1,
-                            .warp_specialized_forward = specialized};
+    dp::CudaBackend backend{
+        .algorithm = dp::CudaAlgorithm::chunked, .sequence_splits = 1, .warp_specialized_forward = specialized};
     void* workspace = nullptr;
     const std::size_t bytes = dp::forward_workspace_bytes(backend, model, in, out);
     check(cudaMalloc(&workspace, bytes), "cudaMalloc");
@@ -90,15 +89,18 @@ void timeline(const char* name) {
 
   long long t[2][8][64];
   check(cudaMemcpyFromSymbol(t, chunked_timeline_stamps, sizeof t), "cudaMemcpyFromSymbol");
-  // Producer: 0 iteration start, 1 copies landed, 2 past the producer barrier, 3 normalisers done, 5 Gram blocks
-  // done (ready), 6 past the wait for the consumers, 7 next copies issued. Consumers: 0 before the ready wait,
-  // 1 ready, 2 residuals and the previous output written, 3 past the consumer barrier, 4 solve, output, update done.
+  // Producer: 0 iteration start, 1 copies landed, 2 past the producer barrier, 3 normalisers done, 4 K K^T's
+  // epilogue and the diagonal inverses done, 5 P done (ready), 6 past the wait for the consumers, 7 the betas and
+  // gates two chunks ahead issued. Consumers: 0 before the ready wait, 1 ready, 2 residuals done, 3 past the consumer
+  // barrier, 4 previous output written, solve, output, update done.
   const struct {
     const char* label;
     int role_to, event_to, role_from, event_from, next;
-  } phases[] = {{"P copy wait", 1, 1, 1, 0, 0},  {"P normalisers", 1, 3, 1, 1, 0}, {"P Gram+inverses", 1, 5, 1, 3, 0},
-                {"P release wait", 1, 6, 1, 5, 0}, {"P copy issue", 1, 7, 1, 6, 0},   {"C ready wait", 0, 1, 0, 0, 0},
-                {"C residuals", 0, 2, 0, 1, 0},   {"C solve+update", 0, 4, 0, 3, 0},  {"chunk period", 0, 0, 0, 0, 1}};
+  } phases[] = {{"P copy wait", 1, 1, 1, 0, 0},      {"P normalisers", 1, 3, 1, 1, 0},
+                {"P K K^T+inverses", 1, 4, 1, 3, 0}, {"P readout tile", 1, 5, 1, 4, 0},
+                {"P release wait", 1, 6, 1, 5, 0},   {"P scalar loads", 1, 7, 1, 6, 0},
+                {"C ready wait", 0, 1, 0, 0, 0},     {"C residuals", 0, 2, 0, 1, 0},
+                {"C solve+update", 0, 4, 0, 3, 0},   {"chunk period", 0, 0, 0, 0, 1}};
   std::printf("%s: warp-specialised %.3f ms, one-role %.3f ms; cycles per chunk (CTA 0, chunks 1..62):\n", name,
               milliseconds[1], milliseconds[0]);
   for (const auto& phase : phases) {

@@ -82,8 +82,8 @@ __device__ __forceinline__ SequenceSpan sequence_span(const ChunkedParams<T>& p,
 /// run along each batch row (chunks_per_row of them); a packed sequence starts at slot begin / C + sequence, so that
 /// sequences sharing a chunk-sized stretch of the row never share a slot (B * chunks_per_row + N slots in all).
 __host__ __device__ __forceinline__ index_t chunk_tile_index(bool packed, const SequenceSpan& span, index_t sequence,
-                                                              index_t chunk, int chunk_tokens, index_t chunks_per_row,
-                                                              int head, index_t heads) {
+                                                             index_t chunk, int chunk_tokens, index_t chunks_per_row,
+                                                             int head, index_t heads) {
   const index_t slot = span.row * chunks_per_row + span.begin / chunk_tokens + (packed ? sequence : 0) + chunk;
   return slot * heads + head;
 }
@@ -277,6 +277,13 @@ __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.a
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 /// Waits for all committed wgmma groups of the warpgroup.
 __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+/// Waits until at most `Pending` of the warpgroup's committed wgmma groups are still running (the oldest complete
+/// first).
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+  static_assert(Pending >= 0 && Pending <= 7, "wgmma.wait_group takes 0 to 7 pending groups");
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
+}
 
 /// Ties accumulator registers to this point of the program: the compiler may not move their reads or writes across
 /// it (wgmma writes them asynchronously, out of the compiler's sight).

@@ -245,8 +245,7 @@ struct ChunkedKernel {
   /// as its own commit group, spread over `Threads` threads of which this is number `tid`.
   template <ChunkPart Part, int Threads = Layout::threads>
   static __device__ __forceinline__ void copy_chunk_part(const ChunkedParams<T>& p, const SequenceSpan& span, int head,
-                                                         index_t chunk, const Stage& stage,
-                                                         int tid = thread_index()) {
+                                                         index_t chunk, const Stage& stage, int tid = thread_index()) {
     const index_t first_token = chunk * C, length = span.end - span.begin;
     const index_t first_step = first_token * NH, steps = length * NH;
     const index_t step_base = span.begin * NH;
@@ -493,19 +492,25 @@ struct ChunkedKernel {
     const int lane = thread_index() % 32;
     if (lane >= 16) return;
     const float* a = diagonal_blocks + block * 16 * 17;
-    float x[16];
+    // Forward substitution, one row of the lane's column at a time. Row r + 1's entries of A are loaded while row r
+    // is summed (their latency hides behind its products), and no further ahead: the compiler would otherwise load
+    // all 120 entries into registers at once. Four partial sums shorten each row's dependent chain.
+    float x[16], row[15], next[15];
+    x[0] = lane == 0 ? 1.0f : 0.0f;
+    next[0] = a[17];
 #pragma unroll
-    for (int r = 0; r < 16; ++r) {
-      asm volatile("" ::: "memory");  // keeps the compiler from loading all 120 entries of A ahead into registers
-      float even = r == lane ? 1.0f : 0.0f, odd = 0.0f;  // two partial sums halve the dependent chain
+    for (int r = 1; r < 16; ++r) {
 #pragma unroll
-      for (int s = 0; s < r; ++s) {
-        if (s % 2 == 0)
-          even -= a[r * 17 + s] * x[s];
-        else
-          odd -= a[r * 17 + s] * x[s];
+      for (int s = 0; s < r; ++s) row[s] = next[s];
+      if (r + 1 < 16) {
+#pragma unroll
+        for (int s = 0; s <= r; ++s) next[s] = a[(r + 1) * 17 + s];
       }
-      x[r] = even + odd;
+      asm volatile("" ::: "memory");
+      float partial[4] = {r == lane ? 1.0f : 0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int s = 0; s < r; ++s) partial[s % 4] -= row[s] * x[s];
+      x[r] = (partial[0] + partial[1]) + (partial[2] + partial[3]);
     }
     __half* inverse = diagonal_inverses + block * 16 * DP;
 #pragma unroll
@@ -550,11 +555,11 @@ struct ChunkedKernel {
         if (readout_block_used<NH, C>(16 * tb, 16, 16 * sb)) {  // causal: a used block's left neighbours are used
           if (gram_job_owner<NW>(job) == warp) {
             if (readout_block_used<NH, C>(16 * tb, 16, 16 * (sb + 1)))
-              gram_block<true, 2>(stage, tiles, tb, sb, diagonal_blocks, negated_a, readout, key_scales,
-                                  query_scales, log2_gates);
+              gram_block<true, 2>(stage, tiles, tb, sb, diagonal_blocks, negated_a, readout, key_scales, query_scales,
+                                  log2_gates);
             else
-              gram_block<true, 1>(stage, tiles, tb, sb, diagonal_blocks, negated_a, readout, key_scales,
-                                  query_scales, log2_gates);
+              gram_block<true, 1>(stage, tiles, tb, sb, diagonal_blocks, negated_a, readout, key_scales, query_scales,
+                                  log2_gates);
           }
           ++job;
         }
@@ -744,8 +749,7 @@ struct ChunkedKernel {
     const float* const log2_gates = scratch.log2_gates;
     index_t kept_tile = 0;
     if (keeps_chunks(p)) {  // the state pass of the backward: S^T at the chunk's start
-      kept_tile =
-          chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head, gridDim.y);
+      kept_tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head, gridDim.y);
       store_accumulators<T>(p.chunk_states + kept_tile * (VD * KD), state, value_row, quad, KD);
     }
 
@@ -847,7 +851,7 @@ struct ChunkedKernel {
     if (keeps_chunks(p))
       store_fragments(p.chunk_solved_values + kept_tile * (VD * L), solved_values, value_row, quad, L);
 
-    // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
+      // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
 #pragma unroll
     for (int half = 0; half < (QR + 31) / 32; ++half) {
       if (!writes_outputs(p)) break;

@@ -8,18 +8,21 @@
 //   producer, chunk c: wait for c's inputs (copied by the tensor memory accelerator, TMA); key and query normalisers
 //     and cumulative gates; K K^T and K Q^T as two 64 x 64 wgmmas from shared memory, scaled and masked into -A, the
 //     diagonal blocks (inverted in fp32 by the warp that owns them) and P; signal "chunk c ready"; wait until the
-//     consumers are done with chunk c - 1; start copying chunk c + 1 into the stage c - 1 used.
+//     consumers are done with chunk c - 1 (its set is c + 1's); start loading chunk c + 2's betas and gates.
 //   consumers, chunk c: wait for "chunk c ready"; S^T K^T and S^T Q^T, R^T; write out chunk c - 1's output; the
 //     block forward substitution, the output (staged in the other of two tiles) and the state update; signal "done
-//     with chunk c".
+//     with chunk c"; once every consumer is, the first consumer warp starts copying chunk c + 2 into c's stage.
 // A chunk then costs the longer of the two roles instead of their sum. The per-chunk tiles the producer writes come in
 // two sets (chunk parity), the input stages in two. The roles hand sets over through mbarriers, one per set and
 // direction, and order their own phases with named barriers: no block-wide barrier after the roles split. The
 // producer gives registers back (setmaxnreg) so that the consumers keep the state and the chain's fragments without
 // spilling.
 //
-// Copies: per chunk, the first producer warp issues one TMA box per 64-column half of the key, value and query tiles
-// (64 elements x the tile's rows, 128-byte swizzled), all counted on the stage's mbarrier; wgmma reads the swizzled
+// Copies: per chunk, one warp issues one TMA box per 64-column half of the key, value and query tiles (64 elements x
+// the tile's rows, 128-byte swizzled), all counted on the stage's mbarrier. The consumers issue them, at the moment
+// they release a stage: the copy then has a whole producer iteration to land (issued by the producer after its
+// Gram products, it landed just as the producer needed it, and the producer waited for it in every chunk). The
+// betas and gates, plain loads, are issued two chunks ahead for the same reason; wgmma reads the swizzled
 // layout natively and ldmatrix reads it without bank conflicts (Swizzled128Tiling). The copies then cost the
 // multiprocessor's load/store path nothing: issued per thread with cp.async, the same bytes stalled the copying
 // warps for thousands of cycles per chunk and slowed the consumers' shared-memory traffic beside them; and boxes of
@@ -98,23 +101,22 @@ struct SpecializedLayout {
   static constexpr std::uint32_t copy_bytes = 2 * (L * KD + L * VD + QR * KD);  ///< what the TMA boxes bring
 
   // One set of per-chunk tiles; offsets within the set.
-  static constexpr std::size_t negated_a = 0;                                                     ///< half [L][LP]
-  static constexpr std::size_t diagonal_inverses = round_up(negated_a + 2 * L * LP, 128);        ///< half [4][16][DP]
-  static constexpr std::size_t readout = round_up(diagonal_inverses + 2 * 4 * 16 * DP, 128);     ///< T [QR][LP]
-  static constexpr std::size_t key_scales = round_up(readout + 2 * QR * LP, 128);                ///< float [L]
-  static constexpr std::size_t query_scales = key_scales + sizeof(float) * L;                    ///< float [L]
-  static constexpr std::size_t log2_gates = query_scales + sizeof(float) * L;                    ///< float [L]
+  static constexpr std::size_t negated_a = 0;                                                 ///< half [L][LP]
+  static constexpr std::size_t diagonal_inverses = round_up(negated_a + 2 * L * LP, 128);     ///< half [4][16][DP]
+  static constexpr std::size_t readout = round_up(diagonal_inverses + 2 * 4 * 16 * DP, 128);  ///< T [QR][LP]
+  static constexpr std::size_t key_scales = round_up(readout + 2 * QR * LP, 128);             ///< float [L]
+  static constexpr std::size_t query_scales = key_scales + sizeof(float) * L;                 ///< float [L]
+  static constexpr std::size_t log2_gates = query_scales + sizeof(float) * L;                 ///< float [L]
   static constexpr std::size_t set_bytes = round_up(log2_gates + sizeof(float) * L, 128);
 
-  static constexpr std::size_t sets = stages * stage_bytes;                            ///< two sets, set_bytes apart
-  static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;                 ///< float [4][16][17]
+  static constexpr std::size_t sets = stages * stage_bytes;                ///< two sets, set_bytes apart
+  static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;     ///< float [4][16][17]
   static constexpr std::size_t output_bytes = round_up(2 * QR * VP, 128);  ///< one output staging tile, T [QR][VP]
   /// Two output staging tiles (chunk parity): a chunk's output is staged while the previous one is written out.
   static constexpr std::size_t output = round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, 128);
-  static constexpr std::size_t partial_output =
-      output + 2 * output_bytes;  ///< float4 [consumer warps][QR / 8][32]
+  static constexpr std::size_t partial_output = output + 2 * output_bytes;  ///< float4 [consumer warps][QR / 8][32]
   static constexpr std::size_t copy_barriers =
-      round_up(partial_output + 16 * consumer_warps * (QR / 8) * 32, 128);  ///< uint64 [stages]: mbarriers
+      round_up(partial_output + 16 * consumer_warps * (QR / 8) * 32, 128);   ///< uint64 [stages]: mbarriers
   static constexpr std::size_t ready_barriers = copy_barriers + 8 * stages;  ///< uint64 [2]: a set is filled
   static constexpr std::size_t done_barriers = ready_barriers + 8 * 2;       ///< uint64 [2]: a set is read
   /// Dynamic shared memory to ask for: the map, and room to align its start to 1024 bytes.
@@ -136,6 +138,7 @@ struct SpecializedChunkedKernel {
 
   static_assert(L == 64, "the producer's Gram products are 64 x 64 wgmmas: one row block of 16 per warp");
   static_assert(consumers % 128 == 0, "the consumers are whole warpgroups (V = 64 or 128)");
+  static_assert(Stages == 2, "a chunk's stage is released through its set's done barrier: as many stages as sets");
 
   // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
   // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
@@ -161,9 +164,10 @@ struct SpecializedChunkedKernel {
   };
   static __device__ __forceinline__ Set set_at(unsigned char* base, int set) {
     unsigned char* s = base + Layout::sets + static_cast<std::size_t>(set) * Layout::set_bytes;
-    return {reinterpret_cast<__half*>(s + Layout::negated_a), reinterpret_cast<__half*>(s + Layout::diagonal_inverses),
-            reinterpret_cast<T*>(s + Layout::readout),        reinterpret_cast<float*>(s + Layout::key_scales),
-            reinterpret_cast<float*>(s + Layout::query_scales), reinterpret_cast<float*>(s + Layout::log2_gates)};
+    return {
+        reinterpret_cast<__half*>(s + Layout::negated_a),   reinterpret_cast<__half*>(s + Layout::diagonal_inverses),
+        reinterpret_cast<T*>(s + Layout::readout),          reinterpret_cast<float*>(s + Layout::key_scales),
+        reinterpret_cast<float*>(s + Layout::query_scales), reinterpret_cast<float*>(s + Layout::log2_gates)};
   }
   static __device__ __forceinline__ Stage stage_at(unsigned char* base, int stage) {
     unsigned char* s = base + static_cast<std::size_t>(stage) * Layout::stage_bytes;
@@ -197,7 +201,12 @@ struct SpecializedChunkedKernel {
     const std::uint32_t base_address = opaque(smem_address);
     unsigned char* const base = shared_pointer<unsigned char>(base_address);
     const int stage_index = static_cast<int>(index % Stages), set_index = static_cast<int>(index % 2);
-    return {base_address,          base, stage_index, set_index, stage_at(base, stage_index), set_at(base, set_index),
+    return {base_address,
+            base,
+            stage_index,
+            set_index,
+            stage_at(base, stage_index),
+            set_at(base, set_index),
             tiles_at(base_address, stage_index, set_index)};
   }
 
@@ -220,33 +229,35 @@ struct SpecializedChunkedKernel {
     return static_cast<std::uint32_t>((index / 2) % 2);
   }
 
-  /// Starts copying chunk `chunk` into stage `stage` (producer thread 0 issues the TMA boxes; rows past the tensor read
-  /// as zero, rows past the sequence are cleared by clear_past_sequence()) and loads its betas and gates.
-  static __device__ __forceinline__ PendingScalar start_chunk_copy(const ChunkedParams<T>& p,
-                                                                   const SpecializedMaps& maps,
-                                                                   const SequenceSpan& span, int head, index_t chunk,
-                                                                   std::uint32_t base, int stage, int tid) {
-    // Lane h of the first producer warp issues column half h (64 elements) of each tile. Lane 0's arrival carries the
-    // byte count: the phase cannot complete before it, whatever order the boxes land in.
-    if (tid < 32) {
-      const std::uint32_t barrier = copy_barrier(base, stage);
-      const std::uint32_t tiles = base + static_cast<std::uint32_t>(stage * Layout::stage_bytes);
-      if (tid == 0) mbarrier_arrive_expect_bytes(barrier, Layout::copy_bytes);
-      const int batch = static_cast<int>(span.row);
-      const int step_row = static_cast<int>((span.begin + chunk * C) * NH);
-      const int token_row = static_cast<int>(span.begin + chunk * C);
-      const int half = tid;
-      if (half < KD / 64) {
-        tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::keys + half * L * 128), &maps.k, barrier, 64 * half,
-                    head, step_row, batch);
-        tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::queries + half * QR * 128), &maps.q, barrier,
-                    64 * half, head, token_row, batch);
-      }
-      if (half < VD / 64)
-        tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::values + half * L * 128), &maps.v, barrier, 64 * half,
-                    head, step_row, batch);
+  /// Starts copying chunk `chunk`'s key, value and query tiles into stage `stage`: lane h of the calling warp issues
+  /// column half h (64 elements) of each tile (rows past the tensor read as zero, rows past the sequence are cleared
+  /// by clear_past_sequence()). Lane 0's arrival carries the byte count: the phase cannot complete before it, whatever
+  /// order the boxes land in.
+  static __device__ __forceinline__ void start_chunk_copy(const SpecializedMaps& maps, const SequenceSpan& span,
+                                                          int head, index_t chunk, std::uint32_t base, int stage,
+                                                          int lane) {
+    const std::uint32_t barrier = copy_barrier(base, stage);
+    const std::uint32_t tiles = base + static_cast<std::uint32_t>(stage * Layout::stage_bytes);
+    if (lane == 0) mbarrier_arrive_expect_bytes(barrier, Layout::copy_bytes);
+    const int batch = static_cast<int>(span.row);
+    const int step_row = static_cast<int>((span.begin + chunk * C) * NH);
+    const int token_row = static_cast<int>(span.begin + chunk * C);
+    const int half = lane;
+    if (half < KD / 64) {
+      tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::keys + half * L * 128), &maps.k, barrier, 64 * half, head,
+                  step_row, batch);
+      tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::queries + half * QR * 128), &maps.q, barrier, 64 * half,
+                  head, token_row, batch);
     }
-    return Base::load_scalars(p, span, head, chunk, tid);
+    if (half < VD / 64)
+      tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::values + half * L * 128), &maps.v, barrier, 64 * half,
+                  head, step_row, batch);
+  }
+
+  /// This producer thread's beta or gate of chunk `chunk` (nothing past the CTA's range), in flight until stored.
+  static __device__ __forceinline__ PendingScalar load_scalars_of(const ChunkedParams<T>& p, const SequenceSpan& span,
+                                                                  int head, index_t chunk, index_t end, int tid) {
+    return chunk < end ? Base::load_scalars(p, span, head, chunk, tid) : PendingScalar{T{}, false};
   }
 
   /// Zeroes the key and value rows of `stage` past the chunk's micro-steps: the boxes bring the next sequence's rows
@@ -268,8 +279,8 @@ struct SpecializedChunkedKernel {
 
   /// One Gram product of the producer warpgroup: acc = X Y^T (64 x 64; X, Y = K or Q with `rows`, `y_rows` rows;
   /// inner dimension K) from shared memory, both operands K-major.
-  static __device__ __forceinline__ void gram_product(std::uint32_t x, int rows, std::uint32_t y, int y_rows,
-                                                      float (&acc)[8][4]) {
+  static __device__ __forceinline__ void issue_gram_product(std::uint32_t x, int rows, std::uint32_t y, int y_rows,
+                                                            float (&acc)[8][4]) {
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
@@ -280,32 +291,36 @@ struct SpecializedChunkedKernel {
     for (int kk = 0; kk < KD / 16; ++kk)
       wgmma_shared_64x64<T>(acc, Tiling::k_major(x, rows, kk), Tiling::k_major(y, y_rows, kk));
     wgmma_commit();
-    wgmma_wait_all();
-    pin_registers(acc);
   }
 
   /// The producer's Gram blocks of the chunk in `stage`: warp w (0..3) owns row block w of K K^T and of K Q^T. It
-  /// stores -A left of the diagonal, writes and inverts its diagonal block, and stores P's causal blocks.
+  /// stores -A left of the diagonal, writes and inverts its diagonal block, and stores P's causal blocks. Both
+  /// products are issued at once: K Q^T runs on the tensor cores while K K^T's epilogue and the inversion run.
   static __device__ __forceinline__ void producer_gram(const Stage& stage, const Tiles& tiles, const Set& set,
-                                                       float* diagonal_blocks, int warp) {
-    float acc[8][4];
-    gram_product(tiles.keys, L, tiles.keys, L, acc);
+                                                       float* diagonal_blocks, int warp, index_t index) {
+    (void)index;  // the chunk's place in the CTA's range, for DELTAPRODUCT_TRACE
+    float gram[8][4], readout[8][4];
+    issue_gram_product(tiles.keys, L, tiles.keys, L, gram);
+    // P^T = K Q^T rather than Q K^T: warp w then owns micro-step block w and the causal blocks right of it (4 - w of
+    // them for n_h = 1), which balances the triangle of K K^T below (w + 1 blocks). With fewer than 64 query rows,
+    // columns past QR read beyond the query tile (still shared memory); they are dropped.
+    issue_gram_product(tiles.keys, L, tiles.queries, QR, readout);
+    wgmma_wait<1>();  // K K^T is complete
+    pin_registers(gram);
 #pragma unroll
     for (int cb = 0; cb < 4; ++cb)
       if (cb <= warp)
-        Base::template store_gram_tiles<false, 2>(&acc[2 * cb], stage, warp, cb, diagonal_blocks, set.negated_a,
+        Base::template store_gram_tiles<false, 2>(&gram[2 * cb], stage, warp, cb, diagonal_blocks, set.negated_a,
                                                   set.readout, set.key_scales, set.query_scales, set.log2_gates);
     __syncwarp();
     Base::invert_diagonal_block(warp, diagonal_blocks, set.diagonal_inverses);
+    DELTAPRODUCT_TRACE(1, 4, index);
 
-    // P^T = K Q^T rather than Q K^T: warp w then owns micro-step block w and the causal blocks right of it (4 - w of
-    // them for n_h = 1), which balances the triangle of K K^T above (w + 1 blocks). With fewer than 64 query rows,
-    // columns past QR read beyond the query tile (still shared memory); they are dropped.
-    gram_product(tiles.keys, L, tiles.queries, QR, acc);
+    wgmma_wait<0>();
+    pin_registers(readout);
 #pragma unroll
     for (int tb = 0; tb < QR / 16; ++tb)
-      if (readout_block_used<NH, C>(16 * tb, 16, 16 * warp))
-        store_readout_transposed(&acc[2 * tb], warp, tb, set);
+      if (readout_block_used<NH, C>(16 * tb, 16, 16 * warp)) store_readout_transposed(&readout[2 * tb], warp, tb, set);
   }
 
   /// Two accumulator tiles of K Q^T (rows: micro-steps of block `step_block`; columns: the 16 tokens of block
@@ -353,19 +368,23 @@ struct SpecializedChunkedKernel {
       prefetch_tensor_map(&maps.k);
       prefetch_tensor_map(&maps.v);
     }
-    // The first Stages - 1 chunks start copying at once.
-    PendingScalar pending{T{}, false};
-    int pending_stage = -1;
+    // Every stage starts copying at once (the consumers refill each one as they release it). The first chunk's betas
+    // and gates are stored at once; each later chunk's are loaded two iterations before they are stored.
 #pragma unroll
-    for (int s = 0; s + 1 < Stages; ++s)
-      if (first + s < end)
-        Base::store_scalars(stage_at(shared_pointer<unsigned char>(smem_address), s),
-                            start_chunk_copy(p, maps, span, head, first + s, smem_address, s, tid), tid);
+    for (int s = 0; s < Stages; ++s)
+      if (first + s < end && tid < 32) start_chunk_copy(maps, span, head, first + s, smem_address, s, tid);
+    Base::store_scalars(stage_at(shared_pointer<unsigned char>(smem_address), 0),
+                        load_scalars_of(p, span, head, first, end, tid), tid);
+    PendingScalar pending = load_scalars_of(p, span, head, first + 1, end, tid);  // the next chunk's
+    PendingScalar ahead{T{}, false};                                              // the one after
     for (index_t chunk = first; chunk < end; ++chunk) {
       const index_t i = chunk - first;
       const Place at = place_of(smem_address, i);
       DELTAPRODUCT_TRACE(1, 0, i);
-      if (pending_stage >= 0) Base::store_scalars(stage_at(at.base, pending_stage), pending, tid);
+      if (i > 0) {  // the stage's previous chunk, i - 2, is done (waited for at the end of the last iteration)
+        Base::store_scalars(at.stage, pending, tid);
+        pending = ahead;
+      }
       mbarrier_wait(copy_barrier(at.base_address, at.stage_index), copy_parity(i));  // the chunk's boxes have landed
       DELTAPRODUCT_TRACE(1, 1, i);
       clear_past_sequence(span, chunk, at.stage, tid);
@@ -376,28 +395,23 @@ struct SpecializedChunkedKernel {
                                                        at.set.log2_gates, tid);
       named_barrier_sync(producer_barrier, producers);  // scales and gates are ready
       DELTAPRODUCT_TRACE(1, 3, i);
-      producer_gram(at.stage, at.tiles, at.set, reinterpret_cast<float*>(at.base + Layout::diagonal_blocks), warp);
+      producer_gram(at.stage, at.tiles, at.set, reinterpret_cast<float*>(at.base + Layout::diagonal_blocks), warp, i);
       DELTAPRODUCT_TRACE(1, 5, i);
       mbarrier_arrive(ready_barrier(at.base_address, at.set_index));
 
-      // Chunk chunk + Stages - 1 goes into the stage chunk - 1 used; set (chunk + 1) % 2 is chunk - 1's too.
+      // Chunk chunk + 1 takes the set and (for its betas and gates) the stage chunk - 1 used.
       if (chunk + 1 < end && chunk > first)
         mbarrier_wait(done_barrier(at.base_address, 1 - at.set_index), set_parity(i - 1));
       DELTAPRODUCT_TRACE(1, 6, i);
-      const index_t refill = chunk + Stages - 1;
-      pending_stage = -1;
-      if (refill < end) {
-        pending_stage = static_cast<int>((i + Stages - 1) % Stages);
-        pending = start_chunk_copy(p, maps, span, head, refill, at.base_address, pending_stage, tid);
-      }
+      ahead = load_scalars_of(p, span, head, chunk + 2, end, tid);
       DELTAPRODUCT_TRACE(1, 7, i);
     }
   }
 
   /// The consumer warps' loop: the chain on the state, chunk after chunk, as ChunkedKernel::run's.
-  static __device__ __forceinline__ void consume(const ChunkedParams<T>& p, const SequenceSpan& span,
-                                                 index_t sequence, int head, index_t first, index_t end,
-                                                 std::uint32_t smem_address, float (&state)[KD / 8][4]) {
+  static __device__ __forceinline__ void consume(const ChunkedParams<T>& p, const SpecializedMaps& maps,
+                                                 const SequenceSpan& span, index_t sequence, int head, index_t first,
+                                                 index_t end, std::uint32_t smem_address, float (&state)[KD / 8][4]) {
     for (index_t chunk = first; chunk < end; ++chunk) {
       const index_t i = chunk - first;
       const Place at = place_of(smem_address, i);
@@ -416,9 +430,8 @@ struct SpecializedChunkedKernel {
       DELTAPRODUCT_TRACE(0, 1, i);
 
       float work[L / 8][4];
-      const index_t kept_tile =
-          Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, at.stage, at.tiles, scratch, state,
-                                                 work);
+      const index_t kept_tile = Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, at.stage,
+                                                                       at.tiles, scratch, state, work);
       // Once every consumer is past the previous chunk, its output (in the other staging tile) is written out; this
       // chunk's output is staged meanwhile, and the next chunk's barrier keeps it from being overwritten too early.
       DELTAPRODUCT_TRACE(0, 2, i);
@@ -429,9 +442,15 @@ struct SpecializedChunkedKernel {
                            reinterpret_cast<const T*>(base + Layout::output + (1 - set_index) * Layout::output_bytes));
       Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work);
       DELTAPRODUCT_TRACE(0, 4, i);
-      // The producer waits for this where it reuses the chunk's stage or set (it never falls a phase behind: it
-      // fills this set again only after waiting).
+      // The producer waits for this where it reuses the chunk's set (it never falls a phase behind: it fills this set
+      // again only after waiting).
       mbarrier_arrive(done_barrier(base_address, set_index));
+      // Once every consumer is done with the stage, the first warp refills it with chunk chunk + 2 (the producer read
+      // it before signalling "ready"). The other warps go on to wait for the next chunk meanwhile.
+      if (chunk + Stages < end && Base::thread_index() < 32) {
+        mbarrier_wait(done_barrier(base_address, set_index), set_parity(i));
+        start_chunk_copy(maps, span, head, chunk + Stages, base_address, stage_index, Base::thread_index());
+      }
     }
     if (first < end && Base::writes_outputs(p)) {
       named_barrier_sync(consumer_barrier, consumers);
@@ -471,7 +490,7 @@ struct SpecializedChunkedKernel {
     if constexpr (all_threads == 384) set_register_count<consumer_registers, true>();
     float state[KD / 8][4];
     Base::load_start_state(p, sequence, head, split, state);
-    consume(p, span, sequence, head, range.first, range.end, smem_address, state);
+    consume(p, maps, span, sequence, head, range.first, range.end, smem_address, state);
     Base::store_end_state(p, sequence, head, split, state);
   }
 };
