@@ -137,6 +137,11 @@ struct BlockedTiling {
   }
 };
 
+/// A hook that does nothing (the default of ChunkedKernel::chunk_solve_and_update's).
+struct NoStep {
+  __device__ __forceinline__ void operator()() const {}
+};
+
 template <class T, int KD, int VD, int NH, bool Gated>
 struct ChunkedKernel {
   using Layout = TileLayout<T, KD, VD, NH>;
@@ -802,10 +807,13 @@ struct ChunkedKernel {
 
   /// The second half of a chunk, once the Gram blocks are complete: the block forward substitution N^T, the output
   /// staged in scratch.output, and the state update.
-  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
+  /// `before_staging` runs on every thread right before the output goes into scratch.output (when outputs are
+  /// written): a caller that reads the previous output from the same tile waits there.
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>, class BeforeStaging = NoStep>
   static __device__ __forceinline__ void chunk_solve_and_update(const ChunkedParams<T>& p, const Tiles& tiles,
                                                                 const ChunkScratch& scratch, index_t kept_tile,
-                                                                float (&state)[KD / 8][4], float (&work)[L / 8][4]) {
+                                                                float (&state)[KD / 8][4], float (&work)[L / 8][4],
+                                                                BeforeStaging before_staging = {}) {
     const int quad = thread_index() % 4, value_row = ChunkedKernel::value_row();
     const float* const key_scales = scratch.key_scales;
     const float* const log2_gates = scratch.log2_gates;
@@ -851,7 +859,8 @@ struct ChunkedKernel {
     if (keeps_chunks(p))
       store_fragments(p.chunk_solved_values + kept_tile * (VD * L), solved_values, value_row, quad, L);
 
-      // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
+    // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
+    if (writes_outputs(p)) before_staging();
 #pragma unroll
     for (int half = 0; half < (QR + 31) / 32; ++half) {
       if (!writes_outputs(p)) break;

@@ -9,24 +9,27 @@
 //     and cumulative gates; K K^T and K Q^T as two 64 x 64 wgmmas from shared memory, scaled and masked into -A, the
 //     diagonal blocks (inverted in fp32 by the warp that owns them) and P; signal "chunk c ready"; wait until the
 //     consumers are done with chunk c - 1 (its set is c + 1's); start loading chunk c + 2's betas and gates.
-//   consumers, chunk c: wait for "chunk c ready"; S^T K^T and S^T Q^T, R^T; write out chunk c - 1's output; the
-//     block forward substitution, the output (staged in the other of two tiles) and the state update; signal "done
-//     with chunk c"; once every consumer is, the first consumer warp starts copying chunk c + 2 into c's stage.
+//   consumers, chunk c: wait for "chunk c ready"; S^T K^T and S^T Q^T, R^T; then, once every consumer is there, the
+//     first consumer warp starts copying chunk c + 2's values and queries into c's stage; write out chunk c - 1's
+//     output; the block forward substitution, the output (staged once every consumer has written c - 1's out) and
+//     the state update; signal "done with chunk c"; once every consumer is, the first warp starts copying chunk
+//     c + 3's keys into c's key slot.
 // A chunk then costs the longer of the two roles instead of their sum. The per-chunk tiles the producer writes come in
-// two sets (chunk parity), the input stages in two. The roles hand sets over through mbarriers, one per set and
-// direction, and order their own phases with named barriers: no block-wide barrier after the roles split. The
-// producer gives registers back (setmaxnreg) so that the consumers keep the state and the chain's fragments without
-// spilling.
+// two sets (chunk parity), the value and query stages in two, the key tiles in three (the state update at the end of
+// a chunk reads them). The roles hand sets over through mbarriers, one per set and direction, and order their own
+// phases with named barriers: no block-wide barrier after the roles split. The producer gives registers back
+// (setmaxnreg) so that the consumers keep the state and the chain's fragments without spilling.
 //
 // Copies: per chunk, one warp issues one TMA box per 64-column half of the key, value and query tiles (64 elements x
-// the tile's rows, 128-byte swizzled), all counted on the stage's mbarrier. The consumers issue them, at the moment
-// they release a stage: the copy then has a whole producer iteration to land (issued by the producer after its
-// Gram products, it landed just as the producer needed it, and the producer waited for it in every chunk). The
-// betas and gates, plain loads, are issued two chunks ahead for the same reason; wgmma reads the swizzled
-// layout natively and ldmatrix reads it without bank conflicts (Swizzled128Tiling). The copies then cost the
-// multiprocessor's load/store path nothing: issued per thread with cp.async, the same bytes stalled the copying
-// warps for thousands of cycles per chunk and slowed the consumers' shared-memory traffic beside them; and boxes of
-// 16-byte rows (one per 8 columns) kept the copy engine busy for as long.
+// the tile's rows, 128-byte swizzled), counted on the key slot's and the stage's mbarriers. The consumers issue them
+// as soon as they release a slot or a stage, so that a chunk's copies have more than a whole chunk to land: issued by
+// the producer after its Gram products, or as the consumers finished a chunk with two stages of everything, they
+// landed just as the producer needed them (with the memory system loaded, a chunk's 48 KB take ~1.5 us to land). The
+// betas and gates, plain loads, are issued two chunks ahead for the same reason. wgmma reads the swizzled layout
+// natively and ldmatrix reads it without bank conflicts (Swizzled128Tiling). The copies cost the multiprocessor's
+// load/store path nothing: issued per thread with cp.async, the same bytes stalled the copying warps for thousands of
+// cycles per chunk and slowed the consumers' shared-memory traffic beside them; and boxes of 16-byte rows (one per 8
+// columns) kept the copy engine busy for as long.
 #pragma once
 
 #include <cuda.h>  // CUtensorMap (the type only: no driver API call here)
@@ -86,19 +89,23 @@ struct SpecializedLayout {
   using Tile = TileLayout<T, KD, VD, NH>;
   static constexpr int L = Tile::L, QR = Tile::query_rows;
   static constexpr int LP = Tile::step_pitch, VP = Tile::value_pitch, DP = Tile::diagonal_pitch;
-  static constexpr int stages = 2;  ///< input stages
+  static constexpr int stages = 2;     ///< value and query stages
+  static constexpr int key_slots = 3;  ///< key tiles: keys are read to the end of a chunk, so one more slot
   static constexpr int consumer_warps = VD / 16, consumer_threads = 32 * consumer_warps;
   static constexpr int producer_threads = 128;  ///< one warpgroup: wgmma's unit
   static constexpr int threads = consumer_threads + producer_threads;
 
-  // One input stage; offsets within the stage (swizzled TMA destinations are 1024-byte aligned).
-  static constexpr std::size_t keys = 0;                                      ///< T [KD / 64][L][64], swizzled
-  static constexpr std::size_t values = keys + 2 * L * KD;                    ///< T [VD / 64][L][64], swizzled
+  // One value and query stage; offsets within the stage (swizzled TMA destinations are 1024-byte aligned).
+  static constexpr std::size_t values = 0;                                    ///< T [VD / 64][L][64], swizzled
   static constexpr std::size_t queries = values + 2 * L * VD;                 ///< T [KD / 64][QR][64], swizzled
   static constexpr std::size_t betas = round_up(queries + 2 * QR * KD, 128);  ///< float [L]
   static constexpr std::size_t gates = betas + sizeof(float) * L;             ///< float [L]: g per token
   static constexpr std::size_t stage_bytes = round_up(gates + sizeof(float) * L, 1024);
-  static constexpr std::uint32_t copy_bytes = 2 * (L * KD + L * VD + QR * KD);  ///< what the TMA boxes bring
+  static constexpr std::uint32_t stage_copy_bytes = 2 * (L * VD + QR * KD);  ///< what a stage's TMA boxes bring
+  /// One key slot: T [KD / 64][L][64], swizzled (a multiple of 1024 bytes).
+  static constexpr std::size_t key_bytes = 2 * L * KD;
+  static constexpr std::uint32_t key_copy_bytes = 2 * L * KD;
+  static constexpr std::size_t key_tiles = stages * stage_bytes;  ///< the key slots, key_bytes apart
 
   // One set of per-chunk tiles; offsets within the set.
   static constexpr std::size_t negated_a = 0;                                                 ///< half [L][LP]
@@ -109,16 +116,18 @@ struct SpecializedLayout {
   static constexpr std::size_t log2_gates = query_scales + sizeof(float) * L;                 ///< float [L]
   static constexpr std::size_t set_bytes = round_up(log2_gates + sizeof(float) * L, 128);
 
-  static constexpr std::size_t sets = stages * stage_bytes;                ///< two sets, set_bytes apart
-  static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;     ///< float [4][16][17]
-  static constexpr std::size_t output_bytes = round_up(2 * QR * VP, 128);  ///< one output staging tile, T [QR][VP]
-  /// Two output staging tiles (chunk parity): a chunk's output is staged while the previous one is written out.
+  static constexpr std::size_t sets = key_tiles + key_slots * key_bytes;  ///< two sets, set_bytes apart
+  static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;    ///< float [4][16][17]
+  /// The output staging tile, T [QR][VP]: a chunk's output is staged there at the end of the chunk and written out
+  /// in the next one, after the consumers' first barrier.
   static constexpr std::size_t output = round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, 128);
-  static constexpr std::size_t partial_output = output + 2 * output_bytes;  ///< float4 [consumer warps][QR / 8][32]
+  static constexpr std::size_t partial_output =
+      output + round_up(2 * QR * VP, 128);  ///< float4 [consumer warps][QR / 8][32]
   static constexpr std::size_t copy_barriers =
-      round_up(partial_output + 16 * consumer_warps * (QR / 8) * 32, 128);   ///< uint64 [stages]: mbarriers
-  static constexpr std::size_t ready_barriers = copy_barriers + 8 * stages;  ///< uint64 [2]: a set is filled
-  static constexpr std::size_t done_barriers = ready_barriers + 8 * 2;       ///< uint64 [2]: a set is read
+      round_up(partial_output + 16 * consumer_warps * (QR / 8) * 32, 128);     ///< uint64 [stages]: mbarriers
+  static constexpr std::size_t key_barriers = copy_barriers + 8 * stages;      ///< uint64 [key_slots]
+  static constexpr std::size_t ready_barriers = key_barriers + 8 * key_slots;  ///< uint64 [2]: a set is filled
+  static constexpr std::size_t done_barriers = ready_barriers + 8 * 2;         ///< uint64 [2]: a set is read
   /// Dynamic shared memory to ask for: the map, and room to align its start to 1024 bytes.
   static constexpr std::size_t bytes = round_up(done_barriers + 8 * 2, 128) + 1024;
 };
@@ -138,17 +147,17 @@ struct SpecializedChunkedKernel {
 
   static_assert(L == 64, "the producer's Gram products are 64 x 64 wgmmas: one row block of 16 per warp");
   static_assert(consumers % 128 == 0, "the consumers are whole warpgroups (V = 64 or 128)");
-  static_assert(Stages == 2, "a chunk's stage is released through its set's done barrier: as many stages as sets");
+  static constexpr int KeySlots = Layout::key_slots;
 
   // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
   // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
-  // done[s] (every consumer thread is done with the chunk of set s and its stage).
+  // done[s] (every consumer thread is done with the chunk of set s and its keys).
   static constexpr int consumer_barrier = 1, producer_barrier = 2;
 
   // Registers: at launch every thread of a 384-thread CTA gets 168 (65536 / 384, rounded down to a multiple of 8);
   // the producer gives back what it does not need and the consumers take exactly that (ptxas allocates each role's
-  // code within its count: the consumers' chain needs ~190, the producer ~90).
-  static constexpr int launch_registers = 168, producer_registers = 96, consumer_registers = 200;
+  // code within its count: the consumers' chain needs ~190, the producer ~100 with both Gram products in flight).
+  static constexpr int launch_registers = 168, producer_registers = 104, consumer_registers = 200;
   static_assert(all_threads != 384 ||
                     producer_registers * producers + consumer_registers * consumers <= launch_registers * all_threads,
                 "setmaxnreg.inc waits for registers that setmaxnreg.dec freed: the roles must fit the launch's");
@@ -169,30 +178,32 @@ struct SpecializedChunkedKernel {
         reinterpret_cast<T*>(s + Layout::readout),          reinterpret_cast<float*>(s + Layout::key_scales),
         reinterpret_cast<float*>(s + Layout::query_scales), reinterpret_cast<float*>(s + Layout::log2_gates)};
   }
-  static __device__ __forceinline__ Stage stage_at(unsigned char* base, int stage) {
+  /// The chunk's inputs: keys from key slot `slot`, the rest from stage `stage`.
+  static __device__ __forceinline__ Stage stage_at(unsigned char* base, int stage, int slot) {
     unsigned char* s = base + static_cast<std::size_t>(stage) * Layout::stage_bytes;
-    return {reinterpret_cast<T*>(s + Layout::keys), reinterpret_cast<T*>(s + Layout::values),
-            reinterpret_cast<T*>(s + Layout::queries), reinterpret_cast<float*>(s + Layout::betas),
-            reinterpret_cast<float*>(s + Layout::gates)};
+    return {reinterpret_cast<T*>(base + Layout::key_tiles + static_cast<std::size_t>(slot) * Layout::key_bytes),
+            reinterpret_cast<T*>(s + Layout::values), reinterpret_cast<T*>(s + Layout::queries),
+            reinterpret_cast<float*>(s + Layout::betas), reinterpret_cast<float*>(s + Layout::gates)};
   }
-  /// Shared-space addresses of the tiles ldmatrix and wgmma read: inputs from stage `stage`, the rest from set `set`.
-  static __device__ __forceinline__ Tiles tiles_at(std::uint32_t base, int stage, int set) {
+  /// Shared-space addresses of the tiles ldmatrix and wgmma read: inputs from stage `stage` and key slot `slot`, the
+  /// rest from set `set`.
+  static __device__ __forceinline__ Tiles tiles_at(std::uint32_t base, int stage, int slot, int set) {
     const std::uint32_t in = base + static_cast<std::uint32_t>(stage * Layout::stage_bytes);
     const std::uint32_t s = base + static_cast<std::uint32_t>(Layout::sets + set * Layout::set_bytes);
-    return {in + static_cast<std::uint32_t>(Layout::keys),
+    return {base + static_cast<std::uint32_t>(Layout::key_tiles + slot * Layout::key_bytes),
             in + static_cast<std::uint32_t>(Layout::values),
             in + static_cast<std::uint32_t>(Layout::queries),
             s + static_cast<std::uint32_t>(Layout::negated_a),
             s + static_cast<std::uint32_t>(Layout::diagonal_inverses),
             s + static_cast<std::uint32_t>(Layout::readout)};
   }
-  /// Where the chunk `index` chunks after the CTA's first finds its input stage and its set of per-chunk tiles. The
-  /// base address is laundered in every iteration: hoisted out of the loop, each derived address would hold a
+  /// Where the chunk `index` chunks after the CTA's first finds its input stage, key slot and set of per-chunk tiles.
+  /// The base address is laundered in every iteration: hoisted out of the loop, each derived address would hold a
   /// register.
   struct Place {
     std::uint32_t base_address;
     unsigned char* base;
-    int stage_index, set_index;
+    int stage_index, key_slot, set_index;
     Stage stage;
     Set set;
     Tiles tiles;
@@ -200,22 +211,31 @@ struct SpecializedChunkedKernel {
   static __device__ __forceinline__ Place place_of(std::uint32_t smem_address, index_t index) {
     const std::uint32_t base_address = opaque(smem_address);
     unsigned char* const base = shared_pointer<unsigned char>(base_address);
-    const int stage_index = static_cast<int>(index % Stages), set_index = static_cast<int>(index % 2);
+    const int n = static_cast<int>(index);  // a CTA runs far fewer than 2^31 chunks
+    const int stage_index = n % Stages, key_slot = n % KeySlots, set_index = n % 2;
     return {base_address,
             base,
             stage_index,
+            key_slot,
             set_index,
-            stage_at(base, stage_index),
+            stage_at(base, stage_index, key_slot),
             set_at(base, set_index),
-            tiles_at(base_address, stage_index, set_index)};
+            tiles_at(base_address, stage_index, key_slot, set_index)};
   }
 
   static __device__ __forceinline__ std::uint32_t copy_barrier(std::uint32_t base, int stage) {
     return base + static_cast<std::uint32_t>(Layout::copy_barriers + 8 * stage);
   }
-  /// Parity of the copy barrier's phase that brings the chunk `index` chunks after the CTA's first.
+  /// Parity of the copy barrier's phase that brings the values and queries of the chunk `index` chunks after the
+  /// CTA's first.
   static __device__ __forceinline__ std::uint32_t copy_parity(index_t index) {
     return static_cast<std::uint32_t>((index / Stages) % 2);
+  }
+  static __device__ __forceinline__ std::uint32_t key_barrier(std::uint32_t base, int slot) {
+    return base + static_cast<std::uint32_t>(Layout::key_barriers + 8 * slot);
+  }
+  static __device__ __forceinline__ std::uint32_t key_parity(index_t index) {
+    return static_cast<std::uint32_t>((static_cast<int>(index) / KeySlots) % 2);
   }
   static __device__ __forceinline__ std::uint32_t ready_barrier(std::uint32_t base, int set) {
     return base + static_cast<std::uint32_t>(Layout::ready_barriers + 8 * set);
@@ -229,29 +249,36 @@ struct SpecializedChunkedKernel {
     return static_cast<std::uint32_t>((index / 2) % 2);
   }
 
-  /// Starts copying chunk `chunk`'s key, value and query tiles into stage `stage`: lane h of the calling warp issues
-  /// column half h (64 elements) of each tile (rows past the tensor read as zero, rows past the sequence are cleared
-  /// by clear_past_sequence()). Lane 0's arrival carries the byte count: the phase cannot complete before it, whatever
-  /// order the boxes land in.
-  static __device__ __forceinline__ void start_chunk_copy(const SpecializedMaps& maps, const SequenceSpan& span,
+  /// Starts copying chunk `chunk`'s value and query tiles into stage `stage` (start_key_copy: its key tile into key
+  /// slot `slot`): lane h of the calling warp issues column half h (64 elements) of each tile (rows past the tensor
+  /// read as zero, rows past the sequence are cleared by clear_past_sequence()). Lane 0's arrival carries the byte
+  /// count: the phase cannot complete before it, whatever order the boxes land in.
+  static __device__ __forceinline__ void start_stage_copy(const SpecializedMaps& maps, const SequenceSpan& span,
                                                           int head, index_t chunk, std::uint32_t base, int stage,
                                                           int lane) {
     const std::uint32_t barrier = copy_barrier(base, stage);
     const std::uint32_t tiles = base + static_cast<std::uint32_t>(stage * Layout::stage_bytes);
-    if (lane == 0) mbarrier_arrive_expect_bytes(barrier, Layout::copy_bytes);
+    if (lane == 0) mbarrier_arrive_expect_bytes(barrier, Layout::stage_copy_bytes);
     const int batch = static_cast<int>(span.row);
     const int step_row = static_cast<int>((span.begin + chunk * C) * NH);
     const int token_row = static_cast<int>(span.begin + chunk * C);
     const int half = lane;
-    if (half < KD / 64) {
-      tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::keys + half * L * 128), &maps.k, barrier, 64 * half, head,
-                  step_row, batch);
+    if (half < KD / 64)
       tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::queries + half * QR * 128), &maps.q, barrier, 64 * half,
                   head, token_row, batch);
-    }
     if (half < VD / 64)
       tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::values + half * L * 128), &maps.v, barrier, 64 * half,
                   head, step_row, batch);
+  }
+  static __device__ __forceinline__ void start_key_copy(const SpecializedMaps& maps, const SequenceSpan& span, int head,
+                                                        index_t chunk, std::uint32_t base, int slot, int lane) {
+    const std::uint32_t barrier = key_barrier(base, slot);
+    const std::uint32_t tile = base + static_cast<std::uint32_t>(Layout::key_tiles + slot * Layout::key_bytes);
+    if (lane == 0) mbarrier_arrive_expect_bytes(barrier, Layout::key_copy_bytes);
+    const int step_row = static_cast<int>((span.begin + chunk * C) * NH);
+    if (lane < KD / 64)
+      tma_load_4d(tile + static_cast<std::uint32_t>(lane * L * 128), &maps.k, barrier, 64 * lane, head, step_row,
+                  static_cast<int>(span.row));
   }
 
   /// This producer thread's beta or gate of chunk `chunk` (nothing past the CTA's range), in flight until stored.
@@ -368,12 +395,17 @@ struct SpecializedChunkedKernel {
       prefetch_tensor_map(&maps.k);
       prefetch_tensor_map(&maps.v);
     }
-    // Every stage starts copying at once (the consumers refill each one as they release it). The first chunk's betas
-    // and gates are stored at once; each later chunk's are loaded two iterations before they are stored.
+    // Every stage and key slot starts copying at once (the consumers refill each one as they release it). The first
+    // chunk's betas and gates are stored at once; each later chunk's are loaded two iterations before they are stored.
+    if (tid < 32) {
 #pragma unroll
-    for (int s = 0; s < Stages; ++s)
-      if (first + s < end && tid < 32) start_chunk_copy(maps, span, head, first + s, smem_address, s, tid);
-    Base::store_scalars(stage_at(shared_pointer<unsigned char>(smem_address), 0),
+      for (int s = 0; s < Stages; ++s)
+        if (first + s < end) start_stage_copy(maps, span, head, first + s, smem_address, s, tid);
+#pragma unroll
+      for (int s = 0; s < KeySlots; ++s)
+        if (first + s < end) start_key_copy(maps, span, head, first + s, smem_address, s, tid);
+    }
+    Base::store_scalars(stage_at(shared_pointer<unsigned char>(smem_address), 0, 0),
                         load_scalars_of(p, span, head, first, end, tid), tid);
     PendingScalar pending = load_scalars_of(p, span, head, first + 1, end, tid);  // the next chunk's
     PendingScalar ahead{T{}, false};                                              // the one after
@@ -385,7 +417,8 @@ struct SpecializedChunkedKernel {
         Base::store_scalars(at.stage, pending, tid);
         pending = ahead;
       }
-      mbarrier_wait(copy_barrier(at.base_address, at.stage_index), copy_parity(i));  // the chunk's boxes have landed
+      mbarrier_wait(key_barrier(at.base_address, at.key_slot), key_parity(i));  // the chunk's boxes have landed
+      mbarrier_wait(copy_barrier(at.base_address, at.stage_index), copy_parity(i));
       DELTAPRODUCT_TRACE(1, 1, i);
       clear_past_sequence(span, chunk, at.stage, tid);
       fence_proxy_async();  // the cleared rows, written through the generic proxy, are read by wgmma
@@ -412,52 +445,55 @@ struct SpecializedChunkedKernel {
   static __device__ __forceinline__ void consume(const ChunkedParams<T>& p, const SpecializedMaps& maps,
                                                  const SequenceSpan& span, index_t sequence, int head, index_t first,
                                                  index_t end, std::uint32_t smem_address, float (&state)[KD / 8][4]) {
+    const bool lead_warp = Base::thread_index() < 32;  // issues the refills
     for (index_t chunk = first; chunk < end; ++chunk) {
       const index_t i = chunk - first;
       const Place at = place_of(smem_address, i);
       const std::uint32_t base_address = at.base_address;
       unsigned char* const base = at.base;
-      const int stage_index = at.stage_index, set_index = at.set_index;
+      const int set_index = at.set_index;
       const Set& set = at.set;
       const ChunkScratch scratch{set.key_scales, set.query_scales, set.log2_gates,
-                                 reinterpret_cast<T*>(base + Layout::output + set_index * Layout::output_bytes),
+                                 reinterpret_cast<T*>(base + Layout::output),
                                  reinterpret_cast<float4*>(base + Layout::partial_output) +
                                      Base::thread_index() / 32 * (QR / 8) * 32 + Base::thread_index() % 32};
       DELTAPRODUCT_TRACE(0, 0, i);
       mbarrier_wait(ready_barrier(base_address, set_index), set_parity(i));  // the producer has filled the set
-      // Already complete (the producer waited for it): makes the boxes' writes visible to these threads too.
-      mbarrier_wait(copy_barrier(base_address, stage_index), copy_parity(i));
+      // Already complete (the producer waited for them): make the boxes' writes visible to these threads too.
+      mbarrier_wait(key_barrier(base_address, at.key_slot), key_parity(i));
+      mbarrier_wait(copy_barrier(base_address, at.stage_index), copy_parity(i));
       DELTAPRODUCT_TRACE(0, 1, i);
 
       float work[L / 8][4];
       const index_t kept_tile = Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, at.stage,
                                                                        at.tiles, scratch, state, work);
-      // Once every consumer is past the previous chunk, its output (in the other staging tile) is written out; this
-      // chunk's output is staged meanwhile, and the next chunk's barrier keeps it from being overwritten too early.
       DELTAPRODUCT_TRACE(0, 2, i);
+      // Every consumer is done with the chunk's values, queries and betas: the stage takes chunk chunk + 2 (the
+      // producer read it before signalling "ready"), and the previous chunk's staged output is complete.
       named_barrier_sync(consumer_barrier, consumers);
+      if (chunk + Stages < end && lead_warp)
+        start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
       DELTAPRODUCT_TRACE(0, 3, i);
       if (chunk > first && Base::writes_outputs(p))
-        Base::write_output(p, span, head, chunk - 1,
-                           reinterpret_cast<const T*>(base + Layout::output + (1 - set_index) * Layout::output_bytes));
-      Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work);
+        Base::write_output(p, span, head, chunk - 1, reinterpret_cast<const T*>(base + Layout::output));
+      // This chunk's output goes into the staging tile once every consumer has written the previous one out.
+      Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work,
+                                                    [] { named_barrier_sync(consumer_barrier, consumers); });
       DELTAPRODUCT_TRACE(0, 4, i);
       // The producer waits for this where it reuses the chunk's set (it never falls a phase behind: it fills this set
       // again only after waiting).
       mbarrier_arrive(done_barrier(base_address, set_index));
-      // Once every consumer is done with the stage, the first warp refills it with chunk chunk + 2 (the producer read
-      // it before signalling "ready"). The other warps go on to wait for the next chunk meanwhile.
-      if (chunk + Stages < end && Base::thread_index() < 32) {
+      // Once every consumer is done with the chunk's keys, the first warp refills their slot with chunk chunk + 3.
+      // The other warps go on to wait for the next chunk meanwhile.
+      if (chunk + KeySlots < end && lead_warp) {
         mbarrier_wait(done_barrier(base_address, set_index), set_parity(i));
-        start_chunk_copy(maps, span, head, chunk + Stages, base_address, stage_index, Base::thread_index());
+        start_key_copy(maps, span, head, chunk + KeySlots, base_address, at.key_slot, Base::thread_index());
       }
     }
     if (first < end && Base::writes_outputs(p)) {
       named_barrier_sync(consumer_barrier, consumers);
-      const int last_set = static_cast<int>((end - 1 - first) % 2);
       Base::write_output(p, span, head, end - 1,
-                         reinterpret_cast<const T*>(shared_pointer<unsigned char>(smem_address) + Layout::output +
-                                                    last_set * Layout::output_bytes));
+                         reinterpret_cast<const T*>(shared_pointer<unsigned char>(smem_address) + Layout::output));
     }
   }
 
@@ -474,6 +510,8 @@ struct SpecializedChunkedKernel {
     if (Base::thread_index() == 0) {
 #pragma unroll
       for (int s = 0; s < Stages; ++s) mbarrier_init(copy_barrier(smem_address, s), 1);
+#pragma unroll
+      for (int s = 0; s < KeySlots; ++s) mbarrier_init(key_barrier(smem_address, s), 1);
       for (int s = 0; s < 2; ++s) {
         mbarrier_init(ready_barrier(smem_address, s), producers);
         mbarrier_init(done_barrier(smem_address, s), consumers);
