@@ -174,6 +174,10 @@ def parse_args(argv=None):
     parser.add_argument("--backward-algorithms", default="automatic",
                         help="comma-separated CudaAlgorithm of our backward in training runs, one row each: "
                         "automatic, recurrent, chunked")
+    parser.add_argument("--dp-sequence-splits", type=int, default=None, metavar="N",
+                        help="pass --sequence-splits N to every dp_run call (CudaBackend::sequence_splits of our "
+                        "forward and backward: 0 automatic, 1 never, N >= 2 runs of chunks per sequence; default: "
+                        "not passed)")
     parser.add_argument("--warmup-ms", type=float, default=100.0, help="do_bench warm-up")
     parser.add_argument("--rep-ms", type=float, default=300.0, help="do_bench measuring time")
     parser.add_argument("--iters", type=int, default=30, help="timed calls of dp_run")
@@ -188,6 +192,8 @@ def parse_args(argv=None):
     if not algorithms or any(a not in ("automatic", "recurrent", "chunked") for a in algorithms):
         parser.error("--backward-algorithms takes automatic, recurrent, chunked; got " + args.backward_algorithms)
     args.backward_algorithms = algorithms
+    if args.dp_sequence_splits is not None and args.dp_sequence_splits < 0:
+        parser.error("--dp-sequence-splits takes 0 or a count >= 1, got " + str(args.dp_sequence_splits))
     if args.shapes:
         bad = [i for i in args.shapes.split(",") if not i.isdigit() or int(i) >= len(CHUNKED_SHAPES)]
         if bad:
@@ -301,6 +307,8 @@ def call_dp_run(args, run, x, workdir, mode, *options):
                "--B", str(B), "--T", str(T), "--H", str(H), "--K", str(K), "--V", str(V), "--nh", str(n_h),
                "--gated", "1" if gated else "0", "--h0", "1" if x["h0"] is not None else "0",
                "--iters", str(args.iters), *options]
+    if args.dp_sequence_splits is not None:
+        command += ["--sequence-splits", str(args.dp_sequence_splits)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError((done.stderr or done.stdout).strip().splitlines()[-1] if (done.stderr or done.stdout)
@@ -580,7 +588,10 @@ def main(argv=None):
         torch.cuda.empty_cache()
         if args.out:  # after every run, so that a run stopped at a time limit keeps what it measured
             with open(args.out, "w") as out:
-                json.dump(dict(date=time.strftime("%Y-%m-%d %H:%M"), device=torch.cuda.get_device_name(),
+                metadata = dict(date=time.strftime("%Y-%m-%d %H:%M"), device=torch.cuda.get_device_name())
+                if args.dp_sequence_splits is not None:  # only when passed: the default output stays as it was
+                    metadata["dp_sequence_splits"] = args.dp_sequence_splits
+                json.dump(dict(**metadata,
                                ceilings=dict(copy_bytes_per_second=COPY_BYTES_PER_SECOND,
                                              bf16_flops_per_second=BF16_FLOPS_PER_SECOND),
                                results=results), out, indent=1)

@@ -375,10 +375,13 @@ BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay, true>)
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Backward: backward() with every gradient (q, k, v, beta, g, initial state) from dL/do and dL/d(final state), bf16
-// token data; args {B, T, H, K = V}. The recurrent form (three sweeps over each sequence,
+// token data; args {B, T, H, K = V, splits}. The recurrent form (three sweeps over each sequence,
 // recurrent_backward_kernel.cuh) and the chunked one (state pass, reverse scan, chunk gradients;
 // chunked_backward_kernel.cuh); "training" times forward() and backward() together, as a training step runs them
-// (the forward keeping its states for the backward: CudaBackend::keep_forward_states).
+// (the forward keeping its states for the backward: CudaBackend::keep_forward_states). `splits` is
+// CudaBackend::sequence_splits of both calls (1: unsplit; a count >= 2 cuts every sequence into that many runs of
+// chunks; the recurrent form skips split counts), and the workspace is sized for it; the counters `backward_splits`
+// and, for "training", `forward_splits` say how many runs each pass cut each sequence into.
 
 enum class Timed { backward, forward_and_backward };
 
@@ -389,6 +392,11 @@ void backward_pass(benchmark::State& state) {
     return;
   }
   const dp::index_t B = state.range(0), T = state.range(1), H = state.range(2), K = state.range(3), V = K;
+  const int splits = static_cast<int>(state.range(4));
+  if (Algorithm == dp::CudaAlgorithm::recurrent && splits != 1) {
+    state.SkipWithError("the recurrent backward does not split sequences");
+    return;
+  }
   constexpr dp::index_t n_h = HouseholderSteps;
   constexpr bool gated = Gate == dp::Gating::scalar_decay;
   const dp::index_t R = T * n_h;
@@ -424,16 +432,19 @@ void backward_pass(benchmark::State& state) {
   if constexpr (gated) grads.g = dp::make_view(dg.data, {B, T, H});
   const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V}),
                                             .final_state = dp::make_view(final_state.data, {B, H, K, V})};
-  // One workspace serves both calls (they run one after the other on the stream).
-  // A training step keeps the forward's states for the backward (CudaBackend::keep_forward_states).
+  // One workspace serves both calls (they run one after the other on the stream), sized for the split scratch of
+  // `splits` as well. A training step keeps the forward's states for the backward (CudaBackend::keep_forward_states).
   constexpr bool keep = What == Timed::forward_and_backward;
-  const dp::CudaBackend forward_query{.algorithm = dp::CudaAlgorithm::chunked, .keep_forward_states = keep};
-  DeviceArray<unsigned char> workspace(std::max(dp::backward_workspace_bytes(model, in, og, grads),
+  const dp::CudaBackend backward_query{.algorithm = Algorithm, .sequence_splits = splits, .keep_forward_states = keep};
+  const dp::CudaBackend forward_query{
+      .algorithm = dp::CudaAlgorithm::chunked, .sequence_splits = splits, .keep_forward_states = keep};
+  DeviceArray<unsigned char> workspace(std::max(dp::backward_workspace_bytes(backward_query, model, in, og, grads),
                                                 dp::forward_workspace_bytes(forward_query, model, in, out)));
   DELTAPRODUCT_CUDA_CHECK(cudaMemset(workspace.data, 0, workspace.size));  // the value-check record starts zeroed
   const dp::CudaBackend backend{.workspace = workspace.data,
                                 .workspace_bytes = workspace.size,
                                 .algorithm = Algorithm,
+                                .sequence_splits = splits,
                                 .keep_forward_states = keep};
   if ((Algorithm == dp::CudaAlgorithm::chunked) != dp::chunked_backward_applies(backend, model, in, og, grads)) {
     state.SkipWithError("the requested backward does not take this shape");
@@ -442,8 +453,12 @@ void backward_pass(benchmark::State& state) {
   const dp::CudaBackend forward_backend{.workspace = workspace.data,
                                         .workspace_bytes = workspace.size,
                                         .algorithm = dp::CudaAlgorithm::chunked,
+                                        .sequence_splits = splits,
                                         .keep_forward_states = keep};
   state.counters["workspace_bytes"] = static_cast<double>(workspace.size);
+  state.counters["backward_splits"] = dp::backward_sequence_splits(backend, model, in, og, grads);
+  if constexpr (What == Timed::forward_and_backward)
+    state.counters["forward_splits"] = dp::forward_sequence_splits(forward_backend, model, in, out);
   const double seconds = time_calls(state, 1, [&] {
     if constexpr (What == Timed::forward_and_backward) dp::forward(forward_backend, model, in, out);
     dp::backward(backend, model, in, og, grads);
@@ -455,11 +470,15 @@ void backward_pass(benchmark::State& state) {
 }
 
 void backward_shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"B", "T", "H", "K"});
-  b->Args({8, 4096, 16, 128});
-  b->Args({1, 16384, 8, 128});
-  b->Args({4, 2048, 8, 64});
-  b->Args({8, 512, 16, 128});
+  b->ArgNames({"B", "T", "H", "K", "splits"});
+  b->Args({8, 4096, 16, 128, 1});
+  b->Args({1, 16384, 8, 128, 1});
+  b->Args({4, 2048, 8, 64, 1});
+  b->Args({8, 512, 16, 128, 1});
+  // Sequences split across multiprocessors (CudaBackend::sequence_splits), where B * H leaves most of them idle.
+  b->Args({1, 16384, 8, 128, 8});
+  b->Args({1, 16384, 8, 128, 16});
+  b->Args({4, 2048, 8, 128, 3});
   b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 

@@ -2,7 +2,7 @@
 // library's CUDA backend once for the outputs and then repeatedly for the time, writes the outputs back.
 //
 //   dp_run --dir D --mode forward|decode|training --B 8 --T 4096 --H 16 --K 128 --V 128 --nh 1 --gated 1 --h0 1
-//          --iters 20 [--gradients 1] [--backward-algorithm automatic|recurrent|chunked]
+//          --iters 20 [--gradients 1] [--backward-algorithm automatic|recurrent|chunked] [--sequence-splits N]
 //
 // Reads D/q.bin [B,T,H,K], D/k.bin [B,T*nh,H,K], D/v.bin [B,T*nh,H,V], D/beta.bin [B,T*nh,H], D/g.bin [B,T,H]
 // (gated), all bf16, and D/h0.bin [B,H,K,V] fp32 (with --h0 1). Writes D/o.bin (bf16) and D/ht.bin (fp32), and prints
@@ -14,8 +14,14 @@
 // backward() from dL/do, read from D/do.bin [B,T,H,V] bf16, with no dL/d(final state). It writes D/o.bin, with
 // --gradients 1 also D/dq.bin, D/dk.bin, D/dv.bin, D/dbeta.bin, D/dg.bin (gated) in bf16 and D/dh0.bin (with --h0 1)
 // in fp32, and prints `dp_run ms=<median forward + backward> forward_ms=<median> backward_ms=<median>
-// path=<forward's path> backward=<automatic|recurrent|chunked>`; the forward's algorithm is left automatic, the
-// backward's is --backward-algorithm (default automatic).
+// path=<forward's path> backward=<automatic|recurrent|chunked> backward_splits=<n>`; the forward's algorithm is left
+// automatic, the backward's is --backward-algorithm (default automatic); backward_splits is the number of runs of
+// chunks the backward cuts each sequence into (backward_sequence_splits(); 1 when unsplit or recurrent).
+//
+// --sequence-splits N (forward and training modes) sets CudaBackend::sequence_splits of the forward and the backward
+// calls, their workspaces sized for it: 0 (the default) keeps the automatic choice (the forward splits where B * H
+// leaves multiprocessors idle, the backward does not split), 1 never splits, N >= 2 cuts every sequence into N runs
+// of chunks. The forward's count shows in path= (`chunked/<n>splits`).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -38,7 +44,7 @@ namespace {
 struct Arguments {
   std::string dir, mode = "forward", backward_algorithm = "automatic";
   dp::index_t B = 1, T = 1, H = 1, K = 128, V = 128;
-  int n_h = 1, iters = 20, warmup = 3;
+  int n_h = 1, iters = 20, warmup = 3, sequence_splits = 0;
   bool gated = false, h0 = false, gradients = false;
 };
 
@@ -81,6 +87,8 @@ Arguments parse(int argc, char** argv) {
       a.gradients = value == "1";
     else if (key == "--backward-algorithm")
       a.backward_algorithm = value;
+    else if (key == "--sequence-splits")
+      a.sequence_splits = std::stoi(value);
     else
       throw std::invalid_argument("dp_run: unknown option " + key);
   }
@@ -88,6 +96,9 @@ Arguments parse(int argc, char** argv) {
   if (a.mode != "forward" && a.mode != "decode" && a.mode != "training")
     throw std::invalid_argument("dp_run: --mode must be forward, decode or training, not " + a.mode);
   algorithm_named(a.backward_algorithm);  // rejects an unknown name before any file is read
+  if (a.sequence_splits < 0)
+    throw std::invalid_argument("dp_run: --sequence-splits must be 0 (automatic) or a count >= 1, not " +
+                                std::to_string(a.sequence_splits));
   if (a.mode == "decode" && a.T != 1) throw std::invalid_argument("dp_run: --mode decode needs --T 1");
   return a;
 }
@@ -162,8 +173,9 @@ struct TrainingTimes {
 };
 
 /// A training step as a training loop runs it: forward() with `backend` (o only), then backward() from dL/do
-/// (D/do.bin, no dL/d(final state)) with --backward-algorithm and a workspace of its own. The backward keeps nothing
-/// from the forward: it recomputes what it needs from the inputs. Writes the gradients with --gradients 1.
+/// (D/do.bin, no dL/d(final state)) with --backward-algorithm, --sequence-splits and a workspace of its own. The
+/// backward keeps nothing from the forward: it recomputes what it needs from the inputs. Writes the gradients with
+/// --gradients 1.
 template <class Model>
 TrainingTimes time_training(const Arguments& a, const Model& model, const dp::CudaBackend& backend,
                             const dp::DeltaInputs<bf16, float>& in, const dp::ForwardOutputs<bf16, float>& out) {
@@ -180,11 +192,15 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::Cu
                                             .beta = dp::make_view(dbeta.data, {B, R, H})};
   if constexpr (gated) gradients.g = dp::make_view(dg.data, {B, T, H});
   if (a.h0) gradients.initial_state = dp::make_view(dh0.data, {B, H, K, V});
-  Device<unsigned char> workspace(dp::backward_workspace_bytes(model, in, output_gradients, gradients));
+  const dp::CudaAlgorithm algorithm = algorithm_named(a.backward_algorithm);
+  const dp::CudaBackend backward_query{.algorithm = algorithm, .sequence_splits = a.sequence_splits};
+  Device<unsigned char> workspace(dp::backward_workspace_bytes(backward_query, model, in, output_gradients, gradients));
   const dp::CudaBackend backward_backend{.stream = backend.stream,
                                          .workspace = workspace.data,
                                          .workspace_bytes = workspace.size,
-                                         .algorithm = algorithm_named(a.backward_algorithm)};
+                                         .algorithm = algorithm,
+                                         .sequence_splits = a.sequence_splits};
+  const int backward_splits = dp::backward_sequence_splits(backward_backend, model, in, output_gradients, gradients);
   dp::backward(backward_backend, model, in, output_gradients, gradients);
   if (a.gradients) {
     write_file(path("dq.bin"), dq.download());
@@ -203,7 +219,7 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::Cu
   const double backward_ms =
       median_ms(a, [&] { dp::backward(backward_backend, model, in, output_gradients, gradients); });
   times.fields = " forward_ms=" + std::to_string(forward_ms) + " backward_ms=" + std::to_string(backward_ms) +
-                 " backward=" + a.backward_algorithm;
+                 " backward=" + a.backward_algorithm + " backward_splits=" + std::to_string(backward_splits);
   return times;
 }
 
@@ -254,7 +270,9 @@ void run(const Arguments& a) {
     const bool training = a.mode == "training";
     dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V})};
     if (!training) out.final_state = dp::make_view(final_state.data, {B, H, K, V});
-    // The workspace forward() asks for: sequences split where B * H leaves multiprocessors idle.
+    // The workspace forward() asks for: sequences split where B * H leaves multiprocessors idle (automatic), or into
+    // --sequence-splits runs.
+    backend.sequence_splits = a.sequence_splits;
     Device<unsigned char> workspace(dp::forward_workspace_bytes(backend, model, in, out));
     backend.workspace = workspace.data;
     backend.workspace_bytes = workspace.size;

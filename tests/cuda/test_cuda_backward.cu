@@ -4,7 +4,9 @@
 // double reference forward: n_h 1..4, gated or not, K = V in {32, 64, 128}, K != V (with V not a multiple of 4:
 // the scalar-column path), K = 200 (the largest tile), one token and 97, packed sequences with empty and one-token
 // members, the normalisation options and scale, strided views, subsets of the gradient views, absent dL/d(final
-// state) and initial state, bf16 and fp16 data, a long sequence with beta in [0, 2]; value checks; host-side errors.
+// state) and initial state, bf16 and fp16 data, a long sequence with beta in [0, 2]; sequences split into runs of
+// chunks (the reverse scan's summaries and their fix-up, with gates weakened so that a wrong chaining shows),
+// alone and in a training step; value checks; host-side errors and workspace sizes.
 //
 // Tolerances. The kernels compute in fp32 from inputs the reference also reads. Every transition and its transpose
 // is a contraction (unit keys, beta <= 2, gates <= 1), so rounding errors made along the T n_h steps add rather than
@@ -93,12 +95,15 @@ struct Call {
   dp::CudaAlgorithm algorithm = dp::CudaAlgorithm::recurrent;
   bool keep_forward_states = false;  ///< a training step: forward() keeps the states, backward() reads them
   bool warp_specialized = false;     ///< ... with the warp-specialised forward kernel (else the one-role kernel)
+  int sequence_splits = 0;           ///< backend.sequence_splits of both calls (0: the automatic plan)
 };
 
 struct GpuGradients {
   reference::Gradients d;        ///< empty vectors for the views not requested
   std::string rejected;          ///< the argument check_status() named, if it threw
   bool every_element_nan = true; ///< no gradient element was written (all still the NaN the buffers start with)
+  int forward_splits = 1, backward_splits = 1;  ///< what forward_sequence_splits() and backward_sequence_splits() say
+  std::vector<double> o;         ///< o of the training step's forward (keep_forward_states), else empty
 };
 
 /// backward() on the GPU for p (inputs and weights already representable in T) with model type Model.
@@ -165,25 +170,31 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   DeviceBuffer<float> final_state(static_cast<std::size_t>(N * H * K * V));
   const dp::ForwardOutputs<T, float> out{.o = dp::View<T, 4>(o.data(), {B, T_, H, V}, strides(T_, V)),
                                          .final_state = dp::make_view(final_state.data(), {N, H, K, V})};
-  dp::CudaBackend sizing{.algorithm = call.algorithm, .keep_forward_states = call.keep_forward_states};
-  gpu_harness::Workspace workspace(std::max(dp::backward_workspace_bytes(model, in, og, grads),
+  dp::CudaBackend sizing{.algorithm = call.algorithm,
+                         .sequence_splits = call.sequence_splits,
+                         .keep_forward_states = call.keep_forward_states};
+  gpu_harness::Workspace workspace(std::max(dp::backward_workspace_bytes(sizing, model, in, og, grads),
                                             call.keep_forward_states
                                                 ? dp::forward_workspace_bytes(sizing, model, in, out)
                                                 : std::size_t{0}));
   workspace.backend.algorithm = call.algorithm;
+  workspace.backend.sequence_splits = call.sequence_splits;
   workspace.backend.keep_forward_states = call.keep_forward_states;
   workspace.backend.warp_specialized_forward = call.warp_specialized;
+  GpuGradients r;
   if (call.keep_forward_states) {
     if constexpr (!std::is_same_v<T, float>) {
       REQUIRE(dp::chunked_forward_applies(workspace.backend, model, in, out));
       REQUIRE(dp::chunked_backward_applies(workspace.backend, model, in, og, grads));
     }
+    r.forward_splits = dp::forward_sequence_splits(workspace.backend, model, in, out);
     dp::forward(workspace.backend, model, in, out);
   }
+  r.backward_splits = dp::backward_sequence_splits(workspace.backend, model, in, og, grads);
   dp::backward(workspace.backend, model, in, og, grads);
   gpu_harness::synchronize();
+  if (call.keep_forward_states) r.o = gather(o.download(), T_, V);
 
-  GpuGradients r;
   const auto note_nan = [&](const std::vector<double>& x) {
     for (double e : x)
       if (!std::isnan(e)) r.every_element_nan = false;
@@ -241,9 +252,10 @@ void check_one(const std::string& name, const std::vector<double>& gpu, const st
   CHECK(e.rms_relative <= tolerance / 2);
 }
 
-/// Runs p and w (rounded to T) on the GPU and the CPU reference and checks every requested gradient.
+/// Runs p and w (rounded to T) on the GPU and the CPU reference and checks every requested gradient; returns what the
+/// GPU gave.
 template <class Model, class T>
-void check_against_reference(reference::Problem p, reference::LossWeights w, const std::string& what,
+GpuGradients check_against_reference(reference::Problem p, reference::LossWeights w, const std::string& what,
                              const Call& call = {}) {
   round_problem<T>(p, w);
   const GpuGradients gpu = run_gpu<Model, T>(p, w, call);
@@ -261,7 +273,10 @@ void check_against_reference(reference::Problem p, reference::LossWeights w, con
                                        largest_magnitude(ref.beta)});
   check_one("dg", gpu.d.g, ref.g, tolerance, worst, other_scale);
   check_one("d initial state", gpu.d.initial_state, ref.initial_state, tolerance, worst);
+  // A training step's forward writes o as forward() does: the chunked forward's bound, 4 u (test_cuda_chunked_forward).
+  if (!gpu.o.empty()) check_one("o of the forward", gpu.o, cuda_test::cpu_forward_double(p).o, tolerance / 2, worst);
   MESSAGE(what << ": largest relative error " << worst << " (bound " << tolerance << ")");
+  return gpu;
 }
 
 template <int NH, bool Gated, dp::EigenvalueRange Range = dp::EigenvalueRange::signed_unit>
@@ -505,6 +520,36 @@ TEST_CASE("backward(): argument errors are reported before any device work" * do
     CHECK(std::string(e.what()).find("K = V in {64, 128}") != std::string::npos);
   }
 
+  // bf16 data, B = 1, T = 256, H = 2, K = V = 64, n_h = 1: the chunked backward keeps, per chunk slot (4 of 64
+  // tokens) and head, S^T and D^T (K V each) and u^T and dY^T (V x 64 each) in bf16; 32 splits add their fp32
+  // scratch (C_i, P_i, S_i: 3 K V per run and pair), which is then larger than the recurrent form's scratch.
+  {
+    const ModelOf<1, true> net;
+    std::vector<bf16> net_tokens(256 * 2 * 64);
+    const bf16* x = net_tokens.data();
+    bf16* dx = net_tokens.data();
+    const dp::DeltaInputs<bf16, float> net_in{.q = dp::make_view(x, {1, 256, 2, 64}),
+                                              .k = dp::make_view(x, {1, 256, 2, 64}),
+                                              .v = dp::make_view(x, {1, 256, 2, 64}),
+                                              .beta = dp::make_view(x, {1, 256, 2}),
+                                              .g = dp::make_view(x, {1, 256, 2})};
+    const dp::OutputGradients<bf16, float> net_og{.o = dp::make_view(x, {1, 256, 2, 64})};
+    const dp::DeltaGradients<bf16, float> net_grads{.k = dp::make_view(dx, {1, 256, 2, 64})};
+    const std::size_t slots = 4 * 2, kept = 2 * slots * (2 * 64 * 64 + 2 * 64 * 64);  // each region a multiple of 256
+    const std::size_t split = 4 * 3 * 2 * 64 * 64 * 32;
+    const std::size_t r = 256 * 2;  // rows = tokens here (n_h = 1)
+    const std::size_t recurrent = 2 * padded(r * 64) + padded(r * 64) + padded(r * 64) + padded(r) + padded(r) +
+                                  padded(2);
+    CHECK(dp::backward_workspace_bytes(net, net_in, net_og, net_grads) ==
+          dp::cuda_status_bytes + std::max(kept, recurrent));
+    CHECK(dp::backward_workspace_bytes(dp::CudaBackend{.sequence_splits = 32}, net, net_in, net_og, net_grads) ==
+          dp::cuda_status_bytes + std::max(kept + split, recurrent));
+    CHECK(kept + split > recurrent);
+    // The automatic plan (0) does not split a backward yet; 1 never does.
+    CHECK(dp::backward_workspace_bytes(dp::CudaBackend{.sequence_splits = 1}, net, net_in, net_og, net_grads) ==
+          dp::backward_workspace_bytes(net, net_in, net_og, net_grads));
+  }
+
   const ModelOf<2, true> wide_model;
   std::vector<float> wide(8 * 300, 0.0f);
   const dp::DeltaInputs<float, float> wide_in{.q = dp::make_view(static_cast<const float*>(wide.data()), {1, 4, 1, 300}),
@@ -616,6 +661,112 @@ TEST_CASE("chunked backward: a training step keeps the forward's states and the 
                                                   "kept by the warp-specialised forward, gated DeltaNet", specialized);
   check_against_reference<ModelOf<3, false>, bf16>(q, reference::random_loss_weights(q, 3204),
                                                    "kept by the warp-specialised forward, packed n_h 3", specialized);
+}
+
+namespace {
+
+/// p with its gates 100 times weaker: a 64-token chunk then keeps about 85% of the state instead of about e^-16, so
+/// that what crosses a run boundary (the split backward's fix-up) stays far above the bound. The betas keep their
+/// full range: near-identity transitions would be nearly symmetric, and a transposed one would pass.
+reference::Problem with_weak_gates(reference::Problem p) {
+  for (double& g : p.g) g *= 0.01;
+  return p;
+}
+
+/// The chunked backward with `splits` runs per sequence against the reference, and the count it used.
+template <class Model, class T>
+void check_split_backward(const reference::Problem& p, std::uint64_t seed, int splits, const std::string& what,
+                          Call call = chunked_call) {
+  call.sequence_splits = splits;
+  const GpuGradients gpu = check_against_reference<Model, T>(p, reference::random_loss_weights(p, seed),
+                                                             what + ", " + std::to_string(splits) + " runs", call);
+  CHECK(gpu.backward_splits == splits);
+  if (call.keep_forward_states) CHECK(gpu.forward_splits == splits);
+}
+
+}  // namespace
+
+TEST_CASE("chunked backward: sequences split into runs (reverse summaries, fix-up with time reversed, every run)") {
+  // 10 chunks: runs of unequal length; 12 runs leave some empty.
+  const reference::Problem net = reference::random_problem(2, 9 * 64 + 5, 2, 64, 64, 1, false, 2.0, true, 3301);
+  for (int splits : {2, 3, 5, 9, 12})
+    check_split_backward<ModelOf<1, false>, bf16>(net, 3302, splits, "split DeltaNet K=V=64");
+  // The state pass of a split backward runs the forward's split passes, here through the warp-specialised kernel.
+  const Call specialized{.algorithm = dp::CudaAlgorithm::chunked, .warp_specialized = true};
+  check_split_backward<ModelOf<1, false>, bf16>(net, 3303, 4, "split DeltaNet, warp-specialised state pass",
+                                                specialized);
+
+  const reference::Problem gated =
+      with_weak_gates(reference::random_problem(1, 7 * 64 + 30, 2, 128, 128, 1, true, 2.0, true, 3304));
+  check_split_backward<ModelOf<1, true>, bf16>(gated, 3305, 3, "split gated DeltaNet K=V=128, weak gates");
+  const reference::Problem product =
+      with_weak_gates(reference::random_problem(2, 6 * 32 + 7, 1, 64, 64, 2, true, 2.0, true, 3306));
+  check_split_backward<ModelOf<2, true>, bf16>(product, 3307, 4, "split gated n_h 2, weak gates");
+  const reference::Problem three = reference::random_problem(1, 5 * 21 + 3, 2, 128, 128, 3, false, 2.0, true, 3308);
+  check_split_backward<ModelOf<3, false>, bf16>(three, 3309, 2, "split n_h 3 K=V=128");
+
+  // fp16, eigenvalues in [0, 1], n_h = 4, without states (no initial state, no dL/d(final state)).
+  const reference::Problem bare =
+      with_weak_gates(reference::random_problem(1, 8 * 16 + 9, 2, 64, 64, 4, true, 1.0, false, 3310));
+  {
+    reference::LossWeights w = reference::random_loss_weights(bare, 3311);
+    w.final_state.clear();
+    Call call = chunked_call;
+    call.sequence_splits = 3;
+    call.initial_state_gradient = false;
+    const GpuGradients gpu = check_against_reference<ModelOf<4, true, dp::EigenvalueRange::unit>, fp16>(
+        bare, w, "split fp16 [0, 1] n_h 4, no states", call);
+    CHECK(gpu.backward_splits == 3);
+  }
+
+  // Packed sequences with empty and one-token members: runs past a short member's chunks are empty.
+  const reference::Problem packed = with_weak_gates(packed_problem({0, 1, 300, 0, 70, 129}, 2, 64, 64, 1, true, 3312));
+  check_split_backward<ModelOf<1, true>, bf16>(packed, 3313, 4, "split packed gated");
+}
+
+TEST_CASE("chunked backward: a training step splits its forward and backward, keeping the states of every run") {
+  Call keep{.algorithm = dp::CudaAlgorithm::chunked, .keep_forward_states = true};
+  const reference::Problem p =
+      with_weak_gates(reference::random_problem(1, 9 * 64 + 17, 2, 128, 128, 1, true, 2.0, true, 3401));
+  check_split_backward<ModelOf<1, true>, bf16>(p, 3402, 3, "kept, split gated DeltaNet", keep);
+  const reference::Problem q = packed_problem({0, 90, 1, 350}, 2, 64, 64, 3, false, 3403);
+  check_split_backward<ModelOf<3, false>, bf16>(q, 3404, 5, "kept, split packed n_h 3", keep);
+  keep.warp_specialized = true;
+  check_split_backward<ModelOf<1, true>, bf16>(p, 3402, 3, "kept by the warp-specialised forward, split", keep);
+  check_split_backward<ModelOf<3, false>, bf16>(q, 3404, 5, "kept by the warp-specialised forward, split n_h 3",
+                                                keep);
+}
+
+TEST_CASE("chunked backward: an explicit split count needs its scratch, and the automatic plan does not split") {
+  const reference::Problem p = reference::random_problem(1, 1000, 2, 64, 64, 1, false, 2.0, true, 3501);
+  const GpuGradients automatic = check_against_reference<ModelOf<1, false>, bf16>(
+      p, reference::random_loss_weights(p, 3502), "automatic plan, one long sequence", chunked_call);
+  CHECK(automatic.backward_splits == 1);
+
+  // A workspace sized for the unsplit backward lacks the scratch of 32 runs (12 K V bytes per run and pair, 3 MB
+  // here, more than the recurrent form's share beyond the chunked one): backward() names the workspace.
+  const ModelOf<1, false> model;
+  const dp::index_t T_ = p.T, H = p.H, K = p.K;
+  DeviceBuffer<bf16> tokens(std::vector<bf16>(static_cast<std::size_t>(T_ * H * K), gpu_harness::round_to<bf16>(0.1)));
+  DeviceBuffer<bf16> betas(std::vector<bf16>(static_cast<std::size_t>(T_ * H), gpu_harness::round_to<bf16>(0.5)));
+  DeviceBuffer<bf16> gradient(static_cast<std::size_t>(T_ * H * K));
+  const dp::DeltaInputs<bf16, float> in{.q = dp::make_view<const bf16>(tokens.data(), {1, T_, H, K}),
+                                        .k = dp::make_view<const bf16>(tokens.data(), {1, T_, H, K}),
+                                        .v = dp::make_view<const bf16>(tokens.data(), {1, T_, H, K}),
+                                        .beta = dp::make_view<const bf16>(betas.data(), {1, T_, H})};
+  const dp::OutputGradients<bf16, float> og{.o = dp::make_view<const bf16>(tokens.data(), {1, T_, H, K})};
+  const dp::DeltaGradients<bf16, float> grads{.k = dp::make_view(gradient.data(), {1, T_, H, K})};
+  gpu_harness::Workspace workspace(dp::backward_workspace_bytes(model, in, og, grads));
+  workspace.backend.algorithm = dp::CudaAlgorithm::chunked;
+  workspace.backend.sequence_splits = 32;
+  CHECK(dp::backward_workspace_bytes(workspace.backend, model, in, og, grads) > workspace.backend.workspace_bytes);
+  try {
+    dp::backward(workspace.backend, model, in, og, grads);
+    FAIL("a split count without its scratch was accepted");
+  } catch (const dp::ArgumentError& e) {
+    CHECK(e.argument() == "backend.workspace_bytes");
+    CHECK(std::string(e.what()).find("sequence_splits = 32") != std::string::npos);
+  }
 }
 
 TEST_CASE("chunked backward: a rejected beta writes nothing") {

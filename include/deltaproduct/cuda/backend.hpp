@@ -59,14 +59,16 @@ struct CudaBackend {
   void* workspace = nullptr;        ///< device memory, 256-byte aligned, zeroed once (reset_status)
   std::size_t workspace_bytes = 0;  ///< size of `workspace`
   CudaAlgorithm algorithm = CudaAlgorithm::automatic;
-  /// Chunked forward: cut every sequence into this many runs of chunks, computed on separate multiprocessors and
-  /// joined by a fix-up (for when B * H cannot fill the GPU). 0: chosen from the shape and the workspace; 1: never.
+  /// Chunked forward and backward: cut every sequence into this many runs of chunks, computed on separate
+  /// multiprocessors and joined by a fix-up (for when B * H cannot fill the GPU). 0: chosen from the shape and the
+  /// workspace for forward(); a training step's passes (a forward() that keeps its states, and backward()) split only
+  /// when asked for a count here. 1: never.
   int sequence_splits = 0;
   /// Training steps: forward() also keeps in the workspace what the chunked backward needs (each chunk's start
   /// state and solved values), and backward() reads them instead of running the forward kernel again. Set it on
   /// both calls of a step, with the same workspace and inputs left unchanged in between; it applies when both calls
-  /// take the chunked form (chunked_forward_applies(), chunked_backward_applies()). A forward() that keeps does not
-  /// split sequences; forward_workspace_bytes() then counts the kept states.
+  /// take the chunked form (chunked_forward_applies(), chunked_backward_applies()). forward_workspace_bytes() then
+  /// counts the kept states (and the split scratch after them when sequence_splits asks for a count).
   bool keep_forward_states = false;
   /// Chunked forward on Hopper (an sm_90a build): a producer warpgroup copies each chunk (TMA) and computes what does
   /// not depend on the state (normalisers, gates, Gram blocks, diagonal inverses) while the other warps run the chain

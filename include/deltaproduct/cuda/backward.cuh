@@ -21,7 +21,10 @@
 // and head, the state S^T and dL/dS^T at the chunk's boundaries (K x V each) and the solved values u^T and dL/dY^T
 // of its 64 micro-steps (V x 64 each), in the element type: 2 (2 K V + 128 V) bytes per chunk and head, 805 MB at
 // B = 8, T = 4096, H = 16, K = V = 128. These per-chunk states are the only term proportional to T K V; storing them
-// is what lets the gradients of all chunks run in parallel instead of a second sequential pass. Recurrent: no state
+// is what lets the gradients of all chunks run in parallel instead of a second sequential pass. With
+// backend.sequence_splits = N >= 2 the state pass and the reverse scan cut each sequence into N runs of chunks on
+// separate CTAs (ReverseScanKernel says how), with 12 K V bytes of fp32 scratch per run and (sequence, head) after
+// the per-chunk tiles; the automatic plan does not split the backward yet. Recurrent: no state
 // is stored, neither per token nor per chunk; the workspace holds, after the value-check record, fp32 vectors per
 // step and token: u and dv ([B, T*n_h, H, V] each), dL/dq and dL/dk before the normalisation's gradient
 // ([B, T, H, K], [B, T*n_h, H, K]), dL/dbeta, and for gated models the terms of dL/dg: 4 (2 R V + T K + R K + R + T)
@@ -36,6 +39,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 
@@ -229,7 +233,7 @@ bool takes_chunked_backward(const CudaBackend& backend, const CudaProblem& cp, c
 }
 
 template <class T, int KD, int NH, bool Gated>
-void launch_chunked_backward(const CudaBackend& backend, const cuda_chunked::ChunkedBackwardParams<T>& params,
+void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBackwardParams<T> params,
                              index_t sequences, index_t heads) {
   using namespace cuda_chunked;
   using ForwardLayout = TileLayout<T, KD, KD, NH>;
@@ -243,13 +247,31 @@ void launch_chunked_backward(const CudaBackend& backend, const cuda_chunked::Chu
                                                static_cast<int>(ForwardLayout::bytes)));
   DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(gradient_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(Gradients::bytes)));
-  const dim3 per_sequence(static_cast<unsigned>(sequences), static_cast<unsigned>(heads));
-  if (!backend.keep_forward_states) {  // else forward() kept the states already
-    forward_kernel<<<per_sequence, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params.forward);
+  const int splits = params.forward.splits;
+  const dim3 per_run(static_cast<unsigned>(sequences * splits), static_cast<unsigned>(heads));
+  if (splits == 1) {
+    if (!backend.keep_forward_states) {  // else forward() kept the states already
+      forward_kernel<<<per_run, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params.forward);
+      DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+    }
+    reverse_kernel<<<per_run, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params);
+    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+  } else {
+    // Split runs (sequence_split.cuh; the reverse passes in ReverseScanKernel): the forward's three passes keep the
+    // states, then the reverse scan's summaries, their fix-up with time reversed (it starts from dL/d(final state))
+    // and every run again from the gradient at its end. Both use the same split scratch, one after the other.
+    if (!backend.keep_forward_states) launch_chunked<T, KD, NH, Gated>(backend, params.forward, sequences, heads);
+    params.forward.pass = SplitPass::summarize;
+    reverse_kernel<<<dim3(per_run.x, per_run.y, 2), ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(
+        params);
+    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+    launch_split_fixup<KD>(
+        backend, {params.d_final_state, params.forward.summaries, const_cast<float*>(params.forward.starts), splits},
+        sequences * heads);
+    params.forward.pass = SplitPass::outputs;
+    reverse_kernel<<<per_run, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params);
     DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
   }
-  reverse_kernel<<<per_sequence, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params);
-  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
   // Packed sequences: one CTA per chunk slot, not chunks_per_row per sequence (most of which would have no chunk).
   const index_t chunk_ctas = params.forward.cu_seqlens.present() ? params.forward.chunks_per_row + sequences
                                                                  : sequences * params.forward.chunks_per_row;
@@ -267,6 +289,7 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
   constexpr bool gated = Model::gating == Gating::scalar_decay;
   const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T));
   const Scratch scratch = backward_scratch(backend, layout.bytes);
+  const int splits = training_sequence_splits(backend, p, scratch.bytes - layout.bytes, layout.bytes);
   ValueCheckRecord* status = status_record(backend, model.options.validate_ranges);
   launch_value_checks(backend, status, model, in, cp);
   if (p.sequences == 0 || p.heads == 0) return;
@@ -278,6 +301,13 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
   f.chunk_states = reinterpret_cast<T*>(base + layout.states);
   f.chunk_solved_values = reinterpret_cast<T*>(base + layout.solved);
   f.chunks_per_row = layout.chunks_per_row;
+  f.splits = splits;
+  if (splits > 1) {  // after the kept tiles: C_i, P_i^T (or E_i, P_i), then the starts (or the ends) of the runs
+    f.summaries = reinterpret_cast<float*>(base + layout.bytes);
+    f.starts = f.summaries + 2 * cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim,
+                                                                   splits) /
+                                 (3 * sizeof(float));
+  }
   params.d_o = device_view(output_gradients.o);
   params.d_final_state = device_view(output_gradients.final_state);
   params.d_initial_state = device_view(gradients.initial_state);
@@ -385,20 +415,34 @@ void run_recurrent_backward(const CudaBackend& backend, const Model& model, cons
 
 }  // namespace detail
 
-/// Device workspace bytes backward() needs on these arguments: the value-check record and the recurrent backward's
-/// fp32 scratch (see the top of this file). Checks the shapes as backward() does.
+/// Device workspace bytes backward() with `backend` needs on these arguments: the value-check record, then the larger
+/// of the recurrent backward's fp32 scratch and the chunked backward's per-chunk tiles, with the split scratch after
+/// them when backend.sequence_splits asks for a count (see the top of this file). Checks the shapes as backward()
+/// does.
 template <DeltaProductModel Model, CudaElement T>
-std::size_t backward_workspace_bytes(const Model& model, const DeltaInputs<T, float>& in,
+std::size_t backward_workspace_bytes(const CudaBackend& backend, const Model& model, const DeltaInputs<T, float>& in,
                                      const OutputGradients<T, float>& output_gradients,
                                      const DeltaGradients<T, float>& gradients = {}) {
   detail::check_cuda_backward_call<Model, T>();
   const CudaProblem cp = detail::check_backward_cuda(model, in, output_gradients, gradients);
-  const std::size_t recurrent = detail::RecurrentBackwardLayout(cp.sizes, Model::gating == Gating::scalar_decay).bytes();
+  const Problem& p = cp.sizes;
+  const std::size_t recurrent = detail::RecurrentBackwardLayout(p, Model::gating == Gating::scalar_decay).bytes();
   if constexpr (detail::chunked_backward_exists<Model, T>) {
-    const std::size_t chunked = detail::ChunkedBackwardLayout(cp.sizes, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+    const std::size_t kept = detail::ChunkedBackwardLayout(p, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+    const int splits = detail::training_sequence_splits(backend, p, std::numeric_limits<std::size_t>::max(), kept);
+    const std::size_t chunked =
+        kept + detail::cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim, splits);
     return cuda_status_bytes + (chunked > recurrent ? chunked : recurrent);
   }
   return cuda_status_bytes + recurrent;
+}
+
+/// backward_workspace_bytes() for a backend that does not split sequences (CudaBackend{}).
+template <DeltaProductModel Model, CudaElement T>
+std::size_t backward_workspace_bytes(const Model& model, const DeltaInputs<T, float>& in,
+                                     const OutputGradients<T, float>& output_gradients,
+                                     const DeltaGradients<T, float>& gradients = {}) {
+  return backward_workspace_bytes(CudaBackend{}, model, in, output_gradients, gradients);
 }
 
 /// DeltaNet / DeltaProduct backward pass on the GPU: dL/dq, dL/dk, dL/dv, dL/dbeta, dL/dg (gated models) and
@@ -415,6 +459,25 @@ void backward(const CudaBackend& backend, const Model& model, const DeltaInputs<
       return detail::run_chunked_backward(backend, model, cp, in, output_gradients, gradients);
   }
   detail::run_recurrent_backward(backend, model, cp, in, output_gradients, gradients);
+}
+
+/// How many runs of chunks backward() splits each sequence into on these arguments and this workspace: 1 when it does
+/// not split (backend.sequence_splits = 0 or 1), or when the call takes the recurrent form. An explicit count whose
+/// scratch the workspace lacks is an error, as in backward().
+template <DeltaProductModel Model, CudaElement T>
+int backward_sequence_splits(const CudaBackend& backend, const Model& model, const DeltaInputs<T, float>& in,
+                             const OutputGradients<T, float>& output_gradients,
+                             const DeltaGradients<T, float>& gradients = {}) {
+  detail::check_cuda_backward_call<Model, T>();
+  const CudaProblem cp = detail::check_backward_cuda(model, in, output_gradients, gradients);
+  if constexpr (detail::chunked_backward_exists<Model, T>) {
+    if (detail::takes_chunked_backward<Model>(backend, cp, in, output_gradients)) {
+      const std::size_t kept = detail::ChunkedBackwardLayout(cp.sizes, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+      const std::size_t scratch = detail::algorithm_scratch(backend).bytes;
+      return detail::training_sequence_splits(backend, cp.sizes, scratch > kept ? scratch - kept : 0, kept);
+    }
+  }
+  return 1;
 }
 
 /// Whether backward() with `backend.algorithm` runs the chunked tensor-core backward on these arguments (true) or

@@ -2,8 +2,9 @@
 // Notation of cpu/backward_chunked.hpp (which derives every term) and chunks of L = 64 micro-steps as in the forward
 // kernel (chunked_kernel.cuh). Three passes, the first two sequential over a sequence's chunks, the third parallel:
 //   1. state pass: the forward kernel keeps each chunk's start state S^T and its solved values u^T (= N^T), as T;
-//   2. reverse scan (ReverseScanKernel, one CTA per sequence and head, D^T = (dL/dS)^T in registers as the forward
-//      keeps S^T): per chunk, last first, it keeps D^T (the gradient at the chunk's end) and
+//   2. reverse scan (ReverseScanKernel, one CTA per sequence and head, or per run of chunks when sequences are split;
+//      D^T = (dL/dS)^T in registers as the forward keeps S^T): per chunk, last first, it keeps D^T (the gradient at
+//      the chunk's end) and
 //        du^T = D^T K^T diag(kinv c) + dO^T P,    dY^T = du^T (I + A)^-1   (block back substitution),
 //        D^T <- exp(G_last) D^T - dY^T diag(b exp(G) kinv) K + dO^T diag(exp(G) qs) Q,
 //      keeps dY^T, and ends with dL/d(initial state);
@@ -207,38 +208,100 @@ struct ReverseScanKernel {
 #endif
   }
 
-  static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp) {
-    extern __shared__ __align__(128) unsigned char smem[];
-    const ChunkedParams<T>& p = bp.forward;
-    if (inputs_rejected(p.status)) return;
-    const int head = static_cast<int>(blockIdx.y);
-    const index_t sequence = blockIdx.x;
-    const SequenceSpan span = sequence_span(p, sequence);
-    const index_t chunks = (span.end - span.begin + C - 1) / C;
-    const std::uint32_t smem_address = shared_address(smem);
+  // Sequence splits (sequence_split.cuh): run i is the forward's run of chunks (ChunkedKernel::chunk_range), and the
+  // gradient at its start is affine in the one at its end: D_start = P_i^T D_end + E_i, P_i the run's transition (the
+  // forward's). So, by bp.forward.pass:
+  //   whole:     the sequence's chunks from dL/d(final state), keeping D^T and dY^T per chunk;
+  //   summarize: runs 1 .. s - 1 in parallel, keeping nothing: blockIdx.z = 0 from a zero end gradient (the last run
+  //              from dL/d(final state)) gives E_i; blockIdx.z = 1 from the identity with dL/do taken as zero gives
+  //              P_i^T, for runs 1 .. s - 2. Both go to split s - 1 - i of the summaries (P_i^T stored as the forward
+  //              stores its transitions), so that split_fixup_kernel, started from dL/d(final state), chains them
+  //              with time reversed: its S_r is the gradient at the end of run s - 1 - r;
+  //   outputs:   every run from the gradient at its end, keeping D^T and dY^T; run 0 gives dL/d(initial state).
 
-    // adjoint[j][e] = D(key = 8 j + 2 quad + e % 2, v = value_row + 8 (e / 2)), the forward's layout of S^T.
-    float adjoint[KD / 8][4];
+  /// The summarize pass's transition CTAs: identity end gradient, dL/do taken as zero.
+  static __device__ __forceinline__ bool is_transition(const ChunkedParams<T>& p) {
+    return p.pass == SplitPass::summarize && blockIdx.z == 1;
+  }
+  /// Summaries serve runs 1 .. s - 1 (run 0 ends the chain), transitions runs 1 .. s - 2.
+  static __device__ __forceinline__ bool idle_summary(const ChunkedParams<T>& p, int split) {
+    return p.pass == SplitPass::summarize && (split == 0 || (is_transition(p) && split == p.splits - 1));
+  }
+
+  /// D^T at the end of the CTA's run, in the thread's accumulator fragments:
+  /// adjoint[j][e] = D(key = 8 j + 2 quad + e % 2, v = value_row + 8 (e / 2)), the forward's layout of S^T.
+  static __device__ __forceinline__ void load_end_gradient(const ChunkedBackwardParams<T>& bp, index_t sequence,
+                                                           int head, int split, float (&adjoint)[KD / 8][4]) {
+    const ChunkedParams<T>& p = bp.forward;
+    const bool last = split == p.splits - 1;
 #pragma unroll
     for (int j = 0; j < KD / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int key = 8 * j + 2 * Forward::quad() + e % 2, value = Forward::value_row() + 8 * (e / 2);
-        adjoint[j][e] = bp.d_final_state.present() ? bp.d_final_state(sequence, head, key, value) : 0.0f;
+        float x = 0.0f;
+        if (p.pass == SplitPass::outputs)
+          x = p.starts[Forward::split_index(p, sequence, head, p.splits - 1 - split, 0, 1, key, value)];
+        else if (is_transition(p))
+          x = key == value ? 1.0f : 0.0f;  // K = V: the identity, so that the start gradient is P_i^T
+        else if (last && bp.d_final_state.present())
+          x = bp.d_final_state(sequence, head, key, value);
+        adjoint[j][e] = x;
       }
+  }
+
+  /// The gradient at the run's start: a summary (E_i, or P_i^T stored transposed), or dL/d(initial state) of run 0.
+  static __device__ __forceinline__ void store_start_gradient(const ChunkedBackwardParams<T>& bp, index_t sequence,
+                                                              int head, int split,
+                                                              const float (&adjoint)[KD / 8][4]) {
+    const ChunkedParams<T>& p = bp.forward;
+    const bool summary = p.pass == SplitPass::summarize;
+    if (!summary && (split != 0 || !bp.d_initial_state.present())) return;
+    const int reversed = p.splits - 1 - split;
+#pragma unroll
+    for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = 8 * j + 2 * Forward::quad() + e % 2, value = Forward::value_row() + 8 * (e / 2);
+        if (summary && blockIdx.z == 0)
+          p.summaries[Forward::split_index(p, sequence, head, reversed, 0, 2, key, value)] = adjoint[j][e];
+        else if (summary)  // the layout in which split_fixup_kernel reads a transition
+          p.summaries[Forward::split_index(p, sequence, head, reversed, 1, 2, value, key)] = adjoint[j][e];
+        else
+          bp.d_initial_state(sequence, head, key, value) = adjoint[j][e];
+      }
+  }
+
+  static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const ChunkedParams<T>& p = bp.forward;
+    if (inputs_rejected(p.status)) return;
+    const int head = static_cast<int>(blockIdx.y);
+    const index_t sequence = blockIdx.x / p.splits;
+    const int split = static_cast<int>(blockIdx.x % p.splits);
+    if (idle_summary(p, split)) return;
+    const SequenceSpan span = sequence_span(p, sequence);
+    const auto [first_chunk, end_chunk] = Forward::chunk_range(p, span, split);
+    const bool transition = is_transition(p);               // dL/do is taken as zero: neither copied nor read
+    const bool keeps = p.pass != SplitPass::summarize;      // D^T and dY^T of every chunk, for the gradient pass
+    const std::uint32_t smem_address = shared_address(smem);
+
+    float adjoint[KD / 8][4];
+    load_end_gradient(bp, sequence, head, split, adjoint);
 
     typename Forward::PendingScalar next{T{}, false};
-    if (chunks > 0) {
+    if (first_chunk < end_chunk) {
       const Stage first = Forward::stage_at(smem, 0);
-      Forward::template copy_chunk_part<Forward::ChunkPart::keys>(p, span, head, chunks - 1, first);
-      Forward::template copy_chunk_part<Forward::ChunkPart::queries>(p, span, head, chunks - 1, first);
-      copy_output_gradients<T, VD, C, QR, Layout::threads>(bp, span, head, chunks - 1, first.values, VP,
-                                                          Forward::thread_index());
-      Forward::store_scalars(first, Forward::load_scalars(p, span, head, chunks - 1));
+      Forward::template copy_chunk_part<Forward::ChunkPart::keys>(p, span, head, end_chunk - 1, first);
+      Forward::template copy_chunk_part<Forward::ChunkPart::queries>(p, span, head, end_chunk - 1, first);
+      if (!transition)
+        copy_output_gradients<T, VD, C, QR, Layout::threads>(bp, span, head, end_chunk - 1, first.values, VP,
+                                                            Forward::thread_index());
+      Forward::store_scalars(first, Forward::load_scalars(p, span, head, end_chunk - 1));
     }
 
-    for (index_t step = 0; step < chunks; ++step) {
-      const index_t chunk = chunks - 1 - step;
+    for (index_t chunk = end_chunk - 1; chunk >= first_chunk; --chunk) {
+      const index_t step = end_chunk - 1 - chunk;
       const std::uint32_t base_address = opaque(smem_address);
       unsigned char* const base = shared_pointer<unsigned char>(base_address);
       float* const diagonal_blocks = reinterpret_cast<float*>(base + Layout::diagonal_blocks);
@@ -256,7 +319,7 @@ struct ReverseScanKernel {
       copy_async_wait_all();
       fence_proxy_async();  // the copies' writes are read by wgmma
       __syncthreads();      // (1) the chunk is in `stage`; every warp is done with the later chunk
-      const bool more = chunk > 0;
+      const bool more = chunk > first_chunk;
       const Stage next_stage = Forward::stage_at(base, 1 - stage_index);
       if (more) {
         next = Forward::load_scalars(p, span, head, chunk - 1);
@@ -272,7 +335,7 @@ struct ReverseScanKernel {
       // D^T at the chunk's end, kept for the chunk-gradient pass.
       const index_t tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
                                             gridDim.y);
-      store_accumulators<T>(bp.chunk_adjoints + tile * (VD * KD), adjoint, value_row, quad, KD);
+      if (keeps) store_accumulators<T>(bp.chunk_adjoints + tile * (VD * KD), adjoint, value_row, quad, KD);
 
       // du^T = D^T K^T diag(kinv c) + dO^T P, with work[j][e] at (v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2).
       float work[L / 8][4] = {};
@@ -285,12 +348,12 @@ struct ReverseScanKernel {
           work[j][e] *= key_scales[r] * Forward::gate_between(log2_gates, C - 1, r / NH);
         }
       __syncthreads();  // (3) -A, the diagonal inverses and P are complete
-      if (more)
+      if (more && !transition)
         copy_output_gradients<T, VD, C, QR, Layout::threads>(bp, span, head, chunk - 1, next_stage.values, VP,
                                                             Forward::thread_index());
 
       const std::uint32_t d_out = tiles.values + a_from_k_rows(lane, VP);  // dO^T fragments
-      {
+      if (!transition) {
         const std::uint32_t readouts = tiles.readout + b_from_k_rows(lane, LP);
 #pragma unroll
         for (int tb = 0; tb < QR / 16; ++tb) {
@@ -328,7 +391,7 @@ struct ReverseScanKernel {
           accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], solved[i]);
         }
       }
-      store_accumulators<T>(bp.chunk_value_gradients + tile * (VD * L), work, value_row, quad, L);
+      if (keeps) store_accumulators<T>(bp.chunk_value_gradients + tile * (VD * L), work, value_row, quad, L);
 
       // D^T <- exp(G_last) D^T - dY^T diag(b exp(G) kinv) K + dO^T diag(exp(G) qs) Q.
       {
@@ -353,7 +416,7 @@ struct ReverseScanKernel {
         }
         add_row_products<L / 16>(adjoint, tiles.keys, scaled);
       }
-      {
+      if (!transition) {
         std::uint32_t scaled[QR / 16][4];
 #pragma unroll
         for (int tb = 0; tb < QR / 16; ++tb) {
@@ -370,16 +433,7 @@ struct ReverseScanKernel {
       }
       if (more) Forward::store_scalars(next_stage, next);
     }
-
-    if (bp.d_initial_state.present()) {
-#pragma unroll
-      for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = 8 * j + 2 * Forward::quad() + e % 2, value = Forward::value_row() + 8 * (e / 2);
-          bp.d_initial_state(sequence, head, key, value) = adjoint[j][e];
-        }
-    }
+    store_start_gradient(bp, sequence, head, split, adjoint);
   }
 };
 
@@ -806,7 +860,8 @@ struct ChunkGradientKernel {
   }
 };
 
-/// Grid: (sequences, heads); block: V / 16 warps; dynamic shared memory: TileLayout::bytes.
+/// Grid: (sequences x splits, heads, 2 for the summarize pass, else 1); block: V / 16 warps; dynamic shared memory:
+/// TileLayout::bytes.
 template <class T, int KD, int VD, int NH, bool Gated>
 __global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_reverse_scan_kernel(const ChunkedBackwardParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800

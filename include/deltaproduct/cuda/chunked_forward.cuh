@@ -194,6 +194,18 @@ bool encode_row_pieces(CUtensorMap& map, const DeviceView<const T, 4>& view, int
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+/// The fix-up of split runs (sequence_split.cuh) for `pairs` (sequence, head) pairs.
+template <int KD>
+void launch_split_fixup(const CudaBackend& backend, const cuda_chunked::SplitFixupParams& fixup, index_t pairs) {
+  using namespace cuda_chunked;
+  const auto fixup_kernel = split_fixup_kernel<KD, KD>;
+  constexpr std::size_t fixup_bytes = fixup_shared_bytes<KD>();
+  DELTAPRODUCT_CUDA_CHECK(
+      cudaFuncSetAttribute(fixup_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(fixup_bytes)));
+  fixup_kernel<<<dim3(static_cast<unsigned>(pairs), KD / fixup_columns), KD, fixup_bytes, backend.stream>>>(fixup);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+}
+
 template <class T, int KD, int NH, bool Gated>
 void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> params, index_t sequences,
                     index_t heads) {
@@ -229,27 +241,19 @@ void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> p
   params.pass = SplitPass::summarize;
   launch(dim3(split_ctas, static_cast<unsigned>(heads), 2));
 
-  SplitFixupParams fixup;
-  fixup.initial_state = params.initial_state;
-  fixup.summaries = params.summaries;
-  fixup.starts = const_cast<float*>(params.starts);
-  fixup.splits = params.splits;
-  const auto fixup_kernel = split_fixup_kernel<KD, KD>;
-  constexpr std::size_t fixup_bytes = fixup_shared_bytes<KD>();
-  DELTAPRODUCT_CUDA_CHECK(
-      cudaFuncSetAttribute(fixup_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(fixup_bytes)));
-  fixup_kernel<<<dim3(static_cast<unsigned>(sequences * heads), KD / fixup_columns), KD, fixup_bytes,
-                 backend.stream>>>(fixup);
-  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
-
+  launch_split_fixup<KD>(backend, {params.initial_state, params.summaries, const_cast<float*>(params.starts),
+                                   params.splits},
+                         sequences * heads);
   params.pass = SplitPass::outputs;
   launch(dim3(split_ctas, static_cast<unsigned>(heads)));
 }
 
 /// The split count a validated call that takes the tensor-core kernel uses: backend.sequence_splits when set (the
 /// workspace must then hold its scratch), else the modelled best that fits the workspace's scratch. A huge
-/// workspace (`scratch_bytes` = max) gives the count forward_workspace_bytes() sizes for.
-inline int chunked_sequence_splits(const CudaBackend& backend, const Problem& p, std::size_t scratch_bytes) {
+/// workspace (`scratch_bytes` = max) gives the count forward_workspace_bytes() sizes for. `scratch_bytes` is what
+/// is left for the split scratch after `reserved_bytes` of other scratch (the kept states of a training step).
+inline int chunked_sequence_splits(const CudaBackend& backend, const Problem& p, std::size_t scratch_bytes,
+                                   std::size_t reserved_bytes = 0) {
   const auto scratch = [&](int splits) {
     return cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim, splits);
   };
@@ -260,9 +264,9 @@ inline int chunked_sequence_splits(const CudaBackend& backend, const Problem& p,
     const int splits = backend.sequence_splits;
     if (scratch(splits) > scratch_bytes)
       argument_error("backend.workspace_bytes",
-                     "at least " + std::to_string(cuda_status_bytes + scratch(splits)) +
+                     "at least " + std::to_string(cuda_status_bytes + reserved_bytes + scratch(splits)) +
                          " bytes for backend.sequence_splits = " + std::to_string(splits) +
-                         " (forward_workspace_bytes() gives the size)",
+                         " (forward_workspace_bytes() and backward_workspace_bytes() give the size)",
                      std::to_string(backend.workspace_bytes));
     return splits;
   }
@@ -275,6 +279,15 @@ inline int chunked_sequence_splits(const CudaBackend& backend, const Problem& p,
                                                   chunked_max_sequence_splits);
   while (splits > 1 && scratch(splits) > scratch_bytes) --splits;
   return splits;
+}
+
+/// The split count of a training step's chunked passes: a forward() that keeps its states and the chunked
+/// backward(). backend.sequence_splits when set, its scratch after the kept tiles (`reserved_bytes`); the automatic
+/// plan (0) does not split them yet: the split backward waits for its GPU measurements (README, "CUDA backward").
+inline int training_sequence_splits(const CudaBackend& backend, const Problem& p, std::size_t scratch_bytes,
+                                    std::size_t reserved_bytes) {
+  if (backend.sequence_splits == 0) return 1;
+  return chunked_sequence_splits(backend, p, scratch_bytes, reserved_bytes);
 }
 
 /// The tensor-core kernel's parameters for a validated call: inputs and options (outputs and scratch left unset).
@@ -312,6 +325,7 @@ void run_chunked(const CudaBackend& backend, const Model& model, const CudaProbl
   params.o = device_view(out.o);
 
   const Scratch scratch = algorithm_scratch(backend);
+  std::size_t split_offset = 0;  // the split scratch's place in the scratch (after the kept tiles)
   if (keeps_forward_states<Model, T>(backend)) {
     // The backward's state pass, done here: each chunk's start state and solved values, where backward() reads them.
     const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T));
@@ -324,12 +338,13 @@ void run_chunked(const CudaBackend& backend, const Model& model, const CudaProbl
     params.chunk_states = reinterpret_cast<T*>(base + layout.states);
     params.chunk_solved_values = reinterpret_cast<T*>(base + layout.solved);
     params.chunks_per_row = layout.chunks_per_row;
-    params.splits = 1;
+    split_offset = layout.bytes;
+    params.splits = training_sequence_splits(backend, p, scratch.bytes - layout.bytes, layout.bytes);
   } else {
     params.splits = chunked_sequence_splits(backend, p, scratch.bytes);
   }
   if (params.splits > 1) {
-    auto* summaries = static_cast<float*>(scratch.data);
+    auto* summaries = reinterpret_cast<float*>(static_cast<unsigned char*>(scratch.data) + split_offset);
     params.summaries = summaries;
     params.starts = summaries + 2 * cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim,
                                                                       params.splits) /
@@ -377,8 +392,12 @@ std::size_t forward_workspace_bytes(const CudaBackend& backend, const Model& mod
   const CudaProblem cp = detail::check_forward_cuda(model, in, out);
   if (!detail::takes_chunked_path<Model>(backend, cp, in, out)) return cuda_status_bytes;
   const Problem& p = cp.sizes;
-  if (detail::keeps_forward_states<Model, T>(backend))
-    return cuda_status_bytes + detail::ChunkedBackwardLayout(p, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+  if (detail::keeps_forward_states<Model, T>(backend)) {
+    const std::size_t kept = detail::ChunkedBackwardLayout(p, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+    const int splits = detail::training_sequence_splits(backend, p, std::numeric_limits<std::size_t>::max(), kept);
+    return cuda_status_bytes + kept +
+           detail::cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim, splits);
+  }
   const int splits = detail::chunked_sequence_splits(backend, p, std::numeric_limits<std::size_t>::max());
   return cuda_status_bytes +
          detail::cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim, splits);
@@ -392,8 +411,12 @@ int forward_sequence_splits(const CudaBackend& backend, const Model& model, cons
   detail::check_cuda_call<Model, T>();
   const CudaProblem cp = detail::check_forward_cuda(model, in, out);
   if (!detail::takes_chunked_path<Model>(backend, cp, in, out)) return 1;
-  if (detail::keeps_forward_states<Model, T>(backend)) return 1;
-  return detail::chunked_sequence_splits(backend, cp.sizes, detail::algorithm_scratch(backend).bytes);
+  const std::size_t scratch = detail::algorithm_scratch(backend).bytes;
+  if (detail::keeps_forward_states<Model, T>(backend)) {
+    const std::size_t kept = detail::ChunkedBackwardLayout(cp.sizes, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+    return detail::training_sequence_splits(backend, cp.sizes, scratch > kept ? scratch - kept : 0, kept);
+  }
+  return detail::chunked_sequence_splits(backend, cp.sizes, scratch);
 }
 
 /// DeltaNet / DeltaProduct forward pass on the GPU: o and (optionally) the final state from q, k, v, beta, g (gated

@@ -660,9 +660,11 @@ struct ChunkedKernel {
   static __device__ __forceinline__ bool writes_outputs(const ChunkedParams<T>& p) {
     return p.pass != SplitPass::summarize && p.o.present();
   }
-  /// Whether the chunk tiles of the backward's state pass are kept, and where (element offset of the tile's start,
-  /// in units of one [V][K] or [V][L] tile).
-  static __device__ __forceinline__ bool keeps_chunks(const ChunkedParams<T>& p) { return p.chunk_states != nullptr; }
+  /// Whether the chunk tiles of the backward's state pass are kept: by the passes that run from the true state (a
+  /// summary starts from zero or from the identity).
+  static __device__ __forceinline__ bool keeps_chunks(const ChunkedParams<T>& p) {
+    return p.chunk_states != nullptr && p.pass != SplitPass::summarize;
+  }
 
   /// Element (key, value) of slot `slot` of split `split` in a [N, H, splits, slots, K, V] split buffer.
   static __device__ __forceinline__ index_t split_index(const ChunkedParams<T>& p, index_t sequence, int head,
