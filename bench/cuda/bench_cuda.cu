@@ -381,7 +381,8 @@ BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay, true>)
 // (the forward keeping its states for the backward: CudaBackend::keep_forward_states). `splits` is
 // CudaBackend::sequence_splits of both calls (1: unsplit; a count >= 2 cuts every sequence into that many runs of
 // chunks; the recurrent form skips split counts), and the workspace is sized for it; the counters `backward_splits`
-// and, for "training", `forward_splits` say how many runs each pass cut each sequence into.
+// and, for "training", `forward_splits` say how many runs each pass cut each sequence into. `prefetch` is
+// CudaBackend::prefetch_backward_chunks (1: each chunk-gradient CTA warms L2 for the CTA a wave later).
 
 enum class Timed { backward, forward_and_backward };
 
@@ -393,8 +394,9 @@ void backward_pass(benchmark::State& state) {
   }
   const dp::index_t B = state.range(0), T = state.range(1), H = state.range(2), K = state.range(3), V = K;
   const int splits = static_cast<int>(state.range(4));
-  if (Algorithm == dp::CudaAlgorithm::recurrent && splits != 1) {
-    state.SkipWithError("the recurrent backward does not split sequences");
+  const bool prefetch = state.range(5) != 0;
+  if (Algorithm == dp::CudaAlgorithm::recurrent && (splits != 1 || prefetch)) {
+    state.SkipWithError("the recurrent backward neither splits sequences nor prefetches chunks");
     return;
   }
   constexpr dp::index_t n_h = HouseholderSteps;
@@ -445,7 +447,8 @@ void backward_pass(benchmark::State& state) {
                                 .workspace_bytes = workspace.size,
                                 .algorithm = Algorithm,
                                 .sequence_splits = splits,
-                                .keep_forward_states = keep};
+                                .keep_forward_states = keep,
+                                .prefetch_backward_chunks = prefetch};
   if ((Algorithm == dp::CudaAlgorithm::chunked) != dp::chunked_backward_applies(backend, model, in, og, grads)) {
     state.SkipWithError("the requested backward does not take this shape");
     return;
@@ -470,15 +473,19 @@ void backward_pass(benchmark::State& state) {
 }
 
 void backward_shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"B", "T", "H", "K", "splits"});
-  b->Args({8, 4096, 16, 128, 1});
-  b->Args({1, 16384, 8, 128, 1});
-  b->Args({4, 2048, 8, 64, 1});
-  b->Args({8, 512, 16, 128, 1});
+  b->ArgNames({"B", "T", "H", "K", "splits", "prefetch"});
+  b->Args({8, 4096, 16, 128, 1, 0});
+  b->Args({1, 16384, 8, 128, 1, 0});
+  b->Args({4, 2048, 8, 64, 1, 0});
+  b->Args({8, 512, 16, 128, 1, 0});
   // Sequences split across multiprocessors (CudaBackend::sequence_splits), where B * H leaves most of them idle.
-  b->Args({1, 16384, 8, 128, 8});
-  b->Args({1, 16384, 8, 128, 16});
-  b->Args({4, 2048, 8, 128, 3});
+  b->Args({1, 16384, 8, 128, 8, 0});
+  b->Args({1, 16384, 8, 128, 16, 0});
+  b->Args({4, 2048, 8, 128, 3, 0});
+  // Chunk-gradient CTAs warming L2 for the next wave (CudaBackend::prefetch_backward_chunks), beside the rows above.
+  b->Args({8, 4096, 16, 128, 1, 1});
+  b->Args({4, 2048, 8, 64, 1, 1});
+  b->Args({8, 512, 16, 128, 1, 1});
   b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 

@@ -75,6 +75,10 @@ struct CudaBackend {
   /// on the state (chunked_specialized_kernel.cuh); 1.3-1.7x faster than the one-role kernel, the same algebra and
   /// precision. Ignored on other GPUs and builds; false runs the one-role kernel.
   bool warp_specialized_forward = true;
+  /// Chunked backward: every chunk-gradient CTA warms L2 with the inputs of the CTA one wave of resident CTAs after
+  /// it (a hint, no change to the results), so that those copies overlap its products. Off by default until it has
+  /// been measured on a GPU.
+  bool prefetch_backward_chunks = false;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).
