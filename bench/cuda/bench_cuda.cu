@@ -381,8 +381,9 @@ BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay, true>)
 // (the forward keeping its states for the backward: CudaBackend::keep_forward_states). `splits` is
 // CudaBackend::sequence_splits of both calls (1: unsplit; a count >= 2 cuts every sequence into that many runs of
 // chunks; the recurrent form skips split counts), and the workspace is sized for it; the counters `backward_splits`
-// and, for "training", `forward_splits` say how many runs each pass cut each sequence into. `prefetch` is
-// CudaBackend::prefetch_backward_chunks (1: each chunk-gradient CTA warms L2 for the CTA a wave later).
+// and, for "training", `forward_splits` say how many runs each pass cut each sequence into. `options` switches the
+// chunked backward's CudaBackend fields: 1 prefetch_backward_chunks (each chunk-gradient CTA warms L2 for the CTA a
+// wave later), 2 keep_preambles (the reverse scan loads each chunk's preamble instead of rebuilding it), 3 both.
 
 enum class Timed { backward, forward_and_backward };
 
@@ -394,9 +395,9 @@ void backward_pass(benchmark::State& state) {
   }
   const dp::index_t B = state.range(0), T = state.range(1), H = state.range(2), K = state.range(3), V = K;
   const int splits = static_cast<int>(state.range(4));
-  const bool prefetch = state.range(5) != 0;
-  if (Algorithm == dp::CudaAlgorithm::recurrent && (splits != 1 || prefetch)) {
-    state.SkipWithError("the recurrent backward neither splits sequences nor prefetches chunks");
+  const bool prefetch = (state.range(5) & 1) != 0, preambles = (state.range(5) & 2) != 0;
+  if (Algorithm == dp::CudaAlgorithm::recurrent && (splits != 1 || state.range(5) != 0)) {
+    state.SkipWithError("the recurrent backward takes no split count and no chunked options");
     return;
   }
   constexpr dp::index_t n_h = HouseholderSteps;
@@ -437,9 +438,12 @@ void backward_pass(benchmark::State& state) {
   // One workspace serves both calls (they run one after the other on the stream), sized for the split scratch of
   // `splits` as well. A training step keeps the forward's states for the backward (CudaBackend::keep_forward_states).
   constexpr bool keep = What == Timed::forward_and_backward;
-  const dp::CudaBackend backward_query{.algorithm = Algorithm, .sequence_splits = splits, .keep_forward_states = keep};
-  const dp::CudaBackend forward_query{
-      .algorithm = dp::CudaAlgorithm::chunked, .sequence_splits = splits, .keep_forward_states = keep};
+  const dp::CudaBackend backward_query{
+      .algorithm = Algorithm, .sequence_splits = splits, .keep_forward_states = keep, .keep_preambles = preambles};
+  const dp::CudaBackend forward_query{.algorithm = dp::CudaAlgorithm::chunked,
+                                      .sequence_splits = splits,
+                                      .keep_forward_states = keep,
+                                      .keep_preambles = preambles};
   DeviceArray<unsigned char> workspace(std::max(dp::backward_workspace_bytes(backward_query, model, in, og, grads),
                                                 dp::forward_workspace_bytes(forward_query, model, in, out)));
   DELTAPRODUCT_CUDA_CHECK(cudaMemset(workspace.data, 0, workspace.size));  // the value-check record starts zeroed
@@ -448,7 +452,8 @@ void backward_pass(benchmark::State& state) {
                                 .algorithm = Algorithm,
                                 .sequence_splits = splits,
                                 .keep_forward_states = keep,
-                                .prefetch_backward_chunks = prefetch};
+                                .prefetch_backward_chunks = prefetch,
+                                .keep_preambles = preambles};
   if ((Algorithm == dp::CudaAlgorithm::chunked) != dp::chunked_backward_applies(backend, model, in, og, grads)) {
     state.SkipWithError("the requested backward does not take this shape");
     return;
@@ -457,7 +462,8 @@ void backward_pass(benchmark::State& state) {
                                         .workspace_bytes = workspace.size,
                                         .algorithm = dp::CudaAlgorithm::chunked,
                                         .sequence_splits = splits,
-                                        .keep_forward_states = keep};
+                                        .keep_forward_states = keep,
+                                        .keep_preambles = preambles};
   state.counters["workspace_bytes"] = static_cast<double>(workspace.size);
   state.counters["backward_splits"] = dp::backward_sequence_splits(backend, model, in, og, grads);
   if constexpr (What == Timed::forward_and_backward)
@@ -473,7 +479,7 @@ void backward_pass(benchmark::State& state) {
 }
 
 void backward_shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"B", "T", "H", "K", "splits", "prefetch"});
+  b->ArgNames({"B", "T", "H", "K", "splits", "options"});
   b->Args({8, 4096, 16, 128, 1, 0});
   b->Args({1, 16384, 8, 128, 1, 0});
   b->Args({4, 2048, 8, 64, 1, 0});
@@ -482,10 +488,13 @@ void backward_shapes(benchmark::internal::Benchmark* b) {
   b->Args({1, 16384, 8, 128, 8, 0});
   b->Args({1, 16384, 8, 128, 16, 0});
   b->Args({4, 2048, 8, 128, 3, 0});
-  // Chunk-gradient CTAs warming L2 for the next wave (CudaBackend::prefetch_backward_chunks), beside the rows above.
-  b->Args({8, 4096, 16, 128, 1, 1});
-  b->Args({4, 2048, 8, 64, 1, 1});
-  b->Args({8, 512, 16, 128, 1, 1});
+  // The chunked backward's options beside the rows above: L2 prefetch (1), kept preambles (2), both (3).
+  for (int options : {1, 2, 3}) {
+    b->Args({8, 4096, 16, 128, 1, options});
+    b->Args({4, 2048, 8, 64, 1, options});
+    b->Args({8, 512, 16, 128, 1, options});
+  }
+  b->Args({1, 16384, 8, 128, 16, 3});
   b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 

@@ -98,6 +98,7 @@ struct Call {
   bool warp_specialized = false;     ///< ... with the warp-specialised forward kernel (else the one-role kernel)
   int sequence_splits = 0;           ///< backend.sequence_splits of both calls (0: the automatic plan)
   bool prefetch = false;             ///< backend.prefetch_backward_chunks
+  bool keep_preambles = false;       ///< backend.keep_preambles of both calls
 };
 
 struct GpuGradients {
@@ -105,6 +106,7 @@ struct GpuGradients {
   std::string rejected;          ///< the argument check_status() named, if it threw
   bool every_element_nan = true; ///< no gradient element was written (all still the NaN the buffers start with)
   int forward_splits = 1, backward_splits = 1;  ///< what forward_sequence_splits() and backward_sequence_splits() say
+  bool preambles_written = false;  ///< keep_preambles, dense batch: the first kept preamble's key scales are set
   std::vector<double> o;         ///< o of the training step's forward (keep_forward_states), else empty
 };
 
@@ -174,7 +176,8 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
                                          .final_state = dp::make_view(final_state.data(), {N, H, K, V})};
   dp::CudaBackend sizing{.algorithm = call.algorithm,
                          .sequence_splits = call.sequence_splits,
-                         .keep_forward_states = call.keep_forward_states};
+                         .keep_forward_states = call.keep_forward_states,
+                         .keep_preambles = call.keep_preambles};
   gpu_harness::Workspace workspace(std::max(dp::backward_workspace_bytes(sizing, model, in, og, grads),
                                             call.keep_forward_states
                                                 ? dp::forward_workspace_bytes(sizing, model, in, out)
@@ -184,6 +187,7 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   workspace.backend.keep_forward_states = call.keep_forward_states;
   workspace.backend.warp_specialized_forward = call.warp_specialized;
   workspace.backend.prefetch_backward_chunks = call.prefetch;
+  workspace.backend.keep_preambles = call.keep_preambles;
   GpuGradients r;
   if (call.keep_forward_states) {
     if constexpr (!std::is_same_v<T, float>) {
@@ -197,6 +201,23 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   dp::backward(workspace.backend, model, in, og, grads);
   gpu_harness::synchronize();
   if (call.keep_forward_states) r.o = gather(o.download(), T_, V);
+  if constexpr (!std::is_same_v<T, float>) {
+    if (call.keep_preambles && p.cu_seqlens.empty() && K == V) {
+      // The first kept preamble (chunk 0 of sequence 0, head 0) follows four regions of per-chunk tiles (S^T, D^T:
+      // V x K; u^T, dY^T: V x 64; each 256-byte aligned). Its key scales 1 / ||k|| are positive once written (the
+      // workspace starts zeroed).
+      const dp::index_t C = 64 / p.n_h, tiles = B * ((T_ + C - 1) / C) * H;
+      const auto region = [&](dp::index_t columns) {
+        return (static_cast<std::size_t>(tiles * V * columns) * sizeof(T) + 255) / 256 * 256;
+      };
+      const std::size_t offset = dp::cuda_status_bytes + 2 * region(K) + 2 * region(64) +
+                                 dp::detail::cuda_chunked::PreambleLayout<Model::householder_steps>::key_scales;
+      float first_scale = 0.0f;
+      DELTAPRODUCT_CUDA_CHECK(
+          cudaMemcpy(&first_scale, workspace.memory.data() + offset, sizeof(float), cudaMemcpyDeviceToHost));
+      r.preambles_written = first_scale > 0.0f;
+    }
+  }
 
   const auto note_nan = [&](const std::vector<double>& x) {
     for (double e : x)
@@ -787,6 +808,77 @@ TEST_CASE("chunked backward: prefetching a later wave's chunks into L2 leaves th
   const reference::Problem wide = reference::random_problem(2, 2000, 4, 128, 128, 1, false, 2.0, true, 3605);
   check_against_reference<ModelOf<1, false>, bf16>(wide, reference::random_loss_weights(wide, 3606),
                                                    "prefetch, K=V=128, strided heads", call);
+}
+
+namespace {
+
+/// The same call with and without kept preambles, with the one-role kernels (the kept preamble is then what the
+/// reverse scan would rebuild, bit for bit): every gradient but dL/dg (summed through atomics) agrees exactly, and
+/// the preambles were written.
+template <class Model, class T>
+void check_preambles_bitwise(reference::Problem p, std::uint64_t seed, const std::string& what, Call call) {
+  reference::LossWeights w = reference::random_loss_weights(p, seed);
+  round_problem<T>(p, w);
+  call.keep_preambles = false;
+  const GpuGradients rebuilt = run_gpu<Model, T>(p, w, call);
+  call.keep_preambles = true;
+  const GpuGradients kept = run_gpu<Model, T>(p, w, call);
+  INFO(what);
+  CHECK(kept.preambles_written);
+  CHECK(kept.d.q == rebuilt.d.q);
+  CHECK(kept.d.k == rebuilt.d.k);
+  CHECK(kept.d.v == rebuilt.d.v);
+  CHECK(kept.d.beta == rebuilt.d.beta);
+  CHECK(kept.d.initial_state == rebuilt.d.initial_state);
+}
+
+}  // namespace
+
+TEST_CASE("chunked backward: kept preambles give the rebuilt ones' gradients bit for bit (one-role kernels)") {
+  const reference::Problem net = reference::random_problem(2, 200, 2, 128, 128, 1, true, 2.0, true, 3801);
+  check_preambles_bitwise<ModelOf<1, true>, bf16>(net, 3802, "state pass, gated DeltaNet", chunked_call);
+  const reference::Problem three = reference::random_problem(1, 130, 2, 64, 64, 3, false, 2.0, true, 3803);
+  check_preambles_bitwise<ModelOf<3, false>, bf16>(three, 3804, "state pass, n_h 3", chunked_call);
+  Call keep = chunked_call;
+  keep.keep_forward_states = true;
+  check_preambles_bitwise<ModelOf<1, true>, bf16>(net, 3802, "training step, gated DeltaNet", keep);
+  keep.sequence_splits = 3;
+  check_preambles_bitwise<ModelOf<3, false>, bf16>(three, 3804, "training step split 3, n_h 3", keep);
+}
+
+TEST_CASE("chunked backward: the reverse scan loads the preambles the state pass kept") {
+  Call call = chunked_call;
+  call.keep_preambles = true;
+  // The backward's own state pass (one-role kernel) keeps them: every n_h, both widths, packed sequences.
+  const reference::Problem net = reference::random_problem(2, 200, 2, 128, 128, 1, true, 2.0, true, 3701);
+  check_against_reference<ModelOf<1, true>, bf16>(net, reference::random_loss_weights(net, 3702),
+                                                  "preambles, gated DeltaNet K=V=128", call);
+  const reference::Problem two = packed_problem({0, 1, 90, 0, 150}, 2, 64, 64, 2, true, 3703);
+  check_against_reference<ModelOf<2, true>, bf16>(two, reference::random_loss_weights(two, 3704),
+                                                  "preambles, packed gated n_h 2 K=V=64", call);
+  const reference::Problem three = reference::random_problem(1, 97, 2, 128, 128, 3, false, 2.0, true, 3705);
+  check_against_reference<ModelOf<3, false>, bf16>(three, reference::random_loss_weights(three, 3706),
+                                                   "preambles, n_h 3 K=V=128", call);
+  const reference::Problem four = reference::random_problem(2, 70, 1, 64, 64, 4, true, 2.0, true, 3707);
+  check_against_reference<ModelOf<4, true>, fp16>(four, reference::random_loss_weights(four, 3708),
+                                                  "preambles, fp16 gated n_h 4 K=V=64", call);
+  // A training step: the forward keeps them, by the one-role and by the warp-specialised kernel (a bulk copy of
+  // the producer's per-chunk set).
+  call.keep_forward_states = true;
+  check_against_reference<ModelOf<1, true>, bf16>(net, reference::random_loss_weights(net, 3702),
+                                                  "preambles kept by the one-role forward", call);
+  call.warp_specialized = true;
+  CHECK(check_against_reference<ModelOf<1, true>, bf16>(net, reference::random_loss_weights(net, 3702),
+                                                        "preambles kept by the warp-specialised forward", call)
+            .preambles_written);
+  check_against_reference<ModelOf<2, true>, bf16>(two, reference::random_loss_weights(two, 3704),
+                                                  "preambles kept by the warp-specialised forward, packed n_h 2", call);
+  // Split runs: the summaries load them too.
+  const reference::Problem split = with_weak_gates(
+      reference::random_problem(1, 9 * 64 + 17, 2, 128, 128, 1, true, 2.0, true, 3709));
+  check_split_backward<ModelOf<1, true>, bf16>(split, 3710, 3, "preambles, kept, warp-specialised", call);
+  call.keep_forward_states = false;
+  check_split_backward<ModelOf<1, true>, bf16>(split, 3710, 4, "preambles, split state pass", call);
 }
 
 TEST_CASE("chunked backward: a rejected beta writes nothing") {

@@ -79,6 +79,12 @@ struct CudaBackend {
   /// it (a hint, no change to the results), so that those copies overlap its products. Off by default until it has
   /// been measured on a GPU.
   bool prefetch_backward_chunks = false;
+  /// Chunked backward: its state pass, or a forward() that keeps its states, also keeps each chunk's preamble (the
+  /// normalisers, gates, triangular factors and readout the chain on the state reads: 22,272 bytes per chunk and
+  /// head at n_h = 1, 17,664 at n_h = 2 or 3, 15,360 at n_h = 4), and the reverse scan loads it instead of rebuilding
+  /// it. Set it like keep_forward_states, on both calls of a step. It applies where the reverse scan's shared memory
+  /// takes two preambles more (Hopper); off by default until it has been measured on a GPU.
+  bool keep_preambles = false;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).

@@ -24,7 +24,9 @@
 // is what lets the gradients of all chunks run in parallel instead of a second sequential pass. With
 // backend.sequence_splits = N >= 2 the state pass and the reverse scan cut each sequence into N runs of chunks on
 // separate CTAs (ReverseScanKernel says how), with 12 K V bytes of fp32 scratch per run and (sequence, head) after
-// the per-chunk tiles; the automatic plan does not split the backward yet. Recurrent: no state
+// the per-chunk tiles; the automatic plan does not split the backward yet. backend.keep_preambles adds each
+// chunk's preamble (PreambleLayout: 22,272 bytes per chunk and head at n_h = 1), which the reverse scan then loads
+// instead of rebuilding. Recurrent: no state
 // is stored, neither per token nor per chunk; the workspace holds, after the value-check record, fp32 vectors per
 // step and token: u and dv ([B, T*n_h, H, V] each), dL/dq and dL/dk before the normalisation's gradient
 // ([B, T, H, K], [B, T*n_h, H, K]), dL/dbeta, and for gated models the terms of dL/dg: 4 (2 R V + T K + R K + R + T)
@@ -237,6 +239,8 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
                              index_t sequences, index_t heads) {
   using namespace cuda_chunked;
   using ForwardLayout = TileLayout<T, KD, KD, NH>;
+  const std::size_t reverse_bytes =
+      ReverseScanKernel<T, KD, KD, NH, Gated>::shared_bytes(params.forward.chunk_preambles != nullptr);
   using Gradients = GradientLayout<T, KD, KD, NH>;
   const auto forward_kernel = chunked_forward_kernel<T, KD, KD, NH, Gated>;
   const auto reverse_kernel = chunked_reverse_scan_kernel<T, KD, KD, NH, Gated>;
@@ -244,7 +248,7 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
   DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(ForwardLayout::bytes)));
   DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(reverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(ForwardLayout::bytes)));
+                                               static_cast<int>(reverse_bytes)));
   DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(gradient_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(Gradients::bytes)));
   const int splits = params.forward.splits;
@@ -254,7 +258,7 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
       forward_kernel<<<per_run, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params.forward);
       DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
     }
-    reverse_kernel<<<per_run, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params);
+    reverse_kernel<<<per_run, ForwardLayout::threads, reverse_bytes, backend.stream>>>(params);
     DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
   } else {
     // Split runs (sequence_split.cuh; the reverse passes in ReverseScanKernel): the forward's three passes keep the
@@ -262,14 +266,13 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
     // and every run again from the gradient at its end. Both use the same split scratch, one after the other.
     if (!backend.keep_forward_states) launch_chunked<T, KD, NH, Gated>(backend, params.forward, sequences, heads);
     params.forward.pass = SplitPass::summarize;
-    reverse_kernel<<<dim3(per_run.x, per_run.y, 2), ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(
-        params);
+    reverse_kernel<<<dim3(per_run.x, per_run.y, 2), ForwardLayout::threads, reverse_bytes, backend.stream>>>(params);
     DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
     launch_split_fixup<KD>(
         backend, {params.d_final_state, params.forward.summaries, const_cast<float*>(params.forward.starts), splits},
         sequences * heads);
     params.forward.pass = SplitPass::outputs;
-    reverse_kernel<<<per_run, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params);
+    reverse_kernel<<<per_run, ForwardLayout::threads, reverse_bytes, backend.stream>>>(params);
     DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
   }
   // Packed sequences: one CTA per chunk slot, not chunks_per_row per sequence (most of which would have no chunk).
@@ -293,7 +296,7 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
                           const DeltaGradients<T, float>& gradients) {
   const Problem& p = cp.sizes;
   constexpr bool gated = Model::gating == Gating::scalar_decay;
-  const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T));
+  const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T), backend.keep_preambles);
   const Scratch scratch = backward_scratch(backend, layout.bytes);
   const int splits = training_sequence_splits(backend, p, scratch.bytes - layout.bytes, layout.bytes);
   ValueCheckRecord* status = status_record(backend, model.options.validate_ranges);
@@ -306,6 +309,7 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
   f = chunked_params(model, cp, in, status);
   f.chunk_states = reinterpret_cast<T*>(base + layout.states);
   f.chunk_solved_values = reinterpret_cast<T*>(base + layout.solved);
+  if (keeps_preambles<T, Model::householder_steps>(backend, p.key_dim)) f.chunk_preambles = base + layout.preambles;
   f.chunks_per_row = layout.chunks_per_row;
   f.splits = splits;
   if (splits > 1) {  // after the kept tiles: C_i, P_i^T (or E_i, P_i), then the starts (or the ends) of the runs
@@ -434,7 +438,8 @@ std::size_t backward_workspace_bytes(const CudaBackend& backend, const Model& mo
   const Problem& p = cp.sizes;
   const std::size_t recurrent = detail::RecurrentBackwardLayout(p, Model::gating == Gating::scalar_decay).bytes();
   if constexpr (detail::chunked_backward_exists<Model, T>) {
-    const std::size_t kept = detail::ChunkedBackwardLayout(p, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+    const std::size_t kept =
+        detail::ChunkedBackwardLayout(p, !in.cu_seqlens.absent(), sizeof(T), backend.keep_preambles).bytes;
     const int splits = detail::training_sequence_splits(backend, p, std::numeric_limits<std::size_t>::max(), kept);
     const std::size_t chunked =
         kept + detail::cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim, splits);
@@ -478,7 +483,8 @@ int backward_sequence_splits(const CudaBackend& backend, const Model& model, con
   const CudaProblem cp = detail::check_backward_cuda(model, in, output_gradients, gradients);
   if constexpr (detail::chunked_backward_exists<Model, T>) {
     if (detail::takes_chunked_backward<Model>(backend, cp, in, output_gradients)) {
-      const std::size_t kept = detail::ChunkedBackwardLayout(cp.sizes, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+      const std::size_t kept =
+          detail::ChunkedBackwardLayout(cp.sizes, !in.cu_seqlens.absent(), sizeof(T), backend.keep_preambles).bytes;
       const std::size_t scratch = detail::algorithm_scratch(backend).bytes;
       return detail::training_sequence_splits(backend, cp.sizes, scratch > kept ? scratch - kept : 0, kept);
     }

@@ -153,6 +153,21 @@ struct ReverseScanKernel {
   using Tiles = typename Forward::Tiles;
   static constexpr int L = Layout::L, C = Layout::C, NW = Layout::warps, QR = Layout::query_rows;
   static constexpr int VP = Layout::value_pitch, LP = Layout::step_pitch, DP = Layout::diagonal_pitch;
+  using Preamble = PreambleLayout<NH>;
+
+  /// Dynamic shared memory: the forward's map, and two kept preambles after it when the scan loads them
+  /// (CudaBackend::keep_preambles), the next chunk's arriving while the current one is used.
+  static constexpr std::size_t shared_bytes(bool loads_preambles) {
+    return Layout::bytes + (loads_preambles ? 2 * Preamble::bytes : 0);
+  }
+  /// Copies kept preamble `tile` into `destination` (cp.async, one commit group).
+  static __device__ __forceinline__ void copy_preamble(const ChunkedParams<T>& p, index_t tile,
+                                                       unsigned char* destination) {
+    const unsigned char* const source = p.chunk_preambles + tile * Preamble::bytes;
+    for (int i = Forward::thread_index(); i < static_cast<int>(Preamble::bytes / 16); i += Layout::threads)
+      copy_async_16(destination + 16 * i, source + 16 * i, true);
+    copy_async_commit();
+  }
 
   /// work = D^T K^T (64 x L per warpgroup, inner dimension K), as the forward's S^T K^T.
   static __device__ __forceinline__ void adjoint_key_product(const float (&adjoint)[KD / 8][4], const Tiles& tiles,
@@ -287,7 +302,11 @@ struct ReverseScanKernel {
     const auto [first_chunk, end_chunk] = Forward::chunk_range(p, span, split);
     const bool transition = is_transition(p);               // dL/do is taken as zero: neither copied nor read
     const bool keeps = p.pass != SplitPass::summarize;      // D^T and dY^T of every chunk, for the gradient pass
+    const bool loads_preambles = p.chunk_preambles != nullptr;  // else the preambles are rebuilt from the inputs
     const std::uint32_t smem_address = shared_address(smem);
+    const auto preamble_tile = [&](index_t chunk) {
+      return chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head, gridDim.y);
+    };
 
     float adjoint[KD / 8][4];
     load_end_gradient(bp, sequence, head, split, adjoint);
@@ -301,22 +320,31 @@ struct ReverseScanKernel {
         copy_output_gradients<T, VD, C, QR, Layout::threads>(bp, span, head, end_chunk - 1, first.values, VP,
                                                             Forward::thread_index());
       Forward::store_scalars(first, Forward::load_scalars(p, span, head, end_chunk - 1));
+      if (loads_preambles) copy_preamble(p, preamble_tile(end_chunk - 1), smem + Layout::bytes);
     }
 
     for (index_t chunk = end_chunk - 1; chunk >= first_chunk; --chunk) {
       const index_t step = end_chunk - 1 - chunk;
       const std::uint32_t base_address = opaque(smem_address);
       unsigned char* const base = shared_pointer<unsigned char>(base_address);
+      const int stage_index = static_cast<int>(step % 2);
+      // The chunk's preamble: kept (in buffer stage_index after the forward's map) or rebuilt (in the forward's map).
+      const std::size_t preamble_at = Layout::bytes + static_cast<std::size_t>(stage_index) * Preamble::bytes;
       float* const diagonal_blocks = reinterpret_cast<float*>(base + Layout::diagonal_blocks);
       __half* const negated_a = reinterpret_cast<__half*>(base + Layout::negated_a);
       __half* const diagonal_inverses = reinterpret_cast<__half*>(base + Layout::diagonal_inverses);
       T* const readout = reinterpret_cast<T*>(base + Layout::readout);
-      float* const key_scales = reinterpret_cast<float*>(base + Layout::key_scales);
-      float* const query_scales = reinterpret_cast<float*>(base + Layout::query_scales);
-      float* const log2_gates = reinterpret_cast<float*>(base + Layout::log2_gates);
-      const int stage_index = static_cast<int>(step % 2);
+      const std::size_t scales_at = loads_preambles ? preamble_at + Preamble::key_scales : Layout::key_scales;
+      float* const key_scales = reinterpret_cast<float*>(base + scales_at);
+      float* const query_scales = key_scales + L;  // both maps hold the three scale arrays back to back
+      float* const log2_gates = query_scales + L;
       const Stage stage = Forward::stage_at(base, stage_index);
-      const Tiles tiles = Forward::tiles_at(base_address, stage_index);
+      Tiles tiles = Forward::tiles_at(base_address, stage_index);
+      if (loads_preambles) {
+        tiles.negated_a = base_address + static_cast<std::uint32_t>(preamble_at + Preamble::negated_a);
+        tiles.diagonal_inverses = base_address + static_cast<std::uint32_t>(preamble_at + Preamble::diagonal_inverses);
+        tiles.readout = base_address + static_cast<std::uint32_t>(preamble_at + Preamble::readout);
+      }
       const int warp = Forward::thread_index() / 32, lane = Forward::thread_index() % 32, quad = lane % 4;
       const int value_row = Forward::value_row();
       copy_async_wait_all();
@@ -327,12 +355,29 @@ struct ReverseScanKernel {
       if (more) {
         next = Forward::load_scalars(p, span, head, chunk - 1);
         Forward::template copy_chunk_part<Forward::ChunkPart::keys>(p, span, head, chunk - 1, next_stage);
+        // The other buffer held the later chunk's preamble, which every warp is done with (after (1)).
+        if (loads_preambles)
+          copy_preamble(p, preamble_tile(chunk - 1), base + Layout::bytes + (1 - stage_index) * Preamble::bytes);
       }
-      Forward::prepare_scales(p, stage, key_scales, query_scales, log2_gates);
+      if (loads_preambles) {
+        // Query rows past the chunk's tokens: the warp-specialised forward built their scales and readout from what
+        // its copy brought (a neighbouring sequence's tokens), where a rebuild reads zeros. Their dL/do rows are
+        // zero; clearing them keeps a non-finite neighbour out of this sequence's gradients.
+        const int valid_tokens = static_cast<int>(min(index_t{C}, span.end - span.begin - chunk * C));
+        T* const kept_readout = reinterpret_cast<T*>(base + preamble_at + Preamble::readout);
+        constexpr int pieces = L / 8;  // 16 bytes each
+        for (int i = Forward::thread_index(); i < (QR - valid_tokens) * pieces; i += Layout::threads) {
+          const int t = valid_tokens + i / pieces;
+          *reinterpret_cast<uint4*>(kept_readout + t * LP + 8 * (i % pieces)) = make_uint4(0, 0, 0, 0);
+          if (i % pieces == 0) query_scales[t] = 0.0f;
+        }
+      }
+      if (!loads_preambles) Forward::prepare_scales(p, stage, key_scales, query_scales, log2_gates);
       __syncthreads();  // (2) scales and gates are ready
 
-      Forward::gram_blocks(stage, tiles, diagonal_blocks, negated_a, readout, diagonal_inverses, key_scales,
-                           query_scales, log2_gates);
+      if (!loads_preambles)
+        Forward::gram_blocks(stage, tiles, diagonal_blocks, negated_a, readout, diagonal_inverses, key_scales,
+                             query_scales, log2_gates);
       if (more) Forward::template copy_chunk_part<Forward::ChunkPart::queries>(p, span, head, chunk - 1, next_stage);
 
       // D^T at the chunk's end, kept for the chunk-gradient pass.

@@ -61,6 +61,7 @@ struct ChunkedParams {
   // solved values N^T are kept, rounded to T, in the tile chunk_tile_index() gives; o may then be absent.
   T* chunk_states = nullptr;         ///< [tiles][V][K]
   T* chunk_solved_values = nullptr;  ///< [tiles][V][L]
+  unsigned char* chunk_preambles = nullptr;  ///< [tiles][PreambleLayout::bytes]; null: not kept
   index_t chunks_per_row = 0;        ///< ceil(T / C): chunk slots per batch row
 };
 
@@ -245,6 +246,22 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
+
+/// Bulk copy of `bytes` (a multiple of 16, both addresses 16-byte aligned) from shared to global memory, in the
+/// executing thread's current bulk group.
+__device__ __forceinline__ void bulk_store(void* global_destination, std::uint32_t shared_source, std::uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(global_destination),
+               "r"(shared_source), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+/// Waits until at most `Pending` of this thread's latest bulk groups still read their shared-memory source.
+template <int Pending>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(Pending) : "memory");
+}
+/// Waits until every bulk group of this thread is complete (its writes performed).
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 __device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void copy_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }

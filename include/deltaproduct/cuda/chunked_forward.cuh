@@ -109,12 +109,13 @@ inline constexpr bool chunked_backward_exists =
     !std::is_same_v<T, float> && Model::householder_steps <= chunked_backward_max_householder_steps;
 
 /// Offsets (bytes, 256-aligned) of the chunked backward's per-chunk tiles in the workspace scratch, and its size:
-/// for every chunk slot and head, S^T and D^T (V x K) and u^T and dY^T (V x L), in the element type.
+/// for every chunk slot and head, S^T and D^T (V x K) and u^T and dY^T (V x L), in the element type, and the chunk's
+/// preamble (PreambleLayout) when `preambles` (CudaBackend::keep_preambles).
 struct ChunkedBackwardLayout {
   index_t chunks_per_row = 0, tiles = 0;
-  std::size_t states = 0, solved = 0, adjoints = 0, value_gradients = 0, bytes = 0;
+  std::size_t states = 0, solved = 0, adjoints = 0, value_gradients = 0, preambles = 0, bytes = 0;
 
-  ChunkedBackwardLayout(const Problem& p, bool packed, std::size_t element_bytes) {
+  ChunkedBackwardLayout(const Problem& p, bool packed, std::size_t element_bytes, bool with_preambles) {
     const index_t chunk_tokens = cuda_chunked::micro_steps_per_chunk / p.householder_steps;
     chunks_per_row = ceil_div(p.tokens, chunk_tokens);
     tiles = (p.batch * chunks_per_row + (packed ? p.sequences : 0)) * p.heads;
@@ -125,9 +126,25 @@ struct ChunkedBackwardLayout {
     adjoints = states + tile_bytes(p.key_dim);
     solved = adjoints + tile_bytes(p.key_dim);
     value_gradients = solved + tile_bytes(cuda_chunked::micro_steps_per_chunk);
-    bytes = value_gradients + tile_bytes(cuda_chunked::micro_steps_per_chunk);
+    preambles = value_gradients + tile_bytes(cuda_chunked::micro_steps_per_chunk);
+    bytes = preambles;
+    if (with_preambles)
+      bytes += (static_cast<std::size_t>(tiles) * cuda_chunked::preamble_bytes(p.householder_steps) + 255) / 256 * 256;
   }
 };
+
+/// Whether the chunked backward keeps chunk preambles on this call (CudaBackend::keep_preambles): asked for, and the
+/// reverse scan's shared memory holds two of them beside the forward's map on this GPU.
+template <class T, int NH>
+bool keeps_preambles(const CudaBackend& backend, index_t key_dim) {
+  if (!backend.keep_preambles) return false;
+  const std::size_t needed = key_dim == 64 ? cuda_chunked::TileLayout<T, 64, 64, NH>::bytes
+                                           : cuda_chunked::TileLayout<T, 128, 128, NH>::bytes;
+  int device = 0, shared_optin = 0;
+  DELTAPRODUCT_CUDA_CHECK(cudaGetDevice(&device));
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return static_cast<std::size_t>(shared_optin) >= needed + 2 * cuda_chunked::PreambleLayout<NH>::bytes;
+}
 
 /// Whether a forward() on the chunked path keeps the backward's states (backend.keep_forward_states, for a model the
 /// chunked backward exists for).
@@ -328,7 +345,7 @@ void run_chunked(const CudaBackend& backend, const Model& model, const CudaProbl
   std::size_t split_offset = 0;  // the split scratch's place in the scratch (after the kept tiles)
   if (keeps_forward_states<Model, T>(backend)) {
     // The backward's state pass, done here: each chunk's start state and solved values, where backward() reads them.
-    const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T));
+    const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T), backend.keep_preambles);
     if (scratch.bytes < layout.bytes)
       argument_error("backend.workspace_bytes",
                      "at least " + std::to_string(cuda_status_bytes + layout.bytes) +
@@ -337,6 +354,8 @@ void run_chunked(const CudaBackend& backend, const Model& model, const CudaProbl
     auto* base = static_cast<unsigned char*>(scratch.data);
     params.chunk_states = reinterpret_cast<T*>(base + layout.states);
     params.chunk_solved_values = reinterpret_cast<T*>(base + layout.solved);
+    if (keeps_preambles<T, Model::householder_steps>(backend, p.key_dim))
+      params.chunk_preambles = base + layout.preambles;
     params.chunks_per_row = layout.chunks_per_row;
     split_offset = layout.bytes;
     params.splits = training_sequence_splits(backend, p, scratch.bytes - layout.bytes, layout.bytes);
@@ -393,7 +412,8 @@ std::size_t forward_workspace_bytes(const CudaBackend& backend, const Model& mod
   if (!detail::takes_chunked_path<Model>(backend, cp, in, out)) return cuda_status_bytes;
   const Problem& p = cp.sizes;
   if (detail::keeps_forward_states<Model, T>(backend)) {
-    const std::size_t kept = detail::ChunkedBackwardLayout(p, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+    const std::size_t kept =
+        detail::ChunkedBackwardLayout(p, !in.cu_seqlens.absent(), sizeof(T), backend.keep_preambles).bytes;
     const int splits = detail::training_sequence_splits(backend, p, std::numeric_limits<std::size_t>::max(), kept);
     return cuda_status_bytes + kept +
            detail::cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim, splits);
@@ -413,7 +433,8 @@ int forward_sequence_splits(const CudaBackend& backend, const Model& model, cons
   if (!detail::takes_chunked_path<Model>(backend, cp, in, out)) return 1;
   const std::size_t scratch = detail::algorithm_scratch(backend).bytes;
   if (detail::keeps_forward_states<Model, T>(backend)) {
-    const std::size_t kept = detail::ChunkedBackwardLayout(cp.sizes, !in.cu_seqlens.absent(), sizeof(T)).bytes;
+    const std::size_t kept =
+        detail::ChunkedBackwardLayout(cp.sizes, !in.cu_seqlens.absent(), sizeof(T), backend.keep_preambles).bytes;
     return detail::training_sequence_splits(backend, cp.sizes, scratch > kept ? scratch - kept : 0, kept);
   }
   return detail::chunked_sequence_splits(backend, cp.sizes, scratch);

@@ -83,6 +83,33 @@ struct TileLayout {
   static constexpr std::size_t bytes = round_up(log2_gates + sizeof(float) * L, 128);
 };
 
+/// One chunk's preamble, everything the chain on the state reads besides the chunk's inputs: -A below the diagonal
+/// blocks, the diagonal inverses, the readout P, then the key and query scales and the log2-unit cumulative gates.
+/// The warp-specialised kernel's per-chunk sets have this layout; the one-role kernel holds the tiles at the same
+/// distances from TileLayout::negated_a and the scales at TileLayout::key_scales. The chunked backward may keep one
+/// per chunk (CudaBackend::keep_preambles) so that its reverse scan loads it instead of rebuilding it.
+template <int NH>
+struct PreambleLayout {
+  static constexpr int L = micro_steps_per_chunk, QR = (L / NH + 15) / 16 * 16, LP = L + 8, DP = 24;
+  static constexpr std::size_t negated_a = 0;                                                 ///< half [L][LP]
+  static constexpr std::size_t diagonal_inverses = round_up(negated_a + 2 * L * LP, 128);     ///< half [4][16][DP]
+  static constexpr std::size_t readout = round_up(diagonal_inverses + 2 * 4 * 16 * DP, 128);  ///< 16-bit [QR][LP]
+  static constexpr std::size_t key_scales = round_up(readout + 2 * QR * LP, 128);             ///< float [L]
+  static constexpr std::size_t query_scales = key_scales + sizeof(float) * L;                 ///< float [L]
+  static constexpr std::size_t log2_gates = query_scales + sizeof(float) * L;                 ///< float [L]
+  static constexpr std::size_t bytes = round_up(log2_gates + sizeof(float) * L, 128);
+};
+
+/// Bytes of one kept preamble for n_h Householder steps per token (1..4).
+inline constexpr std::size_t preamble_bytes(int householder_steps) {
+  switch (householder_steps) {
+    case 1: return PreambleLayout<1>::bytes;
+    case 2: return PreambleLayout<2>::bytes;
+    case 3: return PreambleLayout<3>::bytes;
+    default: return PreambleLayout<4>::bytes;
+  }
+}
+
 /// Last micro-step of token t: the output of t is read after it.
 template <int NH>
 __host__ __device__ constexpr int last_step_of(int token) {
@@ -665,6 +692,29 @@ struct ChunkedKernel {
   static __device__ __forceinline__ bool keeps_chunks(const ChunkedParams<T>& p) {
     return p.chunk_states != nullptr && p.pass != SplitPass::summarize;
   }
+  /// Whether the chunk preambles are kept too (CudaBackend::keep_preambles).
+  static __device__ __forceinline__ bool keeps_preambles(const ChunkedParams<T>& p) {
+    return keeps_chunks(p) && p.chunk_preambles != nullptr;
+  }
+
+  using Preamble = PreambleLayout<NH>;
+  static_assert(Layout::diagonal_inverses - Layout::negated_a == Preamble::diagonal_inverses &&
+                    Layout::readout - Layout::negated_a == Preamble::readout &&
+                    Layout::query_scales - Layout::key_scales == Preamble::query_scales - Preamble::key_scales &&
+                    Layout::log2_gates - Layout::key_scales == Preamble::log2_gates - Preamble::key_scales &&
+                    Layout::negated_a % 16 == 0 && Layout::key_scales % 16 == 0,
+                "the one-role kernel's per-chunk tiles sit as in a kept preamble");
+  /// Copies the chunk's preamble from the one-role layout at `base` to kept tile `tile` (16 bytes per store).
+  static __device__ __forceinline__ void store_preamble(const ChunkedParams<T>& p, index_t tile,
+                                                        const unsigned char* base) {
+    auto* const record = reinterpret_cast<uint4*>(p.chunk_preambles + tile * Preamble::bytes);
+    const auto* const tiles = reinterpret_cast<const uint4*>(base + Layout::negated_a);
+    const auto* const scales = reinterpret_cast<const uint4*>(base + Layout::key_scales);
+    constexpr int tile_pieces = static_cast<int>(Preamble::key_scales / 16);
+    constexpr int scale_pieces = static_cast<int>((Preamble::bytes - Preamble::key_scales) / 16);
+    for (int i = thread_index(); i < tile_pieces + scale_pieces; i += Layout::threads)
+      record[i] = i < tile_pieces ? tiles[i] : scales[i - tile_pieces];
+  }
 
   /// Element (key, value) of slot `slot` of split `split` in a [N, H, splits, slots, K, V] split buffer.
   static __device__ __forceinline__ index_t split_index(const ChunkedParams<T>& p, index_t sequence, int head,
@@ -969,6 +1019,7 @@ struct ChunkedKernel {
       if (chunk > first_chunk && writes_outputs(p)) write_output(p, span, head, chunk - 1, scratch.output);
       __syncthreads();  // (3) -A below the diagonal blocks, the diagonal inverses and P are complete
       if (more) copy_chunk_part<ChunkPart::values>(p, span, head, chunk + 1, next_stage);
+      if (keeps_preambles(p)) store_preamble(p, kept_tile, base);
 
       chunk_solve_and_update(p, tiles, scratch, kept_tile, state, work);
       if (more) store_scalars(next_stage, next);

@@ -107,14 +107,16 @@ struct SpecializedLayout {
   static constexpr std::uint32_t key_copy_bytes = 2 * L * KD;
   static constexpr std::size_t key_tiles = stages * stage_bytes;  ///< the key slots, key_bytes apart
 
-  // One set of per-chunk tiles; offsets within the set.
-  static constexpr std::size_t negated_a = 0;                                                 ///< half [L][LP]
-  static constexpr std::size_t diagonal_inverses = round_up(negated_a + 2 * L * LP, 128);     ///< half [4][16][DP]
-  static constexpr std::size_t readout = round_up(diagonal_inverses + 2 * 4 * 16 * DP, 128);  ///< T [QR][LP]
-  static constexpr std::size_t key_scales = round_up(readout + 2 * QR * LP, 128);             ///< float [L]
-  static constexpr std::size_t query_scales = key_scales + sizeof(float) * L;                 ///< float [L]
-  static constexpr std::size_t log2_gates = query_scales + sizeof(float) * L;                 ///< float [L]
-  static constexpr std::size_t set_bytes = round_up(log2_gates + sizeof(float) * L, 128);
+  // One set of per-chunk tiles, laid out as a kept preamble (the backward may copy it out whole); offsets within it.
+  using Preamble = PreambleLayout<NH>;
+  static constexpr std::size_t negated_a = Preamble::negated_a;                  ///< half [L][LP]
+  static constexpr std::size_t diagonal_inverses = Preamble::diagonal_inverses;  ///< half [4][16][DP]
+  static constexpr std::size_t readout = Preamble::readout;                      ///< T [QR][LP]
+  static constexpr std::size_t key_scales = Preamble::key_scales;                ///< float [L]
+  static constexpr std::size_t query_scales = Preamble::query_scales;            ///< float [L]
+  static constexpr std::size_t log2_gates = Preamble::log2_gates;                ///< float [L]
+  static constexpr std::size_t set_bytes = Preamble::bytes;
+  static_assert(Preamble::QR == QR && Preamble::LP == LP && Preamble::DP == DP, "a set is a preamble");
 
   static constexpr std::size_t sets = key_tiles + key_slots * key_bytes;  ///< two sets, set_bytes apart
   static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;    ///< float [4][16][17]
@@ -387,8 +389,9 @@ struct SpecializedChunkedKernel {
 
   /// The producer warpgroup's loop over the CTA's chunks [first, end).
   static __device__ __forceinline__ void produce(const ChunkedParams<T>& p, const SpecializedMaps& maps,
-                                                 const SequenceSpan& span, int head, index_t first, index_t end,
-                                                 std::uint32_t smem_address) {
+                                                 const SequenceSpan& span, index_t sequence, int head, index_t first,
+                                                 index_t end, std::uint32_t smem_address) {
+    const bool keeps_preambles = Base::keeps_preambles(p);
     const int tid = Base::thread_index() - consumers, warp = tid / 32;
     if (tid == 0) {
       prefetch_tensor_map(&maps.q);
@@ -420,6 +423,8 @@ struct SpecializedChunkedKernel {
       mbarrier_wait(key_barrier(at.base_address, at.key_slot), key_parity(i));  // the chunk's boxes have landed
       mbarrier_wait(copy_barrier(at.base_address, at.stage_index), copy_parity(i));
       DELTAPRODUCT_TRACE(1, 1, i);
+      // The set's previous chunk, i - 2, went out by bulk copy: it must be read before the set is written again.
+      if (keeps_preambles && tid == 0) bulk_wait_read<1>();
       clear_past_sequence(span, chunk, at.stage, tid);
       fence_proxy_async();  // the cleared rows, written through the generic proxy, are read by wgmma
       named_barrier_sync(producer_barrier, producers);  // the chunk, its betas and gates are in its stage
@@ -429,6 +434,18 @@ struct SpecializedChunkedKernel {
       named_barrier_sync(producer_barrier, producers);  // scales and gates are ready
       DELTAPRODUCT_TRACE(1, 3, i);
       producer_gram(at.stage, at.tiles, at.set, reinterpret_cast<float*>(at.base + Layout::diagonal_blocks), warp, i);
+      if (keeps_preambles) {  // the backward keeps the set: one bulk copy, read out while the consumers use it
+        fence_proxy_async();  // every producer's writes to the set, made through the generic proxy, before the copy
+        named_barrier_sync(producer_barrier, producers);
+        if (tid == 0) {
+          const index_t tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row,
+                                                head, gridDim.y);
+          bulk_store(p.chunk_preambles + tile * Layout::set_bytes,
+                     at.base_address + static_cast<std::uint32_t>(Layout::sets + at.set_index * Layout::set_bytes),
+                     static_cast<std::uint32_t>(Layout::set_bytes));
+          bulk_commit();
+        }
+      }
       DELTAPRODUCT_TRACE(1, 5, i);
       mbarrier_arrive(ready_barrier(at.base_address, at.set_index));
 
@@ -439,6 +456,7 @@ struct SpecializedChunkedKernel {
       ahead = load_scalars_of(p, span, head, chunk + 2, end, tid);
       DELTAPRODUCT_TRACE(1, 7, i);
     }
+    if (keeps_preambles && tid == 0) bulk_wait_all();  // the shared memory stays until the copies have read it
   }
 
   /// The consumer warps' loop: the chain on the state, chunk after chunk, as ChunkedKernel::run's.
@@ -522,7 +540,7 @@ struct SpecializedChunkedKernel {
 
     if (Base::thread_index() >= consumers) {
       if constexpr (all_threads == 384) set_register_count<producer_registers, false>();
-      produce(p, maps, span, head, range.first, range.end, smem_address);
+      produce(p, maps, span, sequence, head, range.first, range.end, smem_address);
       return;
     }
     if constexpr (all_threads == 384) set_register_count<consumer_registers, true>();
