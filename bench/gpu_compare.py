@@ -17,7 +17,10 @@ Training (`--only training`): forward + backward of L = sum(o * dL/do) with no i
 --mode training: forward() then backward()) beside FLA's chunked kernels and FlashQLA through autograd (.backward()).
 Gradient accuracy: the relative RMS error of dq, dk, dv, dbeta and dg against autograd through the same fp64
 recurrence, on B=2, T=1024, H=4, K=V=128. An implementation that raises (FLA refuses its gated backward on Hopper with
-Triton 3.4-3.7.0) is reported as refused with the error's first line.
+Triton 3.4-3.7.0) is reported as refused with the error's first line. `--backward-algorithms` picks our rows: one per
+backward CudaAlgorithm, and `kept` for the chunked backward reading the states the forward kept
+(CudaBackend::keep_forward_states, as a training loop runs it). `--dp-extra-args` passes further options to every
+dp_run call (e.g. --dp-extra-args="--keep-preambles --prefetch-backward").
 
 One command on the device, from the repository root, after building dp_run (bench/cuda/README.md):
   python3 bench/gpu_compare.py --dp-run build/gpu/bench/cuda/dp_run --out compare.json
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -65,6 +69,14 @@ ACCURACY_SHAPES = [
 # longer or wider shapes outgrow the GPU's memory).
 TRAINING_ACCURACY_SHAPES = [(2, 1024, 4, 128, tuple(MODELS))]
 GRADIENTS = ("dq", "dk", "dv", "dbeta", "dg")  # dg of gated models only
+# Our backward in training runs (--backward-algorithms): dp_run's options for each. A CudaAlgorithm, or `kept`: the
+# chunked backward reading the states the forward kept (CudaBackend::keep_forward_states on both calls).
+BACKWARD_ALGORITHMS = {
+    "automatic": ("--backward-algorithm", "automatic"),
+    "recurrent": ("--backward-algorithm", "recurrent"),
+    "chunked": ("--backward-algorithm", "chunked"),
+    "kept": ("--backward-algorithm", "chunked", "--keep-forward-states"),
+}
 
 
 def chunked_bytes(B, T, H, K, V, n_h, gated, with_initial_state=False):
@@ -172,12 +184,18 @@ def parse_args(argv=None):
                         "(0.." + str(len(CHUNKED_SHAPES) - 1) + "; training runs those of 0.." +
                         str(len(TRAINING_SHAPES) - 1) + "; default all)")
     parser.add_argument("--backward-algorithms", default="automatic",
-                        help="comma-separated CudaAlgorithm of our backward in training runs, one row each: "
-                        "automatic, recurrent, chunked")
+                        help="comma-separated backward of ours in training runs, one row each: a CudaAlgorithm "
+                        "(automatic, recurrent, chunked), or kept: the chunked backward reading the states the forward "
+                        "kept (dp_run --keep-forward-states; the row is 'ours (chunked, kept states)')")
     parser.add_argument("--dp-sequence-splits", type=int, default=None, metavar="N",
                         help="pass --sequence-splits N to every dp_run call (CudaBackend::sequence_splits of our "
                         "forward and backward: 0 automatic, 1 never, N >= 2 runs of chunks per sequence; default: "
                         "not passed)")
+    parser.add_argument("--dp-extra-args", default=None, metavar="ARGS",
+                        help="further options appended to every dp_run call, one string split as a shell would "
+                        "(e.g. --dp-extra-args=\"--keep-preambles --prefetch-backward\"; write it with '=' when the "
+                        "string starts with '-'; dp_run's forward and decode modes ignore the training flags; "
+                        "default: none)")
     parser.add_argument("--warmup-ms", type=float, default=100.0, help="do_bench warm-up")
     parser.add_argument("--rep-ms", type=float, default=300.0, help="do_bench measuring time")
     parser.add_argument("--iters", type=int, default=30, help="timed calls of dp_run")
@@ -189,11 +207,16 @@ def parse_args(argv=None):
     if unknown:
         parser.error("unknown models: " + ", ".join(unknown))
     algorithms = [a for a in args.backward_algorithms.split(",") if a]
-    if not algorithms or any(a not in ("automatic", "recurrent", "chunked") for a in algorithms):
-        parser.error("--backward-algorithms takes automatic, recurrent, chunked; got " + args.backward_algorithms)
+    if not algorithms or any(a not in BACKWARD_ALGORITHMS for a in algorithms):
+        parser.error("--backward-algorithms takes " + ", ".join(BACKWARD_ALGORITHMS) + "; got " +
+                     args.backward_algorithms)
     args.backward_algorithms = algorithms
     if args.dp_sequence_splits is not None and args.dp_sequence_splits < 0:
         parser.error("--dp-sequence-splits takes 0 or a count >= 1, got " + str(args.dp_sequence_splits))
+    try:
+        args.dp_extra_arg_list = shlex.split(args.dp_extra_args) if args.dp_extra_args else []
+    except ValueError as error:
+        parser.error(f"--dp-extra-args: {error}")
     if args.shapes:
         bad = [i for i in args.shapes.split(",") if not i.isdigit() or int(i) >= len(CHUNKED_SHAPES)]
         if bad:
@@ -309,6 +332,7 @@ def call_dp_run(args, run, x, workdir, mode, *options):
                "--iters", str(args.iters), *options]
     if args.dp_sequence_splits is not None:
         command += ["--sequence-splits", str(args.dp_sequence_splits)]
+    command += args.dp_extra_arg_list  # last: dp_run takes an option's last value
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError((done.stderr or done.stdout).strip().splitlines()[-1] if (done.stderr or done.stdout)
@@ -327,13 +351,14 @@ def run_ours(torch, args, run, x, workdir):
 
 
 def run_ours_training(torch, args, run, x, workdir, algorithm):
-    """dp_run --mode training on the inputs already in `workdir`, with our backward's CudaAlgorithm `algorithm`;
-    returns (its output fields, {o, dq, dk, dv, dbeta[, dg]}) or raises. Gradients are read on accuracy runs only."""
+    """dp_run --mode training on the inputs already in `workdir`, with our backward `algorithm` (a key of
+    BACKWARD_ALGORITHMS); returns (its output fields, {o, dq, dk, dv, dbeta[, dg]}) or raises. Gradients are read on
+    accuracy runs only."""
     B, T, H, K, V = run["B"], run["T"], run["H"], run["K"], run["V"]
     n_h, gated = MODELS[run["model"]]
     R = T * n_h
     fields = call_dp_run(args, run, x, workdir, "training", "--gradients", "1" if run["accuracy"] else "0",
-                         "--backward-algorithm", algorithm)
+                         *BACKWARD_ALGORITHMS[algorithm])
     outputs = dict(o=read_output(torch, workdir, "o.bin", (B, T, H, V), torch.bfloat16))
     if run["accuracy"]:
         shapes = dict(dq=(B, T, H, K), dk=(B, R, H, K), dv=(B, R, H, V), dbeta=(B, R, H), dg=(B, T, H))
@@ -458,7 +483,9 @@ def training_rows(torch, triton, args, run, x, reference, bound, fla, qla, have_
                     ms = float(fields["ms"])
                     ours_ms = ours_ms or ms
                     errors = training_errors(torch, outputs, reference) if reference is not None else None
-                    rows.append(dict(impl=f"ours ({fields.get('path', '?')}, bwd {algorithm})", ms=ms,
+                    path = fields.get("path", "?")
+                    impl = f"ours ({path}, kept states)" if algorithm == "kept" else f"ours ({path}, bwd {algorithm})"
+                    rows.append(dict(impl=impl, ms=ms,
                                      forward_ms=float(fields["forward_ms"]), backward_ms=float(fields["backward_ms"]),
                                      backward_algorithm=algorithm, error=worst_gradient_error(errors), errors=errors,
                                      fraction=bound / ms))
@@ -591,6 +618,8 @@ def main(argv=None):
                 metadata = dict(date=time.strftime("%Y-%m-%d %H:%M"), device=torch.cuda.get_device_name())
                 if args.dp_sequence_splits is not None:  # only when passed: the default output stays as it was
                     metadata["dp_sequence_splits"] = args.dp_sequence_splits
+                if args.dp_extra_args:  # likewise
+                    metadata["dp_extra_args"] = args.dp_extra_args
                 json.dump(dict(**metadata,
                                ceilings=dict(copy_bytes_per_second=COPY_BYTES_PER_SECOND,
                                              bf16_flops_per_second=BF16_FLOPS_PER_SECOND),

@@ -3,6 +3,7 @@
 //
 //   dp_run --dir D --mode forward|decode|training --B 8 --T 4096 --H 16 --K 128 --V 128 --nh 1 --gated 1 --h0 1
 //          --iters 20 [--gradients 1] [--backward-algorithm automatic|recurrent|chunked] [--sequence-splits N]
+//          [--keep-forward-states] [--keep-preambles] [--prefetch-backward]
 //
 // Reads D/q.bin [B,T,H,K], D/k.bin [B,T*nh,H,K], D/v.bin [B,T*nh,H,V], D/beta.bin [B,T*nh,H], D/g.bin [B,T,H]
 // (gated), all bf16, and D/h0.bin [B,H,K,V] fp32 (with --h0 1). Writes D/o.bin (bf16) and D/ht.bin (fp32), and prints
@@ -14,14 +15,27 @@
 // backward() from dL/do, read from D/do.bin [B,T,H,V] bf16, with no dL/d(final state). It writes D/o.bin, with
 // --gradients 1 also D/dq.bin, D/dk.bin, D/dv.bin, D/dbeta.bin, D/dg.bin (gated) in bf16 and D/dh0.bin (with --h0 1)
 // in fp32, and prints `dp_run ms=<median forward + backward> forward_ms=<median> backward_ms=<median>
-// path=<forward's path> backward=<automatic|recurrent|chunked> backward_splits=<n>`; the forward's algorithm is left
-// automatic, the backward's is --backward-algorithm (default automatic); backward_splits is the number of runs of
-// chunks the backward cuts each sequence into (backward_sequence_splits(); 1 when unsplit or recurrent).
+// path=<forward's path> backward=<automatic|recurrent|chunked> backward_splits=<n> keep_forward_states=<0|1>
+// keep_preambles=<0|1> prefetch_backward=<0|1>`; the forward's algorithm is left automatic, the backward's is
+// --backward-algorithm (default automatic); backward_splits is the number of runs of chunks the backward cuts each
+// sequence into (backward_sequence_splits(); 1 when unsplit or recurrent); the last three echo the flags below.
 //
 // --sequence-splits N (forward and training modes) sets CudaBackend::sequence_splits of the forward and the backward
 // calls, their workspaces sized for it: 0 (the default) keeps the automatic choice (the forward splits where B * H
 // leaves multiprocessors idle, the backward does not split), 1 never splits, N >= 2 cuts every sequence into N runs
 // of chunks. The forward's count shows in path= (`chunked/<n>splits`).
+//
+// --keep-forward-states, --keep-preambles and --prefetch-backward (training mode; off by default; each takes an
+// optional 0 or 1 after it, so `--keep-preambles 1` reads as `--keep-preambles`) set the CudaBackend fields
+// keep_forward_states, keep_preambles and prefetch_backward_chunks of both calls of the step, as a training loop sets
+// them. With --keep-forward-states the forward keeps each chunk's states and the backward reads them instead of running
+// its own state pass (so backward_ms drops by that pass); both calls then share one workspace of
+// max(forward_workspace_bytes(), backward_workspace_bytes()) for those fields, and both must take the chunked form
+// (dp_run refuses the flag where the forward or the backward would take the recurrent one, e.g. with
+// --backward-algorithm recurrent). Without it each call has a workspace of its own. --keep-preambles alone makes the
+// backward's own state pass keep the preambles its reverse scan loads. A forward that keeps its states splits sequences
+// only when --sequence-splits gives a count (CudaBackend::sequence_splits). The forward and decode modes ignore the
+// three flags (as decode ignores --sequence-splits), so gpu_compare.py may pass them to every call.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -46,6 +60,8 @@ struct Arguments {
   dp::index_t B = 1, T = 1, H = 1, K = 128, V = 128;
   int n_h = 1, iters = 20, warmup = 3, sequence_splits = 0;
   bool gated = false, h0 = false, gradients = false;
+  // A training step's CudaBackend fields (--keep-forward-states, --keep-preambles, --prefetch-backward).
+  bool keep_forward_states = false, keep_preambles = false, prefetch_backward = false;
 };
 
 dp::CudaAlgorithm algorithm_named(const std::string& name) {
@@ -57,8 +73,22 @@ dp::CudaAlgorithm algorithm_named(const std::string& name) {
 
 Arguments parse(int argc, char** argv) {
   Arguments a;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i], value = argv[i + 1];
+  for (int i = 1; i < argc; ++i) {
+    const std::string key = argv[i];
+    // Switches: the name alone turns one on; an explicit 0 or 1 after it is taken as its value.
+    bool* const flag = key == "--keep-forward-states" ? &a.keep_forward_states
+                       : key == "--keep-preambles"    ? &a.keep_preambles
+                       : key == "--prefetch-backward" ? &a.prefetch_backward
+                                                      : nullptr;
+    if (flag != nullptr) {
+      bool on = true;
+      if (i + 1 < argc && (std::strcmp(argv[i + 1], "0") == 0 || std::strcmp(argv[i + 1], "1") == 0))
+        on = std::strcmp(argv[++i], "1") == 0;
+      *flag = on;
+      continue;
+    }
+    if (i + 1 >= argc) throw std::invalid_argument("dp_run: option " + key + " needs a value");
+    const std::string value = argv[++i];
     if (key == "--dir")
       a.dir = value;
     else if (key == "--mode")
@@ -166,19 +196,31 @@ double median_ms(const Arguments& a, Call&& call) {
   return times.empty() ? 0.0 : times[times.size() / 2];
 }
 
-/// What a timed training step reports: the median of forward + backward and the output line's further fields.
+/// What a timed training step reports: the median of forward + backward, the forward's path and the output line's
+/// further fields.
 struct TrainingTimes {
   double ms = 0;
-  std::string fields;
+  std::string path, fields;
 };
 
-/// A training step as a training loop runs it: forward() with `backend` (o only), then backward() from dL/do
-/// (D/do.bin, no dL/d(final state)) with --backward-algorithm, --sequence-splits and a workspace of its own. The
-/// backward keeps nothing from the forward: it recomputes what it needs from the inputs. Writes the gradients with
-/// --gradients 1.
+/// The path forward() with `backend` takes: `chunked`, `chunked/<n>splits` or `recurrent`.
 template <class Model>
-TrainingTimes time_training(const Arguments& a, const Model& model, const dp::CudaBackend& backend,
-                            const dp::DeltaInputs<bf16, float>& in, const dp::ForwardOutputs<bf16, float>& out) {
+std::string forward_path(const dp::CudaBackend& backend, const Model& model, const dp::DeltaInputs<bf16, float>& in,
+                         const dp::ForwardOutputs<bf16, float>& out) {
+  if (!dp::chunked_forward_applies(backend, model, in, out)) return "recurrent";
+  const int splits = dp::forward_sequence_splits(backend, model, in, out);
+  return splits > 1 ? "chunked/" + std::to_string(splits) + "splits" : std::string("chunked");
+}
+
+/// A training step as a training loop runs it: forward() (o only; algorithm automatic), then backward() from dL/do
+/// (D/do.bin, no dL/d(final state)) with --backward-algorithm. Both calls take --sequence-splits,
+/// --keep-forward-states, --keep-preambles and --prefetch-backward. With --keep-forward-states they share one
+/// workspace sized for both, where the forward leaves each chunk's states for the backward; without it each has a
+/// workspace of its own and the backward recomputes what it needs from the inputs. Writes D/o.bin, and the gradients
+/// with --gradients 1.
+template <class Model>
+TrainingTimes time_training(const Arguments& a, const Model& model, const dp::DeltaInputs<bf16, float>& in,
+                            const dp::ForwardOutputs<bf16, float>& out, const Device<bf16>& o) {
   const dp::index_t B = a.B, T = a.T, H = a.H, K = a.K, V = a.V, R = T * Model::householder_steps;
   constexpr bool gated = Model::gating == dp::Gating::scalar_decay;
   const auto path = [&](const char* name) { return a.dir + "/" + name; };
@@ -192,15 +234,44 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::Cu
                                             .beta = dp::make_view(dbeta.data, {B, R, H})};
   if constexpr (gated) gradients.g = dp::make_view(dg.data, {B, T, H});
   if (a.h0) gradients.initial_state = dp::make_view(dh0.data, {B, H, K, V});
-  const dp::CudaAlgorithm algorithm = algorithm_named(a.backward_algorithm);
-  const dp::CudaBackend backward_query{.algorithm = algorithm, .sequence_splits = a.sequence_splits};
-  Device<unsigned char> workspace(dp::backward_workspace_bytes(backward_query, model, in, output_gradients, gradients));
-  const dp::CudaBackend backward_backend{.stream = backend.stream,
-                                         .workspace = workspace.data,
-                                         .workspace_bytes = workspace.size,
-                                         .algorithm = algorithm,
-                                         .sequence_splits = a.sequence_splits};
+
+  // The fields a training loop sets on both calls of a step; the forward's algorithm stays automatic.
+  const bool keep = a.keep_forward_states;
+  dp::CudaBackend forward_backend{.sequence_splits = a.sequence_splits,
+                                  .keep_forward_states = keep,
+                                  .prefetch_backward_chunks = a.prefetch_backward,
+                                  .keep_preambles = a.keep_preambles};
+  dp::CudaBackend backward_backend = forward_backend;
+  backward_backend.algorithm = algorithm_named(a.backward_algorithm);
+  const std::size_t forward_bytes = dp::forward_workspace_bytes(forward_backend, model, in, out);
+  const std::size_t backward_bytes =
+      dp::backward_workspace_bytes(backward_backend, model, in, output_gradients, gradients);
+  // Kept states: one workspace for both calls, where the backward reads what the forward left (the backward's own
+  // is then an empty placeholder). Else a workspace each.
+  Device<unsigned char> workspace(keep ? std::max(forward_bytes, backward_bytes) : forward_bytes);
+  Device<unsigned char> own_backward_workspace(keep ? 0 : backward_bytes);
+  forward_backend.workspace = workspace.data;
+  forward_backend.workspace_bytes = workspace.size;
+  backward_backend.workspace = keep ? workspace.data : own_backward_workspace.data;
+  backward_backend.workspace_bytes = keep ? workspace.size : own_backward_workspace.size;
+  if (keep) {
+    // The backward reads kept states only if the forward kept them: both calls must take the chunked form.
+    const bool forward_chunked = dp::chunked_forward_applies(forward_backend, model, in, out);
+    const bool backward_chunked =
+        dp::chunked_backward_applies(backward_backend, model, in, output_gradients, gradients);
+    if (!forward_chunked || !backward_chunked)
+      throw std::invalid_argument(
+          std::string("dp_run: --keep-forward-states needs the forward and the backward both to take the chunked "
+                      "form, but here the forward takes the ") +
+          (forward_chunked ? "chunked" : "recurrent") + " one and the backward (--backward-algorithm " +
+          a.backward_algorithm + ") the " + (backward_chunked ? "chunked" : "recurrent") + " one");
+  }
   const int backward_splits = dp::backward_sequence_splits(backward_backend, model, in, output_gradients, gradients);
+
+  TrainingTimes times;
+  times.path = forward_path(forward_backend, model, in, out);
+  dp::forward(forward_backend, model, in, out);
+  write_file(path("o.bin"), o.download());
   dp::backward(backward_backend, model, in, output_gradients, gradients);
   if (a.gradients) {
     write_file(path("dq.bin"), dq.download());
@@ -210,16 +281,20 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::Cu
     if constexpr (gated) write_file(path("dg.bin"), dg.download());
     if (a.h0) write_file(path("dh0.bin"), dh0.download());
   }
-  TrainingTimes times;
   times.ms = median_ms(a, [&] {
-    dp::forward(backend, model, in, out);
+    dp::forward(forward_backend, model, in, out);
     dp::backward(backward_backend, model, in, output_gradients, gradients);
   });
-  const double forward_ms = median_ms(a, [&] { dp::forward(backend, model, in, out); });
+  // Apart: the backward alone reads the states the last forward kept (it writes none of them), so that with
+  // --keep-forward-states backward_ms is the backward without its state pass.
+  const double forward_ms = median_ms(a, [&] { dp::forward(forward_backend, model, in, out); });
   const double backward_ms =
       median_ms(a, [&] { dp::backward(backward_backend, model, in, output_gradients, gradients); });
   times.fields = " forward_ms=" + std::to_string(forward_ms) + " backward_ms=" + std::to_string(backward_ms) +
-                 " backward=" + a.backward_algorithm + " backward_splits=" + std::to_string(backward_splits);
+                 " backward=" + a.backward_algorithm + " backward_splits=" + std::to_string(backward_splits) +
+                 " keep_forward_states=" + (a.keep_forward_states ? "1" : "0") +
+                 " keep_preambles=" + (a.keep_preambles ? "1" : "0") +
+                 " prefetch_backward=" + (a.prefetch_backward ? "1" : "0");
   return times;
 }
 
@@ -270,23 +345,21 @@ void run(const Arguments& a) {
     const bool training = a.mode == "training";
     dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o.data, {B, T, H, V})};
     if (!training) out.final_state = dp::make_view(final_state.data, {B, H, K, V});
-    // The workspace forward() asks for: sequences split where B * H leaves multiprocessors idle (automatic), or into
-    // --sequence-splits runs.
-    backend.sequence_splits = a.sequence_splits;
-    Device<unsigned char> workspace(dp::forward_workspace_bytes(backend, model, in, out));
-    backend.workspace = workspace.data;
-    backend.workspace_bytes = workspace.size;
-    const int splits = dp::forward_sequence_splits(backend, model, in, out);
-    path_taken = dp::chunked_forward_applies(backend, model, in, out)
-                     ? (splits > 1 ? "chunked/" + std::to_string(splits) + "splits" : std::string("chunked"))
-                     : std::string("recurrent");
-    dp::forward(backend, model, in, out);
-    write_file(path("o.bin"), o.download());
     if (training) {
-      const TrainingTimes times = time_training(a, model, backend, in, out);
+      const TrainingTimes times = time_training(a, model, in, out, o);
       ms = times.ms;
+      path_taken = times.path;
       fields = times.fields;
     } else {
+      // The workspace forward() asks for: sequences split where B * H leaves multiprocessors idle (automatic), or
+      // into --sequence-splits runs.
+      backend.sequence_splits = a.sequence_splits;
+      Device<unsigned char> workspace(dp::forward_workspace_bytes(backend, model, in, out));
+      backend.workspace = workspace.data;
+      backend.workspace_bytes = workspace.size;
+      path_taken = forward_path(backend, model, in, out);
+      dp::forward(backend, model, in, out);
+      write_file(path("o.bin"), o.download());
       write_file(path("ht.bin"), final_state.download());
       ms = median_ms(a, [&] { dp::forward(backend, model, in, out); });
     }
