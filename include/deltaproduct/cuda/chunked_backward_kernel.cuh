@@ -952,7 +952,7 @@ struct ChunkGradientKernel {
 };
 
 /// Grid: (sequences x splits, heads, 2 for the summarize pass, else 1); block: V / 16 warps; dynamic shared memory:
-/// TileLayout::bytes.
+/// ReverseScanKernel::shared_bytes().
 template <class T, int KD, int VD, int NH, bool Gated>
 __global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_reverse_scan_kernel(const ChunkedBackwardParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
