@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The GPU checks of a change, run on a machine with a CUDA device from binaries built elsewhere: the CUDA test
+# binaries, compute-sanitizer on chosen test cases and bench_cuda filters, each step under its own time limit, with
+# logs and JSON written to OUT. Meant for short sessions on a GPU machine: one command runs them all, and a step that
+# hangs or runs long is stopped without losing the ones after it.
+#
+#   bench/cuda/device_checks.sh BIN OUT STEP...
+#
+# BIN holds the binaries (test_cuda_*, bench_cuda, dp_run, chunked_timeline), plain or xz-compressed (NAME.xz is
+# unpacked next to it), and any shared library they need that the machine lacks (libbenchmark). Steps:
+#   tests[:SECONDS]                           every test_cuda_* binary in BIN
+#   test:NAME[:CASES[:SECONDS]]               one test binary; CASES is doctest's -tc filter (default: all; no ':'
+#                                             in it: test names have one, match it with *)
+#   memcheck|racecheck|synccheck:NAME:CASES[:SECONDS]
+#                                             compute-sanitizer --tool ... on those cases of one test binary
+#   bench:FILTER[:SECONDS]                    bench_cuda --benchmark_filter=FILTER, JSON to OUT/bench_N.json
+# SECONDS defaults to 120. The exit status is the number of steps that failed or ran out of time; OUT/summary.txt
+# lists each step with its status and wall time.
+set -u
+if [ $# -lt 3 ]; then
+  sed -n '2,18p' "$0" >&2
+  exit 64
+fi
+bin=$(cd "$1" && pwd)
+out=$2
+shift 2
+mkdir -p "$out"
+for packed in "$bin"/*.xz; do
+  [ -e "$packed" ] || continue
+  [ -e "${packed%.xz}" ] || xz -dkT0 "$packed"
+  chmod +x "${packed%.xz}" 2>/dev/null || true
+done
+export LD_LIBRARY_PATH="$bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+failed=0
+bench_runs=0
+# run NAME SECONDS COMMAND...: runs the command under a limit, its output in OUT/NAME.log, and records the outcome.
+run() {
+  local name=$1 seconds=$2
+  shift 2
+  local start=$SECONDS status
+  timeout --kill-after=10 "$seconds" "$@" >"$out/$name.log" 2>&1
+  status=$?
+  local outcome="ok"
+  if [ $status -eq 124 ] || [ $status -eq 137 ]; then
+    outcome="timed out after ${seconds}s"
+  elif [ $status -ne 0 ]; then
+    outcome="failed (exit $status)"
+  fi
+  [ "$outcome" = ok ] || failed=$((failed + 1))
+  printf '%-40s %-24s %4ds\n' "$name" "$outcome" $((SECONDS - start)) | tee -a "$out/summary.txt"
+  tail -n 3 "$out/$name.log"
+}
+
+for step in "$@"; do
+  IFS=: read -r kind a b c <<<"$step"
+  case $kind in
+    tests)
+      for test in "$bin"/test_cuda_*; do
+        case $test in *.xz) continue ;; esac
+        run "$(basename "$test")" "${a:-120}" "$test"
+      done
+      ;;
+    test)
+      run "$a${b:+_filtered}" "${c:-120}" "$bin/$a" ${b:+"-tc=$b"}
+      ;;
+    memcheck | racecheck | synccheck)
+      run "${kind}_$a" "${c:-120}" compute-sanitizer --tool "$kind" --error-exitcode 1 "$bin/$a" "-tc=$b"
+      ;;
+    bench)
+      bench_runs=$((bench_runs + 1))
+      run "bench_$bench_runs" "${b:-120}" "$bin/bench_cuda" "--benchmark_filter=$a" \
+        "--benchmark_out=$out/bench_$bench_runs.json" --benchmark_out_format=json
+      ;;
+    *)
+      echo "device_checks: unknown step '$step'" | tee -a "$out/summary.txt"
+      failed=$((failed + 1))
+      ;;
+  esac
+done
+exit $failed
