@@ -312,12 +312,8 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
   if (keeps_preambles<T, Model::householder_steps>(backend, p.key_dim)) f.chunk_preambles = base + layout.preambles;
   f.chunks_per_row = layout.chunks_per_row;
   f.splits = splits;
-  if (splits > 1) {  // after the kept tiles: C_i, P_i^T (or E_i, P_i), then the starts (or the ends) of the runs
-    f.summaries = reinterpret_cast<float*>(base + layout.bytes);
-    f.starts = f.summaries + 2 * cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim,
-                                                                   splits) /
-                                 (3 * sizeof(float));
-  }
+  // After the kept tiles: the forward's summaries and starts, then the reverse scan's (E_i, P_i^T; the runs' ends).
+  if (splits > 1) place_split_scratch(f, base + layout.bytes, p);
   params.d_o = device_view(output_gradients.o);
   params.d_final_state = device_view(output_gradients.final_state);
   params.d_initial_state = device_view(gradients.initial_state);

@@ -307,6 +307,16 @@ inline int training_sequence_splits(const CudaBackend& backend, const Problem& p
   return chunked_sequence_splits(backend, p, scratch_bytes, reserved_bytes);
 }
 
+/// Points params' split scratch (split_scratch_bytes() at `scratch`, 16-byte aligned) at its two parts: the runs'
+/// summaries, [N, H, splits, 2, K, V], then their starts, [N, H, splits, K, V].
+template <class T>
+void place_split_scratch(cuda_chunked::ChunkedParams<T>& params, void* scratch, const Problem& p) {
+  auto* const summaries = static_cast<float*>(scratch);
+  params.summaries = summaries;
+  params.starts = summaries + 2 * static_cast<std::size_t>(p.sequences * p.heads * p.key_dim * p.value_dim) *
+                                  static_cast<std::size_t>(params.splits);
+}
+
 /// The tensor-core kernel's parameters for a validated call: inputs and options (outputs and scratch left unset).
 template <DeltaProductModel Model, class T>
 cuda_chunked::ChunkedParams<T> chunked_params(const Model& model, const CudaProblem& cp,
@@ -362,13 +372,7 @@ void run_chunked(const CudaBackend& backend, const Model& model, const CudaProbl
   } else {
     params.splits = chunked_sequence_splits(backend, p, scratch.bytes);
   }
-  if (params.splits > 1) {
-    auto* summaries = reinterpret_cast<float*>(static_cast<unsigned char*>(scratch.data) + split_offset);
-    params.summaries = summaries;
-    params.starts = summaries + 2 * cuda_chunked::split_scratch_bytes(p.sequences, p.heads, p.key_dim, p.value_dim,
-                                                                      params.splits) /
-                                    (3 * sizeof(float));
-  }
+  if (params.splits > 1) place_split_scratch(params, static_cast<unsigned char*>(scratch.data) + split_offset, p);
 
   constexpr int NH = Model::householder_steps;
   constexpr bool gated = Model::gating == Gating::scalar_decay;
