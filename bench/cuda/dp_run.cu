@@ -3,7 +3,7 @@
 //
 //   dp_run --dir D --mode forward|decode|training --B 8 --T 4096 --H 16 --K 128 --V 128 --nh 1 --gated 1 --h0 1
 //          --iters 20 [--gradients 1] [--backward-algorithm automatic|recurrent|chunked] [--sequence-splits N]
-//          [--keep-forward-states] [--keep-preambles] [--prefetch-backward]
+//          [--keep-forward-states] [--keep-preambles] [--prefetch-backward] [--value-splits N]
 //
 // Reads D/q.bin [B,T,H,K], D/k.bin [B,T*nh,H,K], D/v.bin [B,T*nh,H,V], D/beta.bin [B,T*nh,H], D/g.bin [B,T,H]
 // (gated), all bf16, and D/h0.bin [B,H,K,V] fp32 (with --h0 1). Writes D/o.bin (bf16) and D/ht.bin (fp32), and prints
@@ -16,9 +16,10 @@
 // --gradients 1 also D/dq.bin, D/dk.bin, D/dv.bin, D/dbeta.bin, D/dg.bin (gated) in bf16 and D/dh0.bin (with --h0 1)
 // in fp32, and prints `dp_run ms=<median forward + backward> forward_ms=<median> backward_ms=<median>
 // path=<forward's path> backward=<automatic|recurrent|chunked> backward_splits=<n> keep_forward_states=<0|1>
-// keep_preambles=<0|1> prefetch_backward=<0|1>`; the forward's algorithm is left automatic, the backward's is
-// --backward-algorithm (default automatic); backward_splits is the number of runs of chunks the backward cuts each
-// sequence into (backward_sequence_splits(); 1 when unsplit or recurrent); the last three echo the flags below.
+// keep_preambles=<0|1> prefetch_backward=<0|1> value_splits=<n>`; the forward's algorithm is left automatic, the
+// backward's is --backward-algorithm (default automatic); backward_splits is the number of runs of chunks the
+// backward cuts each sequence into (backward_sequence_splits(); 1 when unsplit or recurrent); the last four echo the
+// flags below.
 //
 // --sequence-splits N (forward and training modes) sets CudaBackend::sequence_splits of the forward and the backward
 // calls, their workspaces sized for it: 0 (the default) keeps the automatic choice (the forward splits where B * H
@@ -36,6 +37,9 @@
 // backward's own state pass keep the preambles its reverse scan loads. A forward that keeps its states splits sequences
 // only when --sequence-splits gives a count (CudaBackend::sequence_splits). The forward and decode modes ignore the
 // three flags (as decode ignores --sequence-splits), so gpu_compare.py may pass them to every call.
+//
+// --value-splits N (training mode; default 1) sets CudaBackend::backward_value_splits: the reverse scan runs each
+// sequence (or run) on N CTAs, V / N value rows each (2 needs V = 128 and the chunked backward). Other modes ignore it.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -58,7 +62,7 @@ namespace {
 struct Arguments {
   std::string dir, mode = "forward", backward_algorithm = "automatic";
   dp::index_t B = 1, T = 1, H = 1, K = 128, V = 128;
-  int n_h = 1, iters = 20, warmup = 3, sequence_splits = 0;
+  int n_h = 1, iters = 20, warmup = 3, sequence_splits = 0, value_splits = 1;
   bool gated = false, h0 = false, gradients = false;
   // A training step's CudaBackend fields (--keep-forward-states, --keep-preambles, --prefetch-backward).
   bool keep_forward_states = false, keep_preambles = false, prefetch_backward = false;
@@ -119,6 +123,8 @@ Arguments parse(int argc, char** argv) {
       a.backward_algorithm = value;
     else if (key == "--sequence-splits")
       a.sequence_splits = std::stoi(value);
+    else if (key == "--value-splits")
+      a.value_splits = std::stoi(value);
     else
       throw std::invalid_argument("dp_run: unknown option " + key);
   }
@@ -243,6 +249,7 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::De
                                   .keep_preambles = a.keep_preambles};
   dp::CudaBackend backward_backend = forward_backend;
   backward_backend.algorithm = algorithm_named(a.backward_algorithm);
+  backward_backend.backward_value_splits = a.value_splits;
   const std::size_t forward_bytes = dp::forward_workspace_bytes(forward_backend, model, in, out);
   const std::size_t backward_bytes =
       dp::backward_workspace_bytes(backward_backend, model, in, output_gradients, gradients);
@@ -294,7 +301,8 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::De
                  " backward=" + a.backward_algorithm + " backward_splits=" + std::to_string(backward_splits) +
                  " keep_forward_states=" + (a.keep_forward_states ? "1" : "0") +
                  " keep_preambles=" + (a.keep_preambles ? "1" : "0") +
-                 " prefetch_backward=" + (a.prefetch_backward ? "1" : "0");
+                 " prefetch_backward=" + (a.prefetch_backward ? "1" : "0") +
+                 " value_splits=" + std::to_string(a.value_splits);
   return times;
 }
 

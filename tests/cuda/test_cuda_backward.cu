@@ -6,7 +6,8 @@
 // members, the normalisation options and scale, strided views, subsets of the gradient views, absent dL/d(final
 // state) and initial state, bf16 and fp16 data, a long sequence with beta in [0, 2]; sequences split into runs of
 // chunks (the reverse scan's summaries and their fix-up, with gates weakened so that a wrong chaining shows),
-// alone and in a training step; chunk-gradient CTAs prefetching a later wave's chunks into L2; value checks;
+// alone and in a training step; chunk-gradient CTAs prefetching a later wave's chunks into L2; kept preambles; the
+// reverse scan's value rows split over two CTAs; value checks;
 // host-side errors and workspace sizes.
 //
 // Tolerances. The kernels compute in fp32 from inputs the reference also reads. Every transition and its transpose
@@ -99,6 +100,7 @@ struct Call {
   int sequence_splits = 0;           ///< backend.sequence_splits of both calls (0: the automatic plan)
   bool prefetch = false;             ///< backend.prefetch_backward_chunks
   bool keep_preambles = false;       ///< backend.keep_preambles of both calls
+  int value_splits = 1;              ///< backend.backward_value_splits
 };
 
 struct GpuGradients {
@@ -188,6 +190,7 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   workspace.backend.warp_specialized_forward = call.warp_specialized;
   workspace.backend.prefetch_backward_chunks = call.prefetch;
   workspace.backend.keep_preambles = call.keep_preambles;
+  workspace.backend.backward_value_splits = call.value_splits;
   GpuGradients r;
   if (call.keep_forward_states) {
     if constexpr (!std::is_same_v<T, float>) {
@@ -879,6 +882,77 @@ TEST_CASE("chunked backward: the reverse scan loads the preambles the state pass
   check_split_backward<ModelOf<1, true>, bf16>(split, 3710, 3, "preambles, kept, warp-specialised", call);
   call.keep_forward_states = false;
   check_split_backward<ModelOf<1, true>, bf16>(split, 3710, 4, "preambles, split state pass", call);
+}
+
+namespace {
+
+/// The same call with the reverse scan on one CTA per (sequence, run) and with its value rows split over two: each
+/// value row of dL/dS^T goes through the same operations either way, so with kept preambles (the same preamble in
+/// both CTAs) every gradient but dL/dg (summed through atomics) agrees exactly.
+template <class Model, class T>
+void check_value_splits_bitwise(reference::Problem p, std::uint64_t seed, const std::string& what, Call call) {
+  reference::LossWeights w = reference::random_loss_weights(p, seed);
+  round_problem<T>(p, w);
+  call.keep_preambles = true;
+  call.value_splits = 1;
+  const GpuGradients whole = run_gpu<Model, T>(p, w, call);
+  call.value_splits = 2;
+  const GpuGradients halves = run_gpu<Model, T>(p, w, call);
+  INFO(what);
+  CHECK(halves.d.q == whole.d.q);
+  CHECK(halves.d.k == whole.d.k);
+  CHECK(halves.d.v == whole.d.v);
+  CHECK(halves.d.beta == whole.d.beta);
+  CHECK(halves.d.initial_state == whole.d.initial_state);
+}
+
+}  // namespace
+
+TEST_CASE("chunked backward: the reverse scan splits its value rows over two CTAs (V = 128)") {
+  Call call = chunked_call;
+  call.value_splits = 2;
+  // Against the reference, rebuilding the preambles (two CTAs build the same one) and loading them.
+  const reference::Problem net = reference::random_problem(2, 200, 2, 128, 128, 1, true, 2.0, true, 3901);
+  check_against_reference<ModelOf<1, true>, bf16>(net, reference::random_loss_weights(net, 3902),
+                                                  "value splits, gated DeltaNet", call);
+  const reference::Problem three = packed_problem({0, 1, 90, 0, 150}, 2, 128, 128, 3, false, 3903);
+  check_against_reference<ModelOf<3, false>, fp16>(three, reference::random_loss_weights(three, 3904),
+                                                   "value splits, packed fp16 n_h 3", call);
+  call.keep_preambles = true;
+  const reference::Problem two = reference::random_problem(1, 130, 2, 128, 128, 2, true, 2.0, true, 3905);
+  check_against_reference<ModelOf<2, true>, bf16>(two, reference::random_loss_weights(two, 3906),
+                                                  "value splits, kept preambles, gated n_h 2", call);
+  // With split runs: the summaries' end gradients (E_i from zero or dL/d(final state), P_i^T from the identity)
+  // and the runs' ends are read and written at the CTA's value rows.
+  const reference::Problem split =
+      with_weak_gates(reference::random_problem(1, 9 * 64 + 17, 2, 128, 128, 1, true, 2.0, true, 3907));
+  check_split_backward<ModelOf<1, true>, bf16>(split, 3908, 3, "value splits, kept preambles", call);
+  call.keep_forward_states = true;
+  call.warp_specialized = true;
+  check_split_backward<ModelOf<1, true>, bf16>(split, 3908, 4, "value splits, a training step", call);
+
+  // Bit for bit against one CTA per run.
+  check_value_splits_bitwise<ModelOf<1, true>, bf16>(net, 3909, "gated DeltaNet", chunked_call);
+  Call keep = chunked_call;
+  keep.keep_forward_states = true;
+  keep.sequence_splits = 3;
+  check_value_splits_bitwise<ModelOf<4, false>, bf16>(
+      reference::random_problem(1, 300, 2, 128, 128, 4, false, 2.0, true, 3910), 3911, "training step, 3 runs, n_h 4",
+      keep);
+
+  // V = 64 has no value split (a CTA carries at least 64 rows), nor is 3 a count: the call names the option.
+  const reference::Problem narrow = reference::random_problem(1, 100, 1, 64, 64, 1, false, 2.0, true, 3912);
+  for (const int n : {2, 3}) {
+    Call refused = chunked_call;
+    refused.value_splits = n;
+    try {
+      run_gpu<ModelOf<1, false>, bf16>(narrow, reference::random_loss_weights(narrow, 3913), refused);
+      FAIL("backward_value_splits = " << n << " was accepted at V = 64");
+    } catch (const dp::ArgumentError& e) {
+      CHECK(e.argument() == "backend.backward_value_splits");
+      CHECK(std::string(e.what()).find(std::to_string(n) + " with V = 64") != std::string::npos);
+    }
+  }
 }
 
 TEST_CASE("chunked backward: a rejected beta writes nothing") {

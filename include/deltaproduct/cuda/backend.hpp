@@ -85,6 +85,13 @@ struct CudaBackend {
   /// it. Set it like keep_forward_states, on both calls of a step. It applies where the reverse scan's shared memory
   /// takes two preambles more (Hopper); off by default until it has been measured on a GPU.
   bool keep_preambles = false;
+  /// Chunked backward at V = 128: its reverse scan (the pass over dL/dS, sequential in the chunks) runs each
+  /// sequence, or each run of one when sequences are split, on this many CTAs, each carrying V / n of the value rows
+  /// of dL/dS^T (which evolve independently): 1, or 2 (64 rows each). 2 doubles the CTAs of that pass when
+  /// B * H * sequence_splits leaves multiprocessors idle, at the price of each CTA loading (keep_preambles) or
+  /// rebuilding every chunk's preamble. The results are the same either way. 1 by default until it has been measured
+  /// on a GPU.
+  int backward_value_splits = 1;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).

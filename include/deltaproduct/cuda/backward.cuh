@@ -12,7 +12,8 @@
 //     {64, 128} and rows of q, k, v and dL/do contiguous and 16-byte aligned: a state pass (the forward kernel,
 //     keeping each chunk's start state and solved values), a reverse scan of dL/dS over the chunks, and the
 //     gradients of every chunk in parallel. CudaAlgorithm::automatic takes it when it applies and sequences average
-//     at least 16 tokens.
+//     at least 16 tokens. With backend.backward_value_splits = 2 (V = 128) the reverse scan runs on two CTAs per
+//     sequence (or run), 64 value rows of dL/dS^T each.
 //   - the recurrent backward (recurrent_backward_kernel.cuh) for everything else: three sweeps over each sequence
 //     with the state in registers, cut into column slabs over many warps. Its cost grows with T without parallelism
 //     over tokens, so it serves short sequences, fine-tuning at decode time, fp32 data and checking.
@@ -234,21 +235,54 @@ bool takes_chunked_backward(const CudaBackend& backend, const CudaProblem& cp, c
   return cp.sizes.batch * cp.sizes.tokens / sequences >= chunked_min_average_tokens;
 }
 
+/// One pass of the reverse scan with VB value rows per CTA (ReverseScanKernel): `depth` CTAs deep (2 for the
+/// summarize pass of split runs).
+template <class T, int KD, int NH, bool Gated, int VB>
+void launch_reverse_scan_pass(const CudaBackend& backend, const cuda_chunked::ChunkedBackwardParams<T>& params,
+                              index_t sequences, index_t heads, unsigned depth) {
+  using namespace cuda_chunked;
+  using Scan = ReverseScanKernel<T, KD, KD, NH, Gated, VB>;
+  const auto kernel = chunked_reverse_scan_kernel<T, KD, KD, NH, Gated, VB>;
+  const std::size_t bytes = Scan::shared_bytes(params.forward.chunk_preambles != nullptr);
+  DELTAPRODUCT_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  const dim3 grid(static_cast<unsigned>(sequences * params.forward.splits * Scan::value_blocks),
+                  static_cast<unsigned>(heads), depth);
+  kernel<<<grid, Scan::Layout::threads, bytes, backend.stream>>>(params);
+  DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+}
+
+/// The reverse scan's pass with backend.backward_value_splits CTAs per (sequence, run) (check_value_splits() has
+/// checked it).
+template <class T, int KD, int NH, bool Gated>
+void launch_reverse_scan(const CudaBackend& backend, const cuda_chunked::ChunkedBackwardParams<T>& params,
+                         index_t sequences, index_t heads, unsigned depth = 1) {
+  if constexpr (KD == 128) {
+    if (backend.backward_value_splits == 2)
+      return launch_reverse_scan_pass<T, KD, NH, Gated, 64>(backend, params, sequences, heads, depth);
+  }
+  launch_reverse_scan_pass<T, KD, NH, Gated, KD>(backend, params, sequences, heads, depth);
+}
+
+/// Checks backend.backward_value_splits for a chunked backward with value dimension `value_dim`.
+inline void check_value_splits(const CudaBackend& backend, index_t value_dim) {
+  const int n = backend.backward_value_splits;
+  if (n == 1 || (n == 2 && value_dim == 128)) return;
+  argument_error("backend.backward_value_splits",
+                 "1, or 2 when V = 128 (a reverse-scan CTA carries 64 or 128 value rows)",
+                 std::to_string(n) + " with V = " + std::to_string(value_dim));
+}
+
 template <class T, int KD, int NH, bool Gated>
 void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBackwardParams<T> params,
                              index_t sequences, index_t heads) {
   using namespace cuda_chunked;
   using ForwardLayout = TileLayout<T, KD, KD, NH>;
-  const std::size_t reverse_bytes =
-      ReverseScanKernel<T, KD, KD, NH, Gated>::shared_bytes(params.forward.chunk_preambles != nullptr);
   using Gradients = GradientLayout<T, KD, KD, NH>;
   const auto forward_kernel = chunked_forward_kernel<T, KD, KD, NH, Gated>;
-  const auto reverse_kernel = chunked_reverse_scan_kernel<T, KD, KD, NH, Gated>;
   const auto gradient_kernel = chunked_gradient_kernel<T, KD, KD, NH, Gated>;
   DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(ForwardLayout::bytes)));
-  DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(reverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(reverse_bytes)));
   DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(gradient_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(Gradients::bytes)));
   const int splits = params.forward.splits;
@@ -258,22 +292,19 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
       forward_kernel<<<per_run, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params.forward);
       DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
     }
-    reverse_kernel<<<per_run, ForwardLayout::threads, reverse_bytes, backend.stream>>>(params);
-    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+    launch_reverse_scan<T, KD, NH, Gated>(backend, params, sequences, heads);
   } else {
     // Split runs (sequence_split.cuh; the reverse passes in ReverseScanKernel): the forward's three passes keep the
     // states, then the reverse scan's summaries, their fix-up with time reversed (it starts from dL/d(final state))
     // and every run again from the gradient at its end. Both use the same split scratch, one after the other.
     if (!backend.keep_forward_states) launch_chunked<T, KD, NH, Gated>(backend, params.forward, sequences, heads);
     params.forward.pass = SplitPass::summarize;
-    reverse_kernel<<<dim3(per_run.x, per_run.y, 2), ForwardLayout::threads, reverse_bytes, backend.stream>>>(params);
-    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+    launch_reverse_scan<T, KD, NH, Gated>(backend, params, sequences, heads, 2);
     launch_split_fixup<KD>(
         backend, {params.d_final_state, params.forward.summaries, const_cast<float*>(params.forward.starts), splits},
         sequences * heads);
     params.forward.pass = SplitPass::outputs;
-    reverse_kernel<<<per_run, ForwardLayout::threads, reverse_bytes, backend.stream>>>(params);
-    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+    launch_reverse_scan<T, KD, NH, Gated>(backend, params, sequences, heads);
   }
   // Packed sequences: one CTA per chunk slot, not chunks_per_row per sequence (most of which would have no chunk).
   const index_t chunk_ctas = params.forward.cu_seqlens.present() ? params.forward.chunks_per_row + sequences
@@ -299,6 +330,7 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
   const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T), backend.keep_preambles);
   const Scratch scratch = backward_scratch(backend, layout.bytes);
   const int splits = training_sequence_splits(backend, p, scratch.bytes - layout.bytes, layout.bytes);
+  check_value_splits(backend, p.value_dim);
   ValueCheckRecord* status = status_record(backend, model.options.validate_ranges);
   launch_value_checks(backend, status, model, in, cp);
   if (p.sequences == 0 || p.heads == 0) return;

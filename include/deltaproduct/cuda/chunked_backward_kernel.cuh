@@ -123,14 +123,15 @@ __device__ __forceinline__ void store_gradient_row(const DeviceView<T, 4>& view,
   }
 }
 
-/// Copies the output gradients of chunk `chunk` (C token rows; QR rows, zero past the chunk's tokens) into a padded
-/// row-major tile of `pitch` elements, as one commit group.
+/// Copies columns [first_column, first_column + VD) of the output gradients of chunk `chunk` (C token rows; QR rows,
+/// zero past the chunk's tokens) into a padded row-major tile of `pitch` elements, as one commit group.
 template <class T, int VD, int C, int QR, int Threads>
 __device__ __forceinline__ void copy_output_gradients(const ChunkedBackwardParams<T>& p, const SequenceSpan& span,
-                                                      int head, index_t chunk, T* tile, int pitch, int tid) {
+                                                      int head, index_t chunk, T* tile, int pitch, int tid,
+                                                      int first_column = 0) {
   constexpr int pieces = VD / 8;
   const index_t first_token = chunk * C, length = span.end - span.begin;
-  const T* const rows = &p.d_o(span.row, span.begin + first_token, head, 0);
+  const T* const rows = &p.d_o(span.row, span.begin + first_token, head, first_column);
 #pragma unroll
   for (int i = 0; i < (QR * pieces + Threads - 1) / Threads; ++i) {
     const int index = tid + i * Threads, t = index / pieces, piece = index % pieces;
@@ -145,17 +146,22 @@ __device__ __forceinline__ void copy_output_gradients(const ChunkedBackwardParam
 // ---------------------------------------------------------------------------------------------------------------
 // Pass 2: the reverse scan.
 
-template <class T, int KD, int VD, int NH, bool Gated>
+/// VB: the value rows of D^T one CTA carries. Those rows evolve independently (every product acts on the right of
+/// D^T), so VD / VB CTAs may share a (sequence, run), each with VB / 16 warps and the forward's map for VB columns,
+/// loading or rebuilding the same preambles (CudaBackend::backward_value_splits).
+template <class T, int KD, int VD, int NH, bool Gated, int VB = VD>
 struct ReverseScanKernel {
-  using Forward = ChunkedKernel<T, KD, VD, NH, Gated>;
+  using Forward = ChunkedKernel<T, KD, VB, NH, Gated>;
   using Layout = typename Forward::Layout;
   using Stage = typename Forward::Stage;
   using Tiles = typename Forward::Tiles;
   static constexpr int L = Layout::L, C = Layout::C, NW = Layout::warps, QR = Layout::query_rows;
   static constexpr int VP = Layout::value_pitch, LP = Layout::step_pitch, DP = Layout::diagonal_pitch;
   using Preamble = PreambleLayout<NH>;
+  static constexpr int value_blocks = VD / VB;
+  static_assert(VD % VB == 0, "a CTA's value rows divide V");
 
-  /// Dynamic shared memory: the forward's map, and two kept preambles after it when the scan loads them
+  /// Dynamic shared memory: the forward's map (for VB value columns), and two kept preambles after it when the scan loads them
   /// (CudaBackend::keep_preambles), the next chunk's arriving while the current one is used.
   static constexpr std::size_t shared_bytes(bool loads_preambles) {
     return Layout::bytes + (loads_preambles ? 2 * Preamble::bytes : 0);
@@ -246,20 +252,30 @@ struct ReverseScanKernel {
     return p.pass == SplitPass::summarize && (split == 0 || (is_transition(p) && split == p.splits - 1));
   }
 
+  /// Element (key, value) of slot `slot` of split `split` in a [N, H, splits, slots, K, V] split buffer.
+  static __device__ __forceinline__ index_t split_index(const ChunkedParams<T>& p, index_t sequence, int head,
+                                                        int split, int slot, int slots, int key, int value) {
+    const index_t matrix = ((sequence * gridDim.y + head) * p.splits + split) * slots + slot;
+    return (matrix * KD + key) * VD + value;
+  }
+
   /// D^T at the end of the CTA's run, in the thread's accumulator fragments:
-  /// adjoint[j][e] = D(key = 8 j + 2 quad + e % 2, v = value_row + 8 (e / 2)), the forward's layout of S^T.
+  /// adjoint[j][e] = D(key = 8 j + 2 quad + e % 2, v = value_offset + value_row + 8 (e / 2)), the forward's layout
+  /// of S^T.
   static __device__ __forceinline__ void load_end_gradient(const ChunkedBackwardParams<T>& bp, index_t sequence,
-                                                           int head, int split, float (&adjoint)[KD / 8][4]) {
+                                                           int head, int split, int value_offset,
+                                                           float (&adjoint)[KD / 8][4]) {
     const ChunkedParams<T>& p = bp.forward;
     const bool last = split == p.splits - 1;
 #pragma unroll
     for (int j = 0; j < KD / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int key = 8 * j + 2 * Forward::quad() + e % 2, value = Forward::value_row() + 8 * (e / 2);
+        const int key = 8 * j + 2 * Forward::quad() + e % 2,
+                  value = value_offset + Forward::value_row() + 8 * (e / 2);
         float x = 0.0f;
         if (p.pass == SplitPass::outputs)
-          x = p.starts[Forward::split_index(p, sequence, head, p.splits - 1 - split, 0, 1, key, value)];
+          x = p.starts[split_index(p, sequence, head, p.splits - 1 - split, 0, 1, key, value)];
         else if (is_transition(p))
           x = key == value ? 1.0f : 0.0f;  // K = V: the identity, so that the start gradient is P_i^T
         else if (last && bp.d_final_state.present())
@@ -270,7 +286,7 @@ struct ReverseScanKernel {
 
   /// The gradient at the run's start: a summary (E_i, or P_i^T stored transposed), or dL/d(initial state) of run 0.
   static __device__ __forceinline__ void store_start_gradient(const ChunkedBackwardParams<T>& bp, index_t sequence,
-                                                              int head, int split,
+                                                              int head, int split, int value_offset,
                                                               const float (&adjoint)[KD / 8][4]) {
     const ChunkedParams<T>& p = bp.forward;
     const bool summary = p.pass == SplitPass::summarize;
@@ -280,11 +296,12 @@ struct ReverseScanKernel {
     for (int j = 0; j < KD / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int key = 8 * j + 2 * Forward::quad() + e % 2, value = Forward::value_row() + 8 * (e / 2);
+        const int key = 8 * j + 2 * Forward::quad() + e % 2,
+                  value = value_offset + Forward::value_row() + 8 * (e / 2);
         if (summary && blockIdx.z == 0)
-          p.summaries[Forward::split_index(p, sequence, head, reversed, 0, 2, key, value)] = adjoint[j][e];
+          p.summaries[split_index(p, sequence, head, reversed, 0, 2, key, value)] = adjoint[j][e];
         else if (summary)  // the layout in which split_fixup_kernel reads a transition
-          p.summaries[Forward::split_index(p, sequence, head, reversed, 1, 2, value, key)] = adjoint[j][e];
+          p.summaries[split_index(p, sequence, head, reversed, 1, 2, value, key)] = adjoint[j][e];
         else
           bp.d_initial_state(sequence, head, key, value) = adjoint[j][e];
       }
@@ -295,8 +312,10 @@ struct ReverseScanKernel {
     const ChunkedParams<T>& p = bp.forward;
     if (inputs_rejected(p.status)) return;
     const int head = static_cast<int>(blockIdx.y);
-    const index_t sequence = blockIdx.x / p.splits;
-    const int split = static_cast<int>(blockIdx.x % p.splits);
+    const index_t run_index = blockIdx.x / value_blocks;  // blockIdx.x: (sequence, split, value block)
+    const int value_offset = VB * static_cast<int>(blockIdx.x % value_blocks);
+    const index_t sequence = run_index / p.splits;
+    const int split = static_cast<int>(run_index % p.splits);
     if (idle_summary(p, split)) return;
     const SequenceSpan span = sequence_span(p, sequence);
     const auto [first_chunk, end_chunk] = Forward::chunk_range(p, span, split);
@@ -309,7 +328,7 @@ struct ReverseScanKernel {
     };
 
     float adjoint[KD / 8][4];
-    load_end_gradient(bp, sequence, head, split, adjoint);
+    load_end_gradient(bp, sequence, head, split, value_offset, adjoint);
 
     typename Forward::PendingScalar next{T{}, false};
     if (first_chunk < end_chunk) {
@@ -317,8 +336,8 @@ struct ReverseScanKernel {
       Forward::template copy_chunk_part<Forward::ChunkPart::keys>(p, span, head, end_chunk - 1, first);
       Forward::template copy_chunk_part<Forward::ChunkPart::queries>(p, span, head, end_chunk - 1, first);
       if (!transition)
-        copy_output_gradients<T, VD, C, QR, Layout::threads>(bp, span, head, end_chunk - 1, first.values, VP,
-                                                            Forward::thread_index());
+        copy_output_gradients<T, VB, C, QR, Layout::threads>(bp, span, head, end_chunk - 1, first.values, VP,
+                                                            Forward::thread_index(), value_offset);
       Forward::store_scalars(first, Forward::load_scalars(p, span, head, end_chunk - 1));
       if (loads_preambles) copy_preamble(p, preamble_tile(end_chunk - 1), smem + Layout::bytes);
     }
@@ -383,7 +402,8 @@ struct ReverseScanKernel {
       // D^T at the chunk's end, kept for the chunk-gradient pass.
       const index_t tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
                                             gridDim.y);
-      if (keeps) store_accumulators<T>(bp.chunk_adjoints + tile * (VD * KD), adjoint, value_row, quad, KD);
+      if (keeps)
+        store_accumulators<T>(bp.chunk_adjoints + tile * (VD * KD), adjoint, value_offset + value_row, quad, KD);
 
       // du^T = D^T K^T diag(kinv c) + dO^T P, with work[j][e] at (v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2).
       float work[L / 8][4] = {};
@@ -397,8 +417,8 @@ struct ReverseScanKernel {
         }
       __syncthreads();  // (3) -A, the diagonal inverses and P are complete
       if (more && !transition)
-        copy_output_gradients<T, VD, C, QR, Layout::threads>(bp, span, head, chunk - 1, next_stage.values, VP,
-                                                            Forward::thread_index());
+        copy_output_gradients<T, VB, C, QR, Layout::threads>(bp, span, head, chunk - 1, next_stage.values, VP,
+                                                            Forward::thread_index(), value_offset);
 
       const std::uint32_t d_out = tiles.values + a_from_k_rows(lane, VP);  // dO^T fragments
       if (!transition) {
@@ -439,7 +459,8 @@ struct ReverseScanKernel {
           accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], solved[i]);
         }
       }
-      if (keeps) store_accumulators<T>(bp.chunk_value_gradients + tile * (VD * L), work, value_row, quad, L);
+      if (keeps)
+        store_accumulators<T>(bp.chunk_value_gradients + tile * (VD * L), work, value_offset + value_row, quad, L);
 
       // D^T <- exp(G_last) D^T - dY^T diag(b exp(G) kinv) K + dO^T diag(exp(G) qs) Q.
       {
@@ -481,7 +502,7 @@ struct ReverseScanKernel {
       }
       if (more) Forward::store_scalars(next_stage, next);
     }
-    store_start_gradient(bp, sequence, head, split, adjoint);
+    store_start_gradient(bp, sequence, head, split, value_offset, adjoint);
   }
 };
 
@@ -951,14 +972,14 @@ struct ChunkGradientKernel {
   }
 };
 
-/// Grid: (sequences x splits, heads, 2 for the summarize pass, else 1); block: V / 16 warps; dynamic shared memory:
-/// ReverseScanKernel::shared_bytes().
-template <class T, int KD, int VD, int NH, bool Gated>
-__global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_reverse_scan_kernel(const ChunkedBackwardParams<T> p) {
+/// Grid: (sequences x splits x V / VB, heads, 2 for the summarize pass, else 1); block: VB / 16 warps; dynamic shared
+/// memory: ReverseScanKernel::shared_bytes().
+template <class T, int KD, int VD, int NH, bool Gated, int VB = VD>
+__global__ void __launch_bounds__(VB / 16 * 32, 1) chunked_reverse_scan_kernel(const ChunkedBackwardParams<T> p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();
 #else
-  ReverseScanKernel<T, KD, VD, NH, Gated>::run(p);
+  ReverseScanKernel<T, KD, VD, NH, Gated, VB>::run(p);
 #endif
 }
 
