@@ -14,6 +14,11 @@
 #   memcheck|racecheck|synccheck:NAME:CASES[:SECONDS]
 #                                             compute-sanitizer --tool ... on those cases of one test binary
 #   bench:FILTER[:SECONDS]                    bench_cuda --benchmark_filter=FILTER, JSON to OUT/bench_N.json
+#   ncu:FILTER[:SECONDS]                      one iteration of each bench_cuda benchmark FILTER matches under Nsight
+#                                             Compute (kernels of the library only, clocks not locked): per kernel its
+#                                             time, instructions, issue and memory throughput and warp stall reasons
+#                                             (the first 24 launches: 3 warm-up calls and the timed one),
+#                                             to OUT/ncu_N.log
 # SECONDS defaults to 120. The exit status is the number of steps that failed or ran out of time; OUT/summary.txt
 # lists each step with its status and wall time.
 set -u
@@ -34,6 +39,7 @@ export LD_LIBRARY_PATH="$bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 failed=0
 bench_runs=0
+ncu_runs=0
 # run NAME SECONDS COMMAND...: runs the command under a limit, its output in OUT/NAME.log, and records the outcome.
 run() {
   local name=$1 seconds=$2
@@ -66,6 +72,13 @@ for step in "$@"; do
       ;;
     memcheck | racecheck | synccheck)
       run "${kind}_$a" "${c:-120}" compute-sanitizer --tool "$kind" --error-exitcode 1 "$bin/$a" "-tc=$b"
+      ;;
+    ncu)
+      ncu_runs=$((ncu_runs + 1))
+      run "ncu_$ncu_runs" "${b:-120}" ncu --clock-control none --launch-count 24 \
+        --kernel-name "regex:chunked|split|reverse|gradient" --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
+        --metrics sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active \
+        "$bin/bench_cuda" "--benchmark_filter=$a" --benchmark_min_time=0
       ;;
     bench)
       bench_runs=$((bench_runs + 1))
