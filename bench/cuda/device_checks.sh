@@ -76,7 +76,8 @@ for step in "$@"; do
     ncu)
       ncu_runs=$((ncu_runs + 1))
       run "ncu_$ncu_runs" "${b:-120}" ncu --clock-control none --launch-count 24 \
-        --kernel-name "regex:chunked|split|reverse|gradient" --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
+        --kernel-name "regex:chunked|split|reverse|gradient" \
+        --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
         --metrics sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active \
         "$bin/bench_cuda" "--benchmark_filter=$a" --benchmark_min_time=0
       ;;
