@@ -9,8 +9,8 @@
 //
 // Two forms, chosen as forward() chooses (backend.algorithm; chunked_backward_applies() says which a call takes):
 //   - the chunked tensor-core backward (chunked_backward_kernel.cuh) for bf16 / fp16 data, n_h <= 4, K = V in
-//     {64, 128} and rows of q, k, v and dL/do contiguous and 16-byte aligned: a state pass (the forward kernel,
-//     keeping each chunk's start state and solved values), a reverse scan of dL/dS over the chunks, and the
+//     {64, 128} and rows of q, k, v and dL/do contiguous and 16-byte aligned: a state pass (forward()'s kernels,
+//     warp-specialised as there, keeping each chunk's start state and solved values), a reverse scan of dL/dS over the chunks, and the
 //     gradients of every chunk in parallel. CudaAlgorithm::automatic takes it when it applies and sequences average
 //     at least 16 tokens. With backend.backward_value_splits = 2 (V = 128) the reverse scan runs on two CTAs per
 //     sequence (or run), 64 value rows of dL/dS^T each.
@@ -277,27 +277,20 @@ template <class T, int KD, int NH, bool Gated>
 void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBackwardParams<T> params,
                              index_t sequences, index_t heads) {
   using namespace cuda_chunked;
-  using ForwardLayout = TileLayout<T, KD, KD, NH>;
   using Gradients = GradientLayout<T, KD, KD, NH>;
-  const auto forward_kernel = chunked_forward_kernel<T, KD, KD, NH, Gated>;
   const auto gradient_kernel = chunked_gradient_kernel<T, KD, KD, NH, Gated>;
-  DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(ForwardLayout::bytes)));
   DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(gradient_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(Gradients::bytes)));
   const int splits = params.forward.splits;
-  const dim3 per_run(static_cast<unsigned>(sequences * splits), static_cast<unsigned>(heads));
+  // The state pass: forward()'s kernels (warp-specialised where backend.warp_specialized_forward applies) keep each
+  // chunk's states without writing o, unless forward() kept them already.
+  if (!backend.keep_forward_states) launch_chunked<T, KD, NH, Gated>(backend, params.forward, sequences, heads);
   if (splits == 1) {
-    if (!backend.keep_forward_states) {  // else forward() kept the states already
-      forward_kernel<<<per_run, ForwardLayout::threads, ForwardLayout::bytes, backend.stream>>>(params.forward);
-      DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
-    }
     launch_reverse_scan<T, KD, NH, Gated>(backend, params, sequences, heads);
   } else {
-    // Split runs (sequence_split.cuh; the reverse passes in ReverseScanKernel): the forward's three passes keep the
-    // states, then the reverse scan's summaries, their fix-up with time reversed (it starts from dL/d(final state))
-    // and every run again from the gradient at its end. Both use the same split scratch, one after the other.
-    if (!backend.keep_forward_states) launch_chunked<T, KD, NH, Gated>(backend, params.forward, sequences, heads);
+    // Split runs (sequence_split.cuh; the reverse passes in ReverseScanKernel): the state pass ran the forward's three
+    // passes, then come the reverse scan's summaries, their fix-up with time reversed (it starts from dL/d(final
+    // state)) and every run again from the gradient at its end. Both use the same split scratch, one after the other.
     params.forward.pass = SplitPass::summarize;
     launch_reverse_scan<T, KD, NH, Gated>(backend, params, sequences, heads, 2);
     launch_split_fixup<KD>(
