@@ -16,7 +16,8 @@
 #   bench:FILTER[:SECONDS]                    bench_cuda --benchmark_filter=FILTER, JSON to OUT/bench_N.json
 #   ncu:FILTER[:SECONDS]                      one iteration of each bench_cuda benchmark FILTER matches under Nsight
 #                                             Compute (kernels of the library only, clocks not locked): per kernel its
-#                                             time, instructions, issue and memory throughput and warp stall reasons
+#                                             time, instructions, issue and memory throughput, warp stall reasons and
+#                                             where they are sampled (SourceCounters; build with -lineinfo for lines)
 #                                             (the first 24 launches: 3 warm-up calls and the timed one),
 #                                             to OUT/ncu_N.log
 # SECONDS defaults to 120. The exit status is the number of steps that failed or ran out of time; OUT/summary.txt
@@ -78,6 +79,7 @@ for step in "$@"; do
       run "ncu_$ncu_runs" "${b:-120}" ncu --clock-control none --launch-count 24 \
         --kernel-name "regex:chunked|split|reverse|gradient" \
         --section SpeedOfLight --section WarpStateStats --section LaunchStats --section Occupancy \
+        --section SourceCounters \
         --metrics sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active \
         "$bin/bench_cuda" "--benchmark_filter=$a" --benchmark_min_time=0
       ;;
