@@ -485,6 +485,9 @@ TEST_CASE("backward(): argument errors are reported before any device work" * do
     return std::string("(no error)");
   };
   CHECK(argument_of(dp::CudaBackend{}, grads) == "backend.workspace_bytes");
+  // The recurrent form has no reverse scan to split, but a count other than 1 or 2 is still an error.
+  CHECK(argument_of(dp::CudaBackend{.backward_value_splits = 3}, grads) == "backend.backward_value_splits");
+  CHECK(argument_of(dp::CudaBackend{.backward_value_splits = 2}, grads) == "backend.workspace_bytes");
   CHECK(argument_of(dp::CudaBackend{.algorithm = dp::CudaAlgorithm::chunked}, grads) == "backend.algorithm");
   dp::DeltaGradients<float, float> misaligned = grads;
   misaligned.v = dp::make_view(reinterpret_cast<float*>(reinterpret_cast<char*>(out) + 2), {2, 8, 2, 64});
@@ -944,17 +947,19 @@ TEST_CASE("chunked backward: the reverse scan splits its value rows over two CTA
       reference::random_problem(1, 300, 2, 128, 128, 4, false, 2.0, true, 3910), 3911, "training step, 3 runs, n_h 4",
       keep);
 
-  // V = 64 has no value split (a CTA carries at least 64 rows), nor is 3 a count: the call names the option.
-  const reference::Problem narrow = reference::random_problem(1, 100, 1, 64, 64, 1, false, 2.0, true, 3912);
-  for (const int n : {2, 3}) {
+  // V = 64 has no value split (a CTA carries at least 64 rows), and 0 and 3 are no counts at V = 128 either: the
+  // call names the option.
+  for (const auto& [n, D] : {std::pair{2, 64}, std::pair{3, 64}, std::pair{0, 128}, std::pair{3, 128}}) {
+    const reference::Problem refused_problem = reference::random_problem(1, 100, 1, D, D, 1, false, 2.0, true, 3912);
     Call refused = chunked_call;
     refused.value_splits = n;
     try {
-      run_gpu<ModelOf<1, false>, bf16>(narrow, reference::random_loss_weights(narrow, 3913), refused);
-      FAIL("backward_value_splits = " << n << " was accepted at V = 64");
+      run_gpu<ModelOf<1, false>, bf16>(refused_problem, reference::random_loss_weights(refused_problem, 3913),
+                                       refused);
+      FAIL("backward_value_splits = " << n << " was accepted at V = " << D);
     } catch (const dp::ArgumentError& e) {
       CHECK(e.argument() == "backend.backward_value_splits");
-      CHECK(std::string(e.what()).find(std::to_string(n) + " with V = 64") != std::string::npos);
+      CHECK(std::string(e.what()).find(std::to_string(n) + " with V = " + std::to_string(D)) != std::string::npos);
     }
   }
 }

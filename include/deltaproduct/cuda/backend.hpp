@@ -89,8 +89,8 @@ struct CudaBackend {
   /// sequence, or each run of one when sequences are split, on this many CTAs, each carrying V / n of the value rows
   /// of dL/dS^T (which evolve independently): 1, or 2 (64 rows each). 2 doubles the CTAs of that pass when
   /// B * H * sequence_splits leaves multiprocessors idle, at the price of each CTA loading (keep_preambles) or
-  /// rebuilding every chunk's preamble. The results are the same either way. 1 by default until it has been measured
-  /// on a GPU.
+  /// rebuilding every chunk's preamble. The results are the same either way; the recurrent backward ignores it. 1 by
+  /// default until it has been measured on a GPU.
   int backward_value_splits = 1;
 };
 

@@ -264,10 +264,11 @@ void launch_reverse_scan(const CudaBackend& backend, const cuda_chunked::Chunked
   launch_reverse_scan_pass<T, KD, NH, Gated, KD>(backend, params, sequences, heads, depth);
 }
 
-/// Checks backend.backward_value_splits for a chunked backward with value dimension `value_dim`.
-inline void check_value_splits(const CudaBackend& backend, index_t value_dim) {
+/// Checks backend.backward_value_splits: 1 or 2 on every call, and 2 only at V = 128 where the chunked backward runs
+/// (`chunked`; the recurrent form has no reverse scan to split).
+inline void check_value_splits(const CudaBackend& backend, index_t value_dim, bool chunked) {
   const int n = backend.backward_value_splits;
-  if (n == 1 || (n == 2 && value_dim == 128)) return;
+  if (n == 1 || (n == 2 && (value_dim == 128 || !chunked))) return;
   argument_error("backend.backward_value_splits",
                  "1, or 2 when V = 128 (a reverse-scan CTA carries 64 or 128 value rows)",
                  std::to_string(n) + " with V = " + std::to_string(value_dim));
@@ -323,7 +324,7 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
   const ChunkedBackwardLayout layout(p, !in.cu_seqlens.absent(), sizeof(T), backend.keep_preambles);
   const Scratch scratch = backward_scratch(backend, layout.bytes);
   const int splits = training_sequence_splits(backend, p, scratch.bytes - layout.bytes, layout.bytes);
-  check_value_splits(backend, p.value_dim);
+  check_value_splits(backend, p.value_dim, true);
   ValueCheckRecord* status = status_record(backend, model.options.validate_ranges);
   launch_value_checks(backend, status, model, in, cp);
   if (p.sequences == 0 || p.heads == 0) return;
@@ -374,6 +375,7 @@ void run_recurrent_backward(const CudaBackend& backend, const Model& model, cons
                    "CudaAlgorithm::automatic or CudaAlgorithm::recurrent: the chunked backward takes bf16 or fp16 "
                    "data, n_h <= 4, K = V in {64, 128} and rows of q, k, v and dL/do contiguous and 16-byte aligned",
                    "CudaAlgorithm::chunked");
+  check_value_splits(backend, p.value_dim, false);
   const RecurrentBackwardLayout layout(p, gated);
   const Scratch scratch = backward_scratch(backend, layout.bytes());
 
