@@ -23,7 +23,7 @@
 //
 // --sequence-splits N (forward and training modes) sets CudaBackend::sequence_splits of the forward and the backward
 // calls, their workspaces sized for it: 0 (the default) keeps the automatic choice (the forward splits where B * H
-// leaves multiprocessors idle, the backward does not split), 1 never splits, N >= 2 cuts every sequence into N runs
+// leaves multiprocessors idle, and the backward with it), 1 never splits, N >= 2 cuts every sequence into N runs
 // of chunks. The forward's count shows in path= (`chunked/<n>splits`).
 //
 // --keep-forward-states, --keep-preambles and --prefetch-backward (training mode; off by default; each takes an
@@ -34,8 +34,7 @@
 // max(forward_workspace_bytes(), backward_workspace_bytes()) for those fields, and both must take the chunked form
 // (dp_run refuses the flag where the forward or the backward would take the recurrent one, e.g. with
 // --backward-algorithm recurrent). Without it each call has a workspace of its own. --keep-preambles alone makes the
-// backward's own state pass keep the preambles its reverse scan loads. A forward that keeps its states splits sequences
-// only when --sequence-splits gives a count (CudaBackend::sequence_splits). The forward and decode modes ignore the
+// backward's own state pass keep the preambles its reverse scan loads. The forward and decode modes ignore the
 // three flags (as decode ignores --sequence-splits), so gpu_compare.py may pass them to every call.
 //
 // --value-splits N (training mode; default 1) sets CudaBackend::backward_value_splits: the reverse scan runs each

@@ -97,7 +97,7 @@ struct Call {
   dp::CudaAlgorithm algorithm = dp::CudaAlgorithm::recurrent;
   bool keep_forward_states = false;  ///< a training step: forward() keeps the states, backward() reads them
   bool warp_specialized = false;     ///< ... with the warp-specialised forward kernel (else the one-role kernel)
-  int sequence_splits = 0;           ///< backend.sequence_splits of both calls (0: the automatic plan)
+  int sequence_splits = 1;           ///< backend.sequence_splits of both calls (1: unsplit; 0: the automatic plan)
   bool prefetch = false;             ///< backend.prefetch_backward_chunks
   bool keep_preambles = false;       ///< backend.keep_preambles of both calls
   int value_splits = 1;              ///< backend.backward_value_splits
@@ -570,14 +570,12 @@ TEST_CASE("backward(): argument errors are reported before any device work" * do
     const std::size_t r = 256 * 2;  // rows = tokens here (n_h = 1)
     const std::size_t recurrent = 2 * padded(r * 64) + padded(r * 64) + padded(r * 64) + padded(r) + padded(r) +
                                   padded(2);
-    CHECK(dp::backward_workspace_bytes(net, net_in, net_og, net_grads) ==
+    // (The automatic plan, CudaBackend{}, sizes for the split count it picks on the device: a GPU test checks it.)
+    CHECK(dp::backward_workspace_bytes(dp::CudaBackend{.sequence_splits = 1}, net, net_in, net_og, net_grads) ==
           dp::cuda_status_bytes + std::max(kept, recurrent));
     CHECK(dp::backward_workspace_bytes(dp::CudaBackend{.sequence_splits = 32}, net, net_in, net_og, net_grads) ==
           dp::cuda_status_bytes + std::max(kept + split, recurrent));
     CHECK(kept + split > recurrent);
-    // The automatic plan (0) does not split a backward yet; 1 never does.
-    CHECK(dp::backward_workspace_bytes(dp::CudaBackend{.sequence_splits = 1}, net, net_in, net_og, net_grads) ==
-          dp::backward_workspace_bytes(net, net_in, net_og, net_grads));
   }
 
   const ModelOf<2, true> wide_model;
@@ -773,14 +771,26 @@ TEST_CASE("chunked backward: a training step splits its forward and backward, ke
                                                 keep);
 }
 
-TEST_CASE("chunked backward: an explicit split count needs its scratch, and the automatic plan does not split") {
+TEST_CASE("chunked backward: the automatic plan splits as the forward's does; an explicit count needs its scratch") {
+  // One sequence of 16 chunks and 2 heads leave most multiprocessors idle: the forward's plan splits it (8 runs on
+  // 132 multiprocessors), and a training step with it, both calls the same.
   const reference::Problem p = reference::random_problem(1, 1000, 2, 64, 64, 1, false, 2.0, true, 3501);
+  Call automatic_call = chunked_call;
+  automatic_call.sequence_splits = 0;
   const GpuGradients automatic = check_against_reference<ModelOf<1, false>, bf16>(
-      p, reference::random_loss_weights(p, 3502), "automatic plan, one long sequence", chunked_call);
-  CHECK(automatic.backward_splits == 1);
+      p, reference::random_loss_weights(p, 3502), "automatic plan, one long sequence", automatic_call);
+  const int planned = dp::detail::cuda_chunked::plan_sequence_splits(
+      2, 16, dp::detail::multiprocessor_count(), dp::detail::chunked_max_sequence_splits);
+  CHECK(planned > 1);
+  CHECK(automatic.backward_splits == planned);
+  automatic_call.keep_forward_states = true;
+  const GpuGradients step = check_against_reference<ModelOf<1, false>, bf16>(
+      p, reference::random_loss_weights(p, 3502), "automatic plan, a training step", automatic_call);
+  CHECK(step.forward_splits == planned);
+  CHECK(step.backward_splits == planned);
 
-  // A workspace sized for the unsplit backward lacks the scratch of 32 runs (12 K V bytes per run and pair, 3 MB
-  // here, more than the recurrent form's share beyond the chunked one): backward() names the workspace.
+  // A workspace sized for the automatic plan's runs lacks the scratch of 32 (12 K V bytes per run and pair, 3 MB
+  // here): backward() names the workspace.
   const ModelOf<1, false> model;
   const dp::index_t T_ = p.T, H = p.H, K = p.K;
   DeviceBuffer<bf16> tokens(std::vector<bf16>(static_cast<std::size_t>(T_ * H * K), gpu_harness::round_to<bf16>(0.1)));

@@ -61,8 +61,8 @@ struct CudaBackend {
   CudaAlgorithm algorithm = CudaAlgorithm::automatic;
   /// Chunked forward and backward: cut every sequence into this many runs of chunks, computed on separate
   /// multiprocessors and joined by a fix-up (for when B * H cannot fill the GPU). 0: chosen from the shape and the
-  /// workspace for forward(); a training step's passes (a forward() that keeps its states, and backward()) split only
-  /// when asked for a count here. 1: never.
+  /// workspace (the same plan for forward() and backward(); a workspace too small for its scratch splits less). 1:
+  /// never.
   int sequence_splits = 0;
   /// Training steps: forward() also keeps in the workspace what the chunked backward needs (each chunk's start
   /// state and solved values), and backward() reads them instead of running the forward kernel again. Set it on

@@ -25,7 +25,7 @@
 // is what lets the gradients of all chunks run in parallel instead of a second sequential pass. With
 // backend.sequence_splits = N >= 2 the state pass and the reverse scan cut each sequence into N runs of chunks on
 // separate CTAs (ReverseScanKernel says how), with 12 K V bytes of fp32 scratch per run and (sequence, head) after
-// the per-chunk tiles; the automatic plan does not split the backward yet. backend.keep_preambles adds each
+// the per-chunk tiles; the automatic plan (0) splits as forward()'s does. backend.keep_preambles adds each
 // chunk's preamble (PreambleLayout: 22,272 bytes per chunk and head at n_h = 1), which the reverse scan then loads
 // instead of rebuilding. Recurrent: no state
 // is stored, neither per token nor per chunk; the workspace holds, after the value-check record, fp32 vectors per
@@ -471,7 +471,7 @@ std::size_t backward_workspace_bytes(const CudaBackend& backend, const Model& mo
   return cuda_status_bytes + recurrent;
 }
 
-/// backward_workspace_bytes() for a backend that does not split sequences (CudaBackend{}).
+/// backward_workspace_bytes() for the default backend (CudaBackend{}: the automatic split plan).
 template <DeltaProductModel Model, CudaElement T>
 std::size_t backward_workspace_bytes(const Model& model, const DeltaInputs<T, float>& in,
                                      const OutputGradients<T, float>& output_gradients,
@@ -495,9 +495,9 @@ void backward(const CudaBackend& backend, const Model& model, const DeltaInputs<
   detail::run_recurrent_backward(backend, model, cp, in, output_gradients, gradients);
 }
 
-/// How many runs of chunks backward() splits each sequence into on these arguments and this workspace: 1 when it does
-/// not split (backend.sequence_splits = 0 or 1), or when the call takes the recurrent form. An explicit count whose
-/// scratch the workspace lacks is an error, as in backward().
+/// How many runs of chunks backward() splits each sequence into on these arguments and this workspace: the explicit
+/// backend.sequence_splits, or the automatic plan's count for this workspace; 1 when it does not split, or when the
+/// call takes the recurrent form. An explicit count whose scratch the workspace lacks is an error, as in backward().
 template <DeltaProductModel Model, CudaElement T>
 int backward_sequence_splits(const CudaBackend& backend, const Model& model, const DeltaInputs<T, float>& in,
                              const OutputGradients<T, float>& output_gradients,
