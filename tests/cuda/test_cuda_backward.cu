@@ -692,7 +692,8 @@ TEST_CASE("chunked backward: a training step keeps the forward's states and the 
   // Without kept states, the backward's own state pass runs the same kernels (warp-specialised here), o not written.
   const Call own_pass{.algorithm = dp::CudaAlgorithm::chunked, .warp_specialized = true};
   check_against_reference<ModelOf<1, true>, bf16>(p, reference::random_loss_weights(p, 3202),
-                                                  "state pass by the warp-specialised kernel, gated DeltaNet", own_pass);
+                                                  "state pass by the warp-specialised kernel, gated DeltaNet",
+                                                  own_pass);
   check_against_reference<ModelOf<3, false>, bf16>(q, reference::random_loss_weights(q, 3204),
                                                    "state pass by the warp-specialised kernel, packed n_h 3", own_pass);
 }

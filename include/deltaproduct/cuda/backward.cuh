@@ -10,10 +10,10 @@
 // Two forms, chosen as forward() chooses (backend.algorithm; chunked_backward_applies() says which a call takes):
 //   - the chunked tensor-core backward (chunked_backward_kernel.cuh) for bf16 / fp16 data, n_h <= 4, K = V in
 //     {64, 128} and rows of q, k, v and dL/do contiguous and 16-byte aligned: a state pass (forward()'s kernels,
-//     warp-specialised as there, keeping each chunk's start state and solved values), a reverse scan of dL/dS over the chunks, and the
-//     gradients of every chunk in parallel. CudaAlgorithm::automatic takes it when it applies and sequences average
-//     at least 16 tokens. With backend.backward_value_splits = 2 (V = 128) the reverse scan runs on two CTAs per
-//     sequence (or run), 64 value rows of dL/dS^T each.
+//     warp-specialised as there, keeping each chunk's start state and solved values), a reverse scan of dL/dS over
+//     the chunks, and the gradients of every chunk in parallel. CudaAlgorithm::automatic takes it when it applies
+//     and sequences average at least 16 tokens. With backend.backward_value_splits = 2 (V = 128) the reverse scan
+//     runs on two CTAs per sequence (or run), 64 value rows of dL/dS^T each.
 //   - the recurrent backward (recurrent_backward_kernel.cuh) for everything else: three sweeps over each sequence
 //     with the state in registers, cut into column slabs over many warps. Its cost grows with T without parallelism
 //     over tokens, so it serves short sequences, fine-tuning at decode time, fp32 data and checking.

@@ -161,8 +161,8 @@ struct ReverseScanKernel {
   static constexpr int value_blocks = VD / VB;
   static_assert(VD % VB == 0, "a CTA's value rows divide V");
 
-  /// Dynamic shared memory: the forward's map (for VB value columns), and two kept preambles after it when the scan loads them
-  /// (CudaBackend::keep_preambles), the next chunk's arriving while the current one is used.
+  /// Dynamic shared memory: the forward's map (for VB value columns), and two kept preambles after it when the scan
+  /// loads them (CudaBackend::keep_preambles), the next chunk's arriving while the current one is used.
   static constexpr std::size_t shared_bytes(bool loads_preambles) {
     return Layout::bytes + (loads_preambles ? 2 * Preamble::bytes : 0);
   }
