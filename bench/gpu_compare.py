@@ -20,7 +20,7 @@ recurrence, on B=2, T=1024, H=4, K=V=128. An implementation that raises (FLA ref
 Triton 3.4-3.7.0) is reported as refused with the error's first line. `--backward-algorithms` picks our rows: one per
 backward CudaAlgorithm, and `kept` for the chunked backward reading the states the forward kept
 (CudaBackend::keep_forward_states, as a training loop runs it). `--dp-extra-args` passes further options to every
-dp_run call (e.g. --dp-extra-args="--keep-preambles --prefetch-backward").
+dp_run call (e.g. --dp-extra-args="--keep-preambles --value-splits 2").
 
 One command on the device, from the repository root, after building dp_run (bench/cuda/README.md):
   python3 bench/gpu_compare.py --dp-run build/gpu/bench/cuda/dp_run --out compare.json
@@ -193,7 +193,7 @@ def parse_args(argv=None):
                         "not passed)")
     parser.add_argument("--dp-extra-args", default=None, metavar="ARGS",
                         help="further options appended to every dp_run call, one string split as a shell would "
-                        "(e.g. --dp-extra-args=\"--keep-preambles --prefetch-backward\"; write it with '=' when the "
+                        "(e.g. --dp-extra-args=\"--keep-preambles --value-splits 2\"; write it with '=' when the "
                         "string starts with '-'; dp_run's forward and decode modes ignore the training flags; "
                         "default: none)")
     parser.add_argument("--warmup-ms", type=float, default=100.0, help="do_bench warm-up")

@@ -382,10 +382,9 @@ BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay, true>)
 // CudaBackend::sequence_splits of both calls (1: unsplit; a count >= 2 cuts every sequence into that many runs of
 // chunks; the recurrent form skips split counts), and the workspace is sized for it; the counters `backward_splits`
 // and, for "training", `forward_splits` say how many runs each pass cut each sequence into. `options` switches the
-// chunked backward's CudaBackend fields: 1 prefetch_backward_chunks (each chunk-gradient CTA warms L2 for the CTA a
-// wave later), 2 keep_preambles (the reverse scan loads each chunk's preamble instead of rebuilding it), 4
-// backward_value_splits = 2 (the reverse scan on two CTAs per sequence or run, 64 value rows each; K = 128), and
-// their sums.
+// chunked backward's CudaBackend fields: 2 keep_preambles (the reverse scan loads each chunk's preamble instead of
+// rebuilding it), 4 backward_value_splits = 2 (the reverse scan on two CTAs per sequence or run, 64 value rows each;
+// K = 128), 6 both.
 
 enum class Timed { backward, forward_and_backward };
 
@@ -397,8 +396,12 @@ void backward_pass(benchmark::State& state) {
   }
   const dp::index_t B = state.range(0), T = state.range(1), H = state.range(2), K = state.range(3), V = K;
   const int splits = static_cast<int>(state.range(4));
-  const bool prefetch = (state.range(5) & 1) != 0, preambles = (state.range(5) & 2) != 0;
+  const bool preambles = (state.range(5) & 2) != 0;
   const int value_splits = (state.range(5) & 4) != 0 ? 2 : 1;
+  if ((state.range(5) & ~6) != 0) {
+    state.SkipWithError("options takes 2 (kept preambles), 4 (value splits) or 6 (both)");
+    return;
+  }
   if (Algorithm == dp::CudaAlgorithm::recurrent && (splits != 1 || state.range(5) != 0)) {
     state.SkipWithError("the recurrent backward takes no split count and no chunked options");
     return;
@@ -455,7 +458,6 @@ void backward_pass(benchmark::State& state) {
                                 .algorithm = Algorithm,
                                 .sequence_splits = splits,
                                 .keep_forward_states = keep,
-                                .prefetch_backward_chunks = prefetch,
                                 .keep_preambles = preambles,
                                 .backward_value_splits = value_splits};
   if ((Algorithm == dp::CudaAlgorithm::chunked) != dp::chunked_backward_applies(backend, model, in, og, grads)) {
@@ -492,13 +494,11 @@ void backward_shapes(benchmark::internal::Benchmark* b) {
   b->Args({1, 16384, 8, 128, 8, 0});
   b->Args({1, 16384, 8, 128, 16, 0});
   b->Args({4, 2048, 8, 128, 3, 0});
-  // The chunked backward's options beside the rows above: L2 prefetch (1), kept preambles (2), both (3).
-  for (int options : {1, 2, 3}) {
-    b->Args({8, 4096, 16, 128, 1, options});
-    b->Args({4, 2048, 8, 64, 1, options});
-    b->Args({8, 512, 16, 128, 1, options});
-  }
-  b->Args({1, 16384, 8, 128, 16, 3});
+  // Kept preambles (2) beside the rows above.
+  b->Args({8, 4096, 16, 128, 1, 2});
+  b->Args({4, 2048, 8, 64, 1, 2});
+  b->Args({8, 512, 16, 128, 1, 2});
+  b->Args({1, 16384, 8, 128, 16, 2});
   // The reverse scan's value rows on two CTAs (4), with kept preambles (6), unsplit and split, where B * H * splits
   // leaves multiprocessors idle.
   for (int options : {4, 6}) {

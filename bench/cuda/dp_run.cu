@@ -3,7 +3,7 @@
 //
 //   dp_run --dir D --mode forward|decode|training --B 8 --T 4096 --H 16 --K 128 --V 128 --nh 1 --gated 1 --h0 1
 //          --iters 20 [--gradients 1] [--backward-algorithm automatic|recurrent|chunked] [--sequence-splits N]
-//          [--keep-forward-states] [--keep-preambles] [--prefetch-backward] [--value-splits N]
+//          [--keep-forward-states] [--keep-preambles] [--value-splits N]
 //
 // Reads D/q.bin [B,T,H,K], D/k.bin [B,T*nh,H,K], D/v.bin [B,T*nh,H,V], D/beta.bin [B,T*nh,H], D/g.bin [B,T,H]
 // (gated), all bf16, and D/h0.bin [B,H,K,V] fp32 (with --h0 1). Writes D/o.bin (bf16) and D/ht.bin (fp32), and prints
@@ -16,9 +16,9 @@
 // --gradients 1 also D/dq.bin, D/dk.bin, D/dv.bin, D/dbeta.bin, D/dg.bin (gated) in bf16 and D/dh0.bin (with --h0 1)
 // in fp32, and prints `dp_run ms=<median forward + backward> forward_ms=<median> backward_ms=<median>
 // path=<forward's path> backward=<automatic|recurrent|chunked> backward_splits=<n> keep_forward_states=<0|1>
-// keep_preambles=<0|1> prefetch_backward=<0|1> value_splits=<n>`; the forward's algorithm is left automatic, the
+// keep_preambles=<0|1> value_splits=<n>`; the forward's algorithm is left automatic, the
 // backward's is --backward-algorithm (default automatic); backward_splits is the number of runs of chunks the
-// backward cuts each sequence into (backward_sequence_splits(); 1 when unsplit or recurrent); the last four echo the
+// backward cuts each sequence into (backward_sequence_splits(); 1 when unsplit or recurrent); the last three echo the
 // flags below.
 //
 // --sequence-splits N (forward and training modes) sets CudaBackend::sequence_splits of the forward and the backward
@@ -26,9 +26,9 @@
 // leaves multiprocessors idle, and the backward with it), 1 never splits, N >= 2 cuts every sequence into N runs
 // of chunks. The forward's count shows in path= (`chunked/<n>splits`).
 //
-// --keep-forward-states, --keep-preambles and --prefetch-backward (training mode; off by default; each takes an
-// optional 0 or 1 after it, so `--keep-preambles 1` reads as `--keep-preambles`) set the CudaBackend fields
-// keep_forward_states, keep_preambles and prefetch_backward_chunks of both calls of the step, as a training loop sets
+// --keep-forward-states and --keep-preambles (training mode; off by default; each takes an optional 0 or 1 after
+// it, so `--keep-preambles 1` reads as `--keep-preambles`) set the CudaBackend fields keep_forward_states and
+// keep_preambles of both calls of the step, as a training loop sets
 // them. With --keep-forward-states the forward keeps each chunk's states and the backward reads them instead of running
 // its own state pass (so backward_ms drops by that pass); both calls then share one workspace of
 // max(forward_workspace_bytes(), backward_workspace_bytes()) for those fields, and both must take the chunked form
@@ -63,8 +63,8 @@ struct Arguments {
   dp::index_t B = 1, T = 1, H = 1, K = 128, V = 128;
   int n_h = 1, iters = 20, warmup = 3, sequence_splits = 0, value_splits = 1;
   bool gated = false, h0 = false, gradients = false;
-  // A training step's CudaBackend fields (--keep-forward-states, --keep-preambles, --prefetch-backward).
-  bool keep_forward_states = false, keep_preambles = false, prefetch_backward = false;
+  // A training step's CudaBackend fields (--keep-forward-states, --keep-preambles).
+  bool keep_forward_states = false, keep_preambles = false;
 };
 
 dp::CudaAlgorithm algorithm_named(const std::string& name) {
@@ -81,7 +81,6 @@ Arguments parse(int argc, char** argv) {
     // Switches: the name alone turns one on; an explicit 0 or 1 after it is taken as its value.
     bool* const flag = key == "--keep-forward-states" ? &a.keep_forward_states
                        : key == "--keep-preambles"    ? &a.keep_preambles
-                       : key == "--prefetch-backward" ? &a.prefetch_backward
                                                       : nullptr;
     if (flag != nullptr) {
       bool on = true;
@@ -219,7 +218,7 @@ std::string forward_path(const dp::CudaBackend& backend, const Model& model, con
 
 /// A training step as a training loop runs it: forward() (o only; algorithm automatic), then backward() from dL/do
 /// (D/do.bin, no dL/d(final state)) with --backward-algorithm. Both calls take --sequence-splits,
-/// --keep-forward-states, --keep-preambles and --prefetch-backward. With --keep-forward-states they share one
+/// --keep-forward-states and --keep-preambles. With --keep-forward-states they share one
 /// workspace sized for both, where the forward leaves each chunk's states for the backward; without it each has a
 /// workspace of its own and the backward recomputes what it needs from the inputs. Writes D/o.bin, and the gradients
 /// with --gradients 1.
@@ -244,7 +243,6 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::De
   const bool keep = a.keep_forward_states;
   dp::CudaBackend forward_backend{.sequence_splits = a.sequence_splits,
                                   .keep_forward_states = keep,
-                                  .prefetch_backward_chunks = a.prefetch_backward,
                                   .keep_preambles = a.keep_preambles};
   dp::CudaBackend backward_backend = forward_backend;
   backward_backend.algorithm = algorithm_named(a.backward_algorithm);
@@ -300,7 +298,6 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::De
                  " backward=" + a.backward_algorithm + " backward_splits=" + std::to_string(backward_splits) +
                  " keep_forward_states=" + (a.keep_forward_states ? "1" : "0") +
                  " keep_preambles=" + (a.keep_preambles ? "1" : "0") +
-                 " prefetch_backward=" + (a.prefetch_backward ? "1" : "0") +
                  " value_splits=" + std::to_string(a.value_splits);
   return times;
 }

@@ -6,8 +6,7 @@
 // members, the normalisation options and scale, strided views, subsets of the gradient views, absent dL/d(final
 // state) and initial state, bf16 and fp16 data, a long sequence with beta in [0, 2]; sequences split into runs of
 // chunks (the reverse scan's summaries and their fix-up, with gates weakened so that a wrong chaining shows),
-// alone and in a training step; chunk-gradient CTAs prefetching a later wave's chunks into L2; kept preambles; the
-// reverse scan's value rows split over two CTAs; value checks;
+// alone and in a training step; kept preambles; the reverse scan's value rows split over two CTAs; value checks;
 // host-side errors and workspace sizes.
 //
 // Tolerances. The kernels compute in fp32 from inputs the reference also reads. Every transition and its transpose
@@ -98,7 +97,6 @@ struct Call {
   bool keep_forward_states = false;  ///< a training step: forward() keeps the states, backward() reads them
   bool warp_specialized = false;     ///< ... with the warp-specialised forward kernel (else the one-role kernel)
   int sequence_splits = 1;           ///< backend.sequence_splits of both calls (1: unsplit; 0: the automatic plan)
-  bool prefetch = false;             ///< backend.prefetch_backward_chunks
   bool keep_preambles = false;       ///< backend.keep_preambles of both calls
   int value_splits = 1;              ///< backend.backward_value_splits
 };
@@ -188,7 +186,6 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   workspace.backend.sequence_splits = call.sequence_splits;
   workspace.backend.keep_forward_states = call.keep_forward_states;
   workspace.backend.warp_specialized_forward = call.warp_specialized;
-  workspace.backend.prefetch_backward_chunks = call.prefetch;
   workspace.backend.keep_preambles = call.keep_preambles;
   workspace.backend.backward_value_splits = call.value_splits;
   GpuGradients r;
@@ -814,23 +811,6 @@ TEST_CASE("chunked backward: the automatic plan splits as the forward's does; an
     CHECK(e.argument() == "backend.workspace_bytes");
     CHECK(std::string(e.what()).find("sequence_splits = 32") != std::string::npos);
   }
-}
-
-TEST_CASE("chunked backward: prefetching a later wave's chunks into L2 leaves the gradients as they are") {
-  // More chunk CTAs than one wave of resident ones (up to 2 x 132 here), so that most CTAs prefetch a real chunk and
-  // the last wave's targets fall past the grid.
-  Call call = chunked_call;
-  call.prefetch = true;
-  const reference::Problem dense = reference::random_problem(4, 4096, 2, 64, 64, 1, true, 2.0, true, 3601);
-  check_against_reference<ModelOf<1, true>, bf16>(dense, reference::random_loss_weights(dense, 3602),
-                                                  "prefetch, gated DeltaNet 512 chunk CTAs", call);
-  const reference::Problem packed = packed_problem({0, 1, 3000, 0, 700, 129}, 8, 64, 64, 2, false, 3603);
-  check_against_reference<ModelOf<2, false>, bf16>(packed, reference::random_loss_weights(packed, 3604),
-                                                   "prefetch, packed n_h 2", call);
-  call.head_padding = 8;
-  const reference::Problem wide = reference::random_problem(2, 2000, 4, 128, 128, 1, false, 2.0, true, 3605);
-  check_against_reference<ModelOf<1, false>, bf16>(wide, reference::random_loss_weights(wide, 3606),
-                                                   "prefetch, K=V=128, strided heads", call);
 }
 
 namespace {

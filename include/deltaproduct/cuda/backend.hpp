@@ -75,10 +75,6 @@ struct CudaBackend {
   /// on the state (chunked_specialized_kernel.cuh); 1.3-1.7x faster than the one-role kernel, the same algebra and
   /// precision. Ignored on other GPUs and builds; false runs the one-role kernel.
   bool warp_specialized_forward = true;
-  /// Chunked backward: every chunk-gradient CTA warms L2 with the inputs of the CTA one wave of resident CTAs after
-  /// it (a hint, no change to the results), so that those copies overlap its products. Off by default until it has
-  /// been measured on a GPU.
-  bool prefetch_backward_chunks = false;
   /// Chunked backward: its state pass, or a forward() that keeps its states, also keeps each chunk's preamble (the
   /// normalisers, gates, triangular factors and readout the chain on the state reads: 22,272 bytes per chunk and
   /// head at n_h = 1, 17,664 at n_h = 2 or 3, 15,360 at n_h = 4), and the reverse scan loads it instead of rebuilding

@@ -304,12 +304,6 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
   const index_t chunk_ctas = params.forward.cu_seqlens.present() ? params.forward.chunks_per_row + sequences
                                                                  : sequences * params.forward.chunks_per_row;
   const dim3 per_chunk(static_cast<unsigned>(chunk_ctas), static_cast<unsigned>(heads));
-  if (backend.prefetch_backward_chunks) {  // one wave of resident CTAs ahead
-    int resident = 0;
-    DELTAPRODUCT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, gradient_kernel,
-                                                                          Gradients::threads, Gradients::bytes));
-    params.prefetch_distance = static_cast<index_t>(resident > 0 ? resident : 1) * multiprocessor_count();
-  }
   gradient_kernel<<<per_chunk, Gradients::threads, Gradients::bytes, backend.stream>>>(params);
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 }

@@ -38,9 +38,6 @@ struct ChunkedBackwardParams {
   T* chunk_value_gradients = nullptr;             ///< [tiles][V][L]: dY^T
   DeviceView<T, 4> dq, dk, dv;                    ///< absent: not written
   DeviceView<T, 3> dbeta, dg;                     ///< absent: not written
-  /// Chunk-gradient CTAs: warm L2 with the inputs of the CTA this many after them in launch order (one wave of
-  /// resident CTAs later); 0: no prefetch.
-  index_t prefetch_distance = 0;
 };
 
 /// ldmatrix_x4 lane offsets (bytes) in a padded row-major tile of 16-bit elements with `pitch` elements per row.
@@ -578,20 +575,6 @@ struct ChunkGradientKernel {
       for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = inv * (acc[j][2 * h + e] - x[j][2 * h + e] * dot);
   }
 
-  /// Prefetches [address, address + bytes) into L2, a 128-byte line per thread and round.
-  static __device__ __forceinline__ void prefetch_range(const T* address, std::size_t bytes, int tid) {
-    const auto* first = reinterpret_cast<const unsigned char*>(address);
-    for (std::size_t offset = 128 * static_cast<std::size_t>(tid); offset < bytes; offset += 128 * threads)
-      prefetch_l2(first + offset);
-  }
-  /// Prefetches `rows` rows of `row_bytes` bytes, `stride` elements apart, into L2.
-  static __device__ __forceinline__ void prefetch_rows(const T* first_row, index_t stride, index_t rows,
-                                                       int row_bytes, int tid) {
-    const int lines = (row_bytes + 127) / 128;
-    for (index_t i = tid; i < rows * lines; i += threads)
-      prefetch_l2(reinterpret_cast<const unsigned char*>(first_row + (i / lines) * stride) + 128 * (i % lines));
-  }
-
   struct SequenceChunk {
     index_t sequence, chunk;
   };
@@ -612,40 +595,11 @@ struct ChunkGradientKernel {
     return {low, block - first_slot(low)};
   }
 
-  /// Warms L2 with what chunk CTA `linear` (in launch order, x fastest) copies: its kept tiles and its rows of q, k,
-  /// v and dL/do. A CTA's tiles fill most of a multiprocessor's shared memory, so one or two CTAs run per
-  /// multiprocessor and nothing else overlaps their copies with computation; called for the CTA a wave later, this
-  /// lets that CTA's copies hit L2 while this one computes.
-  static __device__ __forceinline__ void prefetch_chunk(const ChunkedBackwardParams<T>& bp, index_t linear, int tid) {
-    const ChunkedParams<T>& p = bp.forward;
-    if (linear >= static_cast<index_t>(gridDim.x) * gridDim.y) return;
-    const int head = static_cast<int>(linear / gridDim.x);
-    const auto [sequence, chunk] = sequence_and_chunk(p, linear % gridDim.x);
-    const SequenceSpan span = sequence_span(p, sequence);
-    const index_t length = span.end - span.begin;
-    if (chunk < 0 || chunk * C >= length) return;
-    const index_t tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
-                                          gridDim.y);
-    prefetch_range(p.chunk_states + tile * (VD * KD), sizeof(T) * VD * KD, tid);
-    prefetch_range(bp.chunk_adjoints + tile * (VD * KD), sizeof(T) * VD * KD, tid);
-    prefetch_range(p.chunk_solved_values + tile * (VD * L), sizeof(T) * VD * L, tid);
-    prefetch_range(bp.chunk_value_gradients + tile * (VD * L), sizeof(T) * VD * L, tid);
-    const index_t first_token = span.begin + chunk * C, tokens = min(index_t{C}, length - chunk * C);
-    constexpr int key_row_bytes = static_cast<int>(KD * sizeof(T)), value_row_bytes = static_cast<int>(VD * sizeof(T));
-    prefetch_rows(&p.q(span.row, first_token, head, 0), p.q.strides[1], tokens, key_row_bytes, tid);
-    prefetch_rows(&bp.d_o(span.row, first_token, head, 0), bp.d_o.strides[1], tokens, value_row_bytes, tid);
-    prefetch_rows(&p.k(span.row, first_token * NH, head, 0), p.k.strides[1], tokens * NH, key_row_bytes, tid);
-    prefetch_rows(&p.v(span.row, first_token * NH, head, 0), p.v.strides[1], tokens * NH, value_row_bytes, tid);
-  }
-
   static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp) {
     extern __shared__ __align__(128) unsigned char smem[];
     const ChunkedParams<T>& p = bp.forward;
     if (inputs_rejected(p.status)) return;
     const int head = static_cast<int>(blockIdx.y);
-    if (bp.prefetch_distance > 0)
-      prefetch_chunk(bp, blockIdx.x + static_cast<index_t>(blockIdx.y) * gridDim.x + bp.prefetch_distance,
-                     static_cast<int>(threadIdx.x));
     const auto [sequence, chunk] = sequence_and_chunk(p, blockIdx.x);
     const SequenceSpan span = sequence_span(p, sequence);
     const index_t length = span.end - span.begin;

@@ -512,9 +512,6 @@ __device__ __forceinline__ void mbarrier_wait(std::uint32_t barrier, std::uint32
 #endif
 }
 /// Brings the TMA descriptor `map` (a __grid_constant__ parameter) into the descriptor cache ahead of its first use.
-/// A hint: bring the 128-byte line of global memory that holds `address` into L2 (generic addressing).
-__device__ __forceinline__ void prefetch_l2(const void* address) { asm volatile("prefetch.L2 [%0];\n" ::"l"(address)); }
-
 __device__ __forceinline__ void prefetch_tensor_map(const void* map) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(map) : "memory");
