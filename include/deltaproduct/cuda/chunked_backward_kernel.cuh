@@ -100,12 +100,14 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x;
 }
 
-/// Stores row h of a thread's accumulator tiles (columns 8 j + 2 quad + 0..1) as row `row` of a [B, rows, H, D]
-/// gradient view: two elements per 32-bit store when the row is contiguous and 4-byte aligned, else one by one.
+/// Stores row h of a thread's accumulator tiles (columns first_column + 8 j + 2 quad + 0..1) as row `row` of a
+/// [B, rows, H, D] gradient view: two elements per 32-bit store when the row is contiguous and 4-byte aligned, else
+/// one by one.
 template <class T, int Tiles>
 __device__ __forceinline__ void store_gradient_row(const DeviceView<T, 4>& view, index_t batch_row, index_t row,
-                                                   int head, const float (&acc)[Tiles][4], int h, int quad) {
-  T* const base = &view(batch_row, row, head, 0);
+                                                   int head, int first_column, const float (&acc)[Tiles][4], int h,
+                                                   int quad) {
+  T* const base = &view(batch_row, row, head, first_column);
   const index_t stride = view.strides[3];
   const bool pairs = stride == 1 && reinterpret_cast<std::uintptr_t>(base) % 4 == 0;
 #pragma unroll
@@ -530,7 +532,9 @@ struct GradientLayout {
   static constexpr std::size_t log2_gates = query_scales + 4 * L;            ///< float [L]
   static constexpr std::size_t beta_gradients = log2_gates + 4 * L;          ///< float [L]
   static constexpr std::size_t gamma_gradients = beta_gradients + 4 * L;     ///< float [L]: dL/dG per micro-step
-  static constexpr std::size_t bytes = round_up(gamma_gradients + 4 * L, 128);
+  static constexpr std::size_t row_partials = gamma_gradients + 4 * L;      ///< float [2][L]: a column half's db terms
+  static constexpr std::size_t norm_partials = row_partials + 8 * L;        ///< float2 [2][L + QR]: its row sums
+  static constexpr std::size_t bytes = round_up(norm_partials + 16 * (L + QR), 128);
   static_assert(QR <= L, "query rows fit the L-sized scale arrays");
 };
 
@@ -541,7 +545,14 @@ struct ChunkGradientKernel {
   static constexpr int L = Layout::L, C = Layout::C, QR = Layout::QR, NW = Layout::warps;
   static constexpr int VP = Layout::VP, KP = Layout::KP, LP = Layout::LP, MP = Layout::MP;
   static constexpr int threads = Layout::threads;
-  static constexpr int row_blocks = (L + QR) / 16;  ///< micro-step rows, then token rows
+  /// Phases 1 and 3 split each block of 16 rows between two warps, each taking half of its columns: units 2 i and
+  /// 2 i + 1 are the halves of micro-step row block i, then come the token row blocks'. Warp w takes units w, w + NW,
+  /// ..., so each round of NW units is all micro-step rows or all token rows: every warp of the CTA runs the same code
+  /// at the same time. The code is long and straight (unrolled products and epilogues); warps running different
+  /// parts of it at once stall on instruction fetch.
+  static constexpr int step_units = 2 * (L / 16), units = step_units + 2 * (QR / 16);
+  static constexpr int unit_rounds = (units + NW - 1) / NW;
+  static_assert(step_units % NW == 0, "a round of units holds micro-step rows only or token rows only");
   static_assert(Layout::threads == Forward::Layout::threads, "the forward's copies and normalisers serve");
 
   /// Elements (row, 8 j + 2 quad + 0..1) of a blocked key-width tile as floats.
@@ -560,19 +571,23 @@ struct ChunkGradientKernel {
     }
   }
 
-  /// Through a normalisation x_hat = inv x (inv = 1 / ||x|| or 1 / sqrt(||x||^2 + eps)): dx = inv (dx_hat - x_hat
-  /// (x_hat . dx_hat)); `x` holds the raw row's elements as the accumulators hold dx_hat.
-  static __device__ __forceinline__ void normalize_backward(float (&acc)[KD / 8][4], const float (&x)[KD / 8][4],
-                                                            int h, float inv, bool normalized) {
-    if (!normalized) return;
+  /// Sum over row h of this unit's columns of x o acc, whole in every lane of the quad.
+  static __device__ __forceinline__ float row_dot(const float (&acc)[KD / 16][4], const float (&x)[KD / 16][4], int h) {
     float dot = 0.0f;
 #pragma unroll
-    for (int j = 0; j < KD / 8; ++j) dot += x[j][2 * h] * acc[j][2 * h] + x[j][2 * h + 1] * acc[j][2 * h + 1];
-    dot = quad_sum(dot) * inv * inv;
+    for (int j = 0; j < KD / 16; ++j) dot += x[j][2 * h] * acc[j][2 * h] + x[j][2 * h + 1] * acc[j][2 * h + 1];
+    return quad_sum(dot);
+  }
+  /// Through a normalisation x_hat = inv x (inv = 1 / ||x|| or 1 / sqrt(||x||^2 + eps)): dx = inv (dx_hat - x_hat
+  /// (x_hat . dx_hat)); `x` holds the raw row's elements as the accumulators hold dx_hat, and `dot` is x . dx_hat
+  /// over the whole row (both halves).
+  static __device__ __forceinline__ void normalize_backward(float (&acc)[KD / 16][4], const float (&x)[KD / 16][4],
+                                                            int h, float inv, float dot) {
+    const float along = dot * inv * inv;
 #pragma unroll
-    for (int j = 0; j < KD / 8; ++j)
+    for (int j = 0; j < KD / 16; ++j)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = inv * (acc[j][2 * h + e] - x[j][2 * h + e] * dot);
+      for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = inv * (acc[j][2 * h + e] - x[j][2 * h + e] * along);
   }
 
   struct SequenceChunk {
@@ -622,6 +637,8 @@ struct ChunkGradientKernel {
     float* const log2_gates = reinterpret_cast<float*>(smem + Layout::log2_gates);
     float* const beta_gradients = reinterpret_cast<float*>(smem + Layout::beta_gradients);
     float* const gamma_gradients = reinterpret_cast<float*>(smem + Layout::gamma_gradients);
+    float* const row_partials = reinterpret_cast<float*>(smem + Layout::row_partials);
+    float2* const norm_partials = reinterpret_cast<float2*>(smem + Layout::norm_partials);
     const typename Forward::Stage stage{keys, values, queries, betas, reinterpret_cast<float*>(smem + Layout::gates)};
 
     // Inputs of the chunk and its kept tiles, in two waves: what phase 1 reads first (four commit groups), then the
@@ -639,7 +656,7 @@ struct ChunkGradientKernel {
     copy_kept_tile<KD, KP>(bp.chunk_adjoints + tile * (VD * KD), adjoints, tid);
     copy_async_commit();
     Forward::store_scalars(stage, Forward::load_scalars(p, span, head, chunk));
-    if (tid < L) beta_gradients[tid] = gamma_gradients[tid] = 0.0f;
+    if (tid < L) gamma_gradients[tid] = 0.0f;
     copy_async_wait<2>();
     __syncthreads();
     Forward::prepare_scales(p, stage, key_scales, query_scales, log2_gates);
@@ -649,14 +666,17 @@ struct ChunkGradientKernel {
     const unsigned char* const query_bytes = reinterpret_cast<const unsigned char*>(queries);
     const std::uint32_t keys_address = shared_address(keys), queries_address = shared_address(queries);
 
-    // Phase 1, per block of 16 rows: H = dY u^T and G = K K^T (micro-step rows r), or dM = dO u^T and Q K^T (token
-    // rows t); their epilogues write the mix [Z + Z^T, P^T] (Z = diag(b) H, with dA = -H) and P, and give the beta
-    // and gate terms they carry.
-    for (int rb = warp; rb < row_blocks; rb += NW) {
-      const bool step_rows = rb < L / 16;
-      const int first = step_rows ? 16 * rb : 16 * (rb - L / 16);
-      float upper[L / 8][4] = {}, gram[L / 8][4] = {};
-      const OperandTile u_b{shared_address(solved) + b_from_k_rows(lane, LP), 32 * LP, 32};
+    // Phase 1, per unit (a block of 16 rows, half of its L columns): H = dY u^T and G = K K^T (micro-step rows r),
+    // or dM = dO u^T and Q K^T (token rows t); their epilogues write the mix [Z + Z^T, P^T] (Z = diag(b) H, with
+    // dA = -H) and P, and give the beta and gate terms they carry (a half's share of the db term in row_partials).
+#pragma unroll 1
+    for (int unit = warp; unit < units; unit += NW) {
+      const bool step_rows = unit < step_units;
+      const int half = unit % 2, first = 16 * ((step_rows ? unit : unit - step_units) / 2);
+      const int first_column = half * (L / 2);
+      float upper[L / 16][4] = {}, gram[L / 16][4] = {};
+      const OperandTile u_b{shared_address(solved) + b_from_k_rows(lane, LP) + Forward::at(0, first_column, LP),
+                            32 * LP, 32};
       if (step_rows)
         accumulate_product<T, VD / 16, true, true>(
             upper, {shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
@@ -670,18 +690,18 @@ struct ChunkGradientKernel {
           {(step_rows ? keys_address : queries_address) + Forward::blocked_rows_then_columns() +
                Forward::blocked(first, 0),
            256},
-          {keys_address + Forward::blocked_columns_then_rows(), 256, 32 * KD});
+          {keys_address + Forward::blocked_columns_then_rows() + Forward::blocked(first_column, 0), 256, 32 * KD});
       // Column terms of dG (gated), summed over the warp's 16 rows before they meet in shared memory.
-      float column_terms[L / 8][2] = {};
+      float column_terms[L / 16][2] = {};
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int row = first + group + 8 * h;
         float row_sum = 0.0f;  // sum_s H_rs G_rs (step rows) or the gate term of dM o M at r_last(t) (token rows)
 #pragma unroll
-        for (int n = 0; n < L / 8; ++n)
+        for (int n = 0; n < L / 16; ++n)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const int s = 8 * n + 2 * quad + e;
+            const int s = first_column + 8 * n + 2 * quad + e;
             const float dot = gram[n][2 * h + e], product = upper[n][2 * h + e];
             if (step_rows) {
               // Z = diag(b) H is strictly lower, so Z + Z^T holds Z_rs at (r, s) and at (s, r): both written here.
@@ -711,7 +731,7 @@ struct ChunkGradientKernel {
         row_sum = quad_sum(row_sum);
         if (quad == 0) {
           if (step_rows) {
-            beta_gradients[row] = row_sum;
+            row_partials[half * L + row] = row_sum;
             if constexpr (Gated) atomicAdd(&gamma_gradients[row], betas[row] * row_sum);
           } else if constexpr (Gated) {
             if (row < C) atomicAdd(&gamma_gradients[last_step_of<NH>(row)], row_sum);
@@ -720,13 +740,13 @@ struct ChunkGradientKernel {
       }
       if constexpr (Gated) {
 #pragma unroll
-        for (int n = 0; n < L / 8; ++n)
+        for (int n = 0; n < L / 16; ++n)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             float x = column_terms[n][e];
 #pragma unroll
             for (int offset = 4; offset < 32; offset *= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-            if (group == 0) atomicAdd(&gamma_gradients[8 * n + 2 * quad + e], x);
+            if (group == 0) atomicAdd(&gamma_gradients[first_column + 8 * n + 2 * quad + e], x);
           }
       }
     }
@@ -742,7 +762,7 @@ struct ChunkGradientKernel {
         dot += to_float(value_gradients[v * LP + r]) * to_float(values[r * VP + v]);
 #pragma unroll
       for (int offset = 1; offset < lanes_per_row; offset *= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-      if (part == 0) beta_gradients[r] += dot;
+      if (part == 0) beta_gradients[r] = (row_partials[r] + row_partials[L + r]) + dot;
     }
     if constexpr (Gated) {
       float sum = 0.0f;  // over 16-byte pieces of the two tiles
@@ -762,30 +782,42 @@ struct ChunkGradientKernel {
     }
     __syncthreads();
 
-    // Phase 3, per block of 16 rows: dK = diag(c) u D^T - diag(b Gamma) dY S_0^T + mix [K; Q] (micro-step rows), or
-    // dQ = diag(Gamma_q) dO S_0^T + P K (token rows); then through the normalisations, and out.
+    // Phase 3, per unit (a block of 16 rows, half of its K columns), in rounds of NW units: dK = diag(c) u D^T -
+    // diag(b Gamma) dY S_0^T + mix [K; Q] (micro-step rows), or dQ = diag(Gamma_q) dO S_0^T + P K (token rows); then
+    // through the normalisations, whose row sums the two halves exchange through shared memory, and out.
     const index_t first_token = chunk * C, first_step = first_token * NH;
     const index_t step_base = span.begin * NH, steps = length * NH;
-    for (int rb = warp; rb < row_blocks; rb += NW) {
-      const bool step_rows = rb < L / 16;
-      const int first = step_rows ? 16 * rb : 16 * (rb - L / 16);
-      const OperandTile state_b{shared_address(states) + b_from_k_rows(lane, KP), 32 * KP, 32};
-      float acc[KD / 8][4] = {};
-      float x[KD / 8][4];  // the row's raw key or query elements
+    constexpr int normalized_rows = L + QR;  // norm_partials: [half][micro-step rows, then token rows]
+#pragma unroll 1
+    for (int round = 0; round < unit_rounds; ++round) {
+      // A warp without a unit this round (token rows, n_h >= 2) takes the last one's place, writing nothing.
+      const bool active = warp + round * NW < units;
+      const int unit = active ? warp + round * NW : units - 1;
+      const bool step_rows = unit < step_units;  // the same in every warp
+      const int half = unit % 2, first = 16 * ((step_rows ? unit : unit - step_units) / 2);
+      const int first_column = half * (KD / 2), first_piece = half * (KD / 16);
+      const OperandTile state_b{shared_address(states) + b_from_k_rows(lane, KP) + Forward::at(0, first_column, KP),
+                                32 * KP, 32};
+      // Blocked B tiles of this half's columns: 16 rows (32 KD bytes) a k-step, pieces 2 nb, 2 nb + 1 a block.
+      const std::uint32_t key_columns =
+          keys_address + Forward::blocked_transposed_b() + Forward::blocked(0, first_piece);
+      float acc[KD / 16][4] = {};
+      float x[KD / 16][4];  // the row's raw key or query elements in this half
 #pragma unroll
-      for (int j = 0; j < KD / 8; ++j)
+      for (int j = 0; j < KD / 16; ++j)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const float2 pair = blocked_pair(step_rows ? key_bytes : query_bytes, first + group + 8 * h, j, quad);
+          const float2 pair =
+              blocked_pair(step_rows ? key_bytes : query_bytes, first + group + 8 * h, first_piece + j, quad);
           x[j][2 * h] = pair.x;
           x[j][2 * h + 1] = pair.y;
         }
-      if (step_rows) {
+      if (step_rows) {  // every unit of the round is active: step_units is a multiple of NW
         // u D^T, scaled by c_r; the gate term through c.
         accumulate_product<T, VD / 16, true, true>(
             acc, {shared_address(solved) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
-            {shared_address(adjoints) + b_from_k_rows(lane, KP), 32 * KP, 32});
-        float carry[KD / 8][4] = {};
+            {shared_address(adjoints) + b_from_k_rows(lane, KP) + Forward::at(0, first_column, KP), 32 * KP, 32});
+        float carry[KD / 16][4] = {};
         accumulate_product<T, VD / 16, true, true>(
             carry, {shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
             state_b);
@@ -796,18 +828,9 @@ struct ChunkGradientKernel {
           const float kinv = key_scales[r], b_r = betas[r];
           const float gamma_r = Forward::gate_from_start(log2_gates, r / NH);
           const float c_r = Forward::gate_between(log2_gates, C - 1, r / NH);
-          float carried = 0.0f, along_key = 0.0f;
-#pragma unroll
-          for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              carried += acc[j][2 * h + e] * x[j][2 * h + e];
-              along_key += carry[j][2 * h + e] * x[j][2 * h + e];
-            }
-          carried = quad_sum(carried) * kinv * c_r;
-          along_key = quad_sum(along_key) * kinv;
+          const float carried = row_dot(acc, x, h) * kinv * c_r, along_key = row_dot(carry, x, h) * kinv;
           if (quad == 0) {
-            beta_gradients[r] -= gamma_r * along_key;
+            row_partials[half * L + r] = gamma_r * along_key;
             if constexpr (Gated) {
               atomicAdd(&gamma_gradients[L - 1], carried);
               atomicAdd(&gamma_gradients[r], -carried - b_r * gamma_r * along_key);
@@ -815,69 +838,85 @@ struct ChunkGradientKernel {
           }
           const float weight = b_r * gamma_r;
 #pragma unroll
-          for (int j = 0; j < KD / 8; ++j)
+          for (int j = 0; j < KD / 16; ++j)
 #pragma unroll
             for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = c_r * acc[j][2 * h + e] - weight * carry[j][2 * h + e];
         }
-        // + mix [K; Q]: blocked B tiles, 16 rows (32 KD bytes) a k-step, pieces 2 nb, 2 nb + 1 (256 bytes) a block.
+        // + mix [K; Q].
         const std::uint32_t mix_a = shared_address(mix) + a_from_m_rows(lane, MP) + Forward::at(first, 0, MP);
-        accumulate_product<T, L / 16, false, true>(acc, {mix_a, 32},
-                                                   {keys_address + Forward::blocked_transposed_b(), 32 * KD, 256});
-        accumulate_product<T, QR / 16, false, true>(acc, {mix_a + Forward::at(0, L, MP), 32},
-                                                    {queries_address + Forward::blocked_transposed_b(), 32 * KD, 256});
+        accumulate_product<T, L / 16, false, true>(acc, {mix_a, 32}, {key_columns, 32 * KD, 256});
+        accumulate_product<T, QR / 16, false, true>(
+            acc, {mix_a + Forward::at(0, L, MP), 32},
+            {queries_address + Forward::blocked_transposed_b() + Forward::blocked(0, first_piece), 32 * KD, 256});
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float dot = row_dot(acc, x, h);
+          if (quad == 0) norm_partials[half * normalized_rows + first + group + 8 * h] = make_float2(dot, 0.0f);
+        }
+        __syncthreads();  // the other half's row sums
         // Through the key normalisation, then out.
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int r = first + group + 8 * h;
-          normalize_backward(acc, x, h, key_scales[r], p.key_norm != NormCode::none);
-          const bool valid = r < Layout::L && r < C * NH && first_step + r < steps;
+          if (p.key_norm != NormCode::none)
+            normalize_backward(acc, x, h, key_scales[r],
+                               norm_partials[r].x + norm_partials[normalized_rows + r].x);
+          const bool valid = r < C * NH && first_step + r < steps;
           if (valid && bp.dk.present())
-            store_gradient_row(bp.dk, span.row, step_base + first_step + r, head, acc, h, quad);
+            store_gradient_row(bp.dk, span.row, step_base + first_step + r, head, first_column, acc, h, quad);
         }
       } else {
-        // dO S_0^T, scaled by exp(G_t); the gate term through it.
-        accumulate_product<T, VD / 16, false, true>(
-            acc, {shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 0, VP), 32}, state_b);
+        if (active) {
+          // dO S_0^T, scaled by exp(G_t); the gate term through it.
+          accumulate_product<T, VD / 16, false, true>(
+              acc, {shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 0, VP), 32}, state_b);
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int t = first + group + 8 * h;
-          const float gamma_t = Forward::gate_from_start(log2_gates, t);
-          if constexpr (Gated) {
-            float dot = 0.0f;
+          for (int h = 0; h < 2; ++h) {
+            const int t = first + group + 8 * h;
+            const float gamma_t = Forward::gate_from_start(log2_gates, t);
+            if constexpr (Gated) {
+              const float dot = row_dot(acc, x, h) * query_scales[t] * gamma_t;
+              if (quad == 0 && t < C) atomicAdd(&gamma_gradients[last_step_of<NH>(t)], dot);
 #pragma unroll
-            for (int j = 0; j < KD / 8; ++j)
+              for (int j = 0; j < KD / 16; ++j)
 #pragma unroll
-              for (int e = 0; e < 2; ++e) dot += acc[j][2 * h + e] * x[j][2 * h + e];
-            dot = quad_sum(dot) * query_scales[t] * gamma_t;
-            if (quad == 0 && t < C) atomicAdd(&gamma_gradients[last_step_of<NH>(t)], dot);
+                for (int e = 0; e < 2; ++e) acc[j][2 * h + e] *= gamma_t;
+            }
+          }
+          // + P K
+          accumulate_product<T, L / 16, false, true>(
+              acc, {shared_address(readout) + a_from_m_rows(lane, LP) + Forward::at(first, 0, LP), 32},
+              {key_columns, 32 * KD, 256});
+          // dq = scale J^T dQ: through the scale, then (below) the query normalisation.
 #pragma unroll
-            for (int j = 0; j < KD / 8; ++j)
+          for (int h = 0; h < 2; ++h) {
+            float sum_of_squares = 0.0f;
 #pragma unroll
-              for (int e = 0; e < 2; ++e) acc[j][2 * h + e] *= gamma_t;
+            for (int j = 0; j < KD / 16; ++j) {
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                sum_of_squares += x[j][2 * h + e] * x[j][2 * h + e];
+                acc[j][2 * h + e] *= p.scale;
+              }
+            }
+            const float dot = row_dot(acc, x, h);
+            sum_of_squares = quad_sum(sum_of_squares);
+            if (quad == 0)
+              norm_partials[half * normalized_rows + L + first + group + 8 * h] = make_float2(dot, sum_of_squares);
           }
         }
-        // + P K
-        accumulate_product<T, L / 16, false, true>(
-            acc, {shared_address(readout) + a_from_m_rows(lane, LP) + Forward::at(first, 0, LP), 32},
-            {keys_address + Forward::blocked_transposed_b(), 32 * KD, 256});
-        // dq = scale J^T dQ: through the scale and the query normalisation, then out.
+        __syncthreads();  // the other half's row sums (every warp arrives, units or not)
+        if (active) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int t = first + group + 8 * h;
-          float sum_of_squares = 0.0f;
-#pragma unroll
-          for (int j = 0; j < KD / 8; ++j)
-            sum_of_squares += x[j][2 * h] * x[j][2 * h] + x[j][2 * h + 1] * x[j][2 * h + 1];
-          sum_of_squares = quad_sum(sum_of_squares);
-#pragma unroll
-          for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) acc[j][2 * h + e] *= p.scale;
-          normalize_backward(acc, x, h, inverse_norm(sum_of_squares, p.query_norm, p.eps),
-                             p.query_norm != NormCode::none);
-          const bool valid = t < C && first_token + t < length;
-          if (valid && bp.dq.present())
-            store_gradient_row(bp.dq, span.row, span.begin + first_token + t, head, acc, h, quad);
+          for (int h = 0; h < 2; ++h) {
+            const int t = first + group + 8 * h;
+            const float2 left = norm_partials[L + t], right = norm_partials[normalized_rows + L + t];
+            if (p.query_norm != NormCode::none)
+              normalize_backward(acc, x, h, inverse_norm(left.y + right.y, p.query_norm, p.eps), left.x + right.x);
+            const bool valid = t < C && first_token + t < length;
+            if (valid && bp.dq.present())
+              store_gradient_row(bp.dq, span.row, span.begin + first_token + t, head, first_column, acc, h, quad);
+          }
         }
       }
     }
@@ -901,7 +940,8 @@ struct ChunkGradientKernel {
         }
       }
     if (bp.dbeta.present() && tid < C * NH && first_step + tid < steps)
-      bp.dbeta(span.row, step_base + first_step + tid, head) = from_float<T>(beta_gradients[tid]);
+      bp.dbeta(span.row, step_base + first_step + tid, head) =
+          from_float<T>(beta_gradients[tid] - (row_partials[tid] + row_partials[L + tid]));
     if constexpr (Gated) {
       if (warp == 0) {
         // Suffix sums over the 64 micro-steps, two per lane.
