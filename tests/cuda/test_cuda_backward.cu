@@ -6,8 +6,8 @@
 // members, the normalisation options and scale, strided views, subsets of the gradient views, absent dL/d(final
 // state) and initial state, bf16 and fp16 data, a long sequence with beta in [0, 2]; sequences split into runs of
 // chunks (the reverse scan's summaries and their fix-up, with gates weakened so that a wrong chaining shows),
-// alone and in a training step; kept preambles; the reverse scan's value rows split over two CTAs; value checks;
-// host-side errors and workspace sizes.
+// alone and in a training step; kept preambles; the reverse scan's value rows split over two CTAs; the chunked
+// backward reproducible bit for bit; value checks; host-side errors and workspace sizes.
 //
 // Tolerances. The kernels compute in fp32 from inputs the reference also reads. Every transition and its transpose
 // is a contraction (unit keys, beta <= 2, gates <= 1), so rounding errors made along the T n_h steps add rather than
@@ -815,14 +815,26 @@ TEST_CASE("chunked backward: the automatic plan splits as the forward's does; an
 
 namespace {
 
-/// Every gradient but dL/dg (summed through atomics, so not reproducible) is the same bit for bit.
+/// Every gradient is the same bit for bit (the chunked backward sums each term in a fixed order, dL/dg's included).
 void check_same_gradients(const GpuGradients& a, const GpuGradients& b, const std::string& what) {
   INFO(what);
   CHECK(a.d.q == b.d.q);
   CHECK(a.d.k == b.d.k);
   CHECK(a.d.v == b.d.v);
   CHECK(a.d.beta == b.d.beta);
+  CHECK(a.d.g == b.d.g);
   CHECK(a.d.initial_state == b.d.initial_state);
+}
+
+/// The same chunked call twice gives the same gradients bit for bit.
+template <class Model, class T>
+void check_reproducible(reference::Problem p, std::uint64_t seed, const std::string& what, const Call& call) {
+  reference::LossWeights w = reference::random_loss_weights(p, seed);
+  round_problem<T>(p, w);
+  const GpuGradients first = run_gpu<Model, T>(p, w, call);
+  const GpuGradients second = run_gpu<Model, T>(p, w, call);
+  CHECK_MESSAGE((!first.d.g.empty() || !p.gated), what);
+  check_same_gradients(first, second, what);
 }
 
 /// The same call with and without kept preambles, with the one-role kernels (the kept preamble is then what the
@@ -953,6 +965,19 @@ TEST_CASE("chunked backward: the reverse scan splits its value rows over two CTA
       CHECK(std::string(e.what()).find(std::to_string(n) + " with V = " + std::to_string(D)) != std::string::npos);
     }
   }
+}
+
+TEST_CASE("chunked backward: the same call gives the same gradients bit for bit, dL/dg included") {
+  // Many chunk CTAs per head, so that the order in which CTAs and warps run differs from call to call.
+  check_reproducible<ModelOf<1, true>, bf16>(reference::random_problem(4, 2000, 4, 128, 128, 1, true, 2.0, true, 4001),
+                                             4002, "gated DeltaNet, K = V = 128", chunked_call);
+  check_reproducible<ModelOf<2, true>, bf16>(reference::random_problem(3, 700, 2, 64, 64, 2, true, 2.0, true, 4003),
+                                             4004, "gated n_h 2, K = V = 64", chunked_call);
+  Call step = chunked_call;
+  step.keep_forward_states = true;
+  step.sequence_splits = 3;
+  check_reproducible<ModelOf<3, true>, bf16>(reference::random_problem(2, 900, 2, 128, 128, 3, true, 2.0, true, 4005),
+                                             4006, "training step, 3 runs, gated n_h 3", step);
 }
 
 TEST_CASE("chunked backward: a rejected beta writes nothing") {

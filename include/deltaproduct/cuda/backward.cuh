@@ -34,7 +34,8 @@
 // bytes per batch row and head (R = T * n_h). backward_workspace_bytes() gives the larger of the two needs.
 // Gradients are written, not accumulated; absent gradient views are not written. Gradient views must not overlap
 // the inputs. The recurrent form agrees with the CPU backend to fp32 rounding; the chunked one to the rounding of
-// its 16-bit tensor-core operands (chunked_backward_kernel.cuh). Neither is bit for bit reproducible (atomics).
+// its 16-bit tensor-core operands (chunked_backward_kernel.cuh). The chunked form is reproducible bit for bit (its
+// sums run in a fixed order); the recurrent one is not (atomics).
 #pragma once
 
 #include <cuda_runtime.h>

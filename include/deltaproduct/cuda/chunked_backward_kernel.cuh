@@ -15,8 +15,8 @@
 // P is the forward's gated, scaled readout (rows: tokens), A its strictly lower matrix, c_r = exp(G_last - G_t(r)).
 //
 // Precision: as the forward's. Products take 16-bit operands and accumulate in fp32; the kept tiles (S^T, u^T, D^T,
-// dY^T) are rounded to T once; the back substitution runs in fp16 with the forward's fp16 diagonal inverses. The
-// gradient of the gates sums through shared-memory atomics, so it is not bit-reproducible.
+// dY^T) are rounded to T once; the back substitution runs in fp16 with the forward's fp16 diagonal inverses. Every
+// sum runs in a fixed order (no atomics), so the gradients are reproducible bit for bit.
 #pragma once
 
 #include <cstddef>
@@ -100,28 +100,6 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x;
 }
 
-/// Stores row h of a thread's accumulator tiles (columns first_column + 8 j + 2 quad + 0..1) as row `row` of a
-/// [B, rows, H, D] gradient view: two elements per 32-bit store when the row is contiguous and 4-byte aligned, else
-/// one by one.
-template <class T, int Tiles>
-__device__ __forceinline__ void store_gradient_row(const DeviceView<T, 4>& view, index_t batch_row, index_t row,
-                                                   int head, int first_column, const float (&acc)[Tiles][4], int h,
-                                                   int quad) {
-  T* const base = &view(batch_row, row, head, first_column);
-  const index_t stride = view.strides[3];
-  const bool pairs = stride == 1 && reinterpret_cast<std::uintptr_t>(base) % 4 == 0;
-#pragma unroll
-  for (int j = 0; j < Tiles; ++j) {
-    const int column = 8 * j + 2 * quad;
-    if (pairs) {
-      *reinterpret_cast<std::uint32_t*>(base + column) = pack2<T>(acc[j][2 * h], acc[j][2 * h + 1]);
-    } else {
-      base[column * stride] = from_float<T>(acc[j][2 * h]);
-      base[(column + 1) * stride] = from_float<T>(acc[j][2 * h + 1]);
-    }
-  }
-}
-
 /// Copies columns [first_column, first_column + VD) of the output gradients of chunk `chunk` (C token rows; QR rows,
 /// zero past the chunk's tokens) into a padded row-major tile of `pitch` elements, as one commit group.
 template <class T, int VD, int C, int QR, int Threads>
@@ -129,12 +107,13 @@ __device__ __forceinline__ void copy_output_gradients(const ChunkedBackwardParam
                                                       int head, index_t chunk, T* tile, int pitch, int tid,
                                                       int first_column = 0) {
   constexpr int pieces = VD / 8;
+  static_assert(Threads % pieces == 0, "a round of threads covers whole rows");
   const index_t first_token = chunk * C, length = span.end - span.begin;
   const T* const rows = &p.d_o(span.row, span.begin + first_token, head, first_column);
 #pragma unroll
   for (int i = 0; i < (QR * pieces + Threads - 1) / Threads; ++i) {
-    const int index = tid + i * Threads, t = index / pieces, piece = index % pieces;
-    if (index >= QR * pieces) break;
+    const int t = tid / pieces + i * (Threads / pieces), piece = tid % pieces;
+    if (t >= QR) break;
     const bool valid = t < C && first_token + t < length;
     const T* source = valid ? rows + t * p.d_o.strides[1] + piece * 8 : p.d_o.data;
     copy_async_16(tile + t * pitch + piece * 8, source, valid);
@@ -534,7 +513,24 @@ struct GradientLayout {
   static constexpr std::size_t gamma_gradients = beta_gradients + 4 * L;     ///< float [L]: dL/dG per micro-step
   static constexpr std::size_t row_partials = gamma_gradients + 4 * L;      ///< float [2][L]: a column half's db terms
   static constexpr std::size_t norm_partials = row_partials + 8 * L;        ///< float2 [2][L + QR]: its row sums
-  static constexpr std::size_t bytes = round_up(norm_partials + 16 * (L + QR), 128);
+  /// float: the terms of dL/dG (gated), each written once by the unit or warp that computes it and summed in a fixed
+  /// order at the end, so that dL/dg is reproducible bit for bit: [L / 16 + QR / 16][L] the column terms of each
+  /// 16-row block, [2 phases][2 halves][L] those at micro-step rows, [2][2][QR] those at token rows, and the chunk's
+  /// last micro-step's from each warp (phase 2) and each micro-step unit (phase 3).
+  static constexpr int gate_column_blocks = L / 16 + QR / 16, gate_last_terms = warps + 2 * (L / 16);
+  static constexpr std::size_t gate_terms = norm_partials + 16 * (L + QR);
+  static constexpr std::size_t gate_term_count = gate_column_blocks * L + 4 * L + 4 * QR + gate_last_terms;
+  static constexpr std::size_t map_end = round_up(gate_terms + 4 * gate_term_count, 128);
+  /// T [L + QR][KP]: dK's rows, then dQ's, staged for coalesced stores. Where one round of the chunk-gradient
+  /// kernel's units covers the micro-step rows (V = 128), in D^T's place: no product reads D^T after that round's
+  /// products; else (two rounds read D^T) after the map.
+  static constexpr bool staging_in_adjoints = 2 * (L / 16) == warps;
+  static constexpr std::size_t output_staging = staging_in_adjoints ? adjoints : map_end;
+  static constexpr std::size_t bytes = staging_in_adjoints ? map_end : map_end + 2 * (L + QR) * KP;
+  static_assert(!staging_in_adjoints || (L + QR) <= VD, "dK and dQ fit in D^T's rows");
+  /// T [L][VP]: dv's rows, staged in u^T's place (no product reads u^T after phase 3).
+  static constexpr std::size_t value_staging = solved;
+  static_assert(L * VP <= VD * LP, "dv's rows fit in u^T's place");
   static_assert(QR <= L, "query rows fit the L-sized scale arrays");
 };
 
@@ -564,10 +560,13 @@ struct ChunkGradientKernel {
   template <int Width, int Pitch>
   static __device__ __forceinline__ void copy_kept_tile(const T* source, T* tile, int tid) {
     constexpr int pieces = Width / 8;
+    static_assert(threads % pieces == 0 && VD * pieces % threads == 0, "rounds of threads cover whole rows");
+    // Row and piece from tid once; each round moves threads / pieces rows on (constant offsets).
+    const int row = tid / pieces, piece = tid % pieces;
 #pragma unroll
     for (int i = 0; i < VD * pieces / threads; ++i) {
-      const int index = tid + i * threads, row = index / pieces, piece = index % pieces;
-      copy_async_16(tile + row * Pitch + piece * 8, source + row * Width + piece * 8, true);
+      const int r = row + i * (threads / pieces);
+      copy_async_16(tile + r * Pitch + piece * 8, source + r * Width + piece * 8, true);
     }
   }
 
@@ -588,6 +587,45 @@ struct ChunkGradientKernel {
     for (int j = 0; j < KD / 16; ++j)
 #pragma unroll
       for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = inv * (acc[j][2 * h + e] - x[j][2 * h + e] * along);
+  }
+
+  /// Writes row h of this unit's accumulator tiles (columns first_column + 8 j + 2 quad + 0..1) as row `row` of a
+  /// staging tile of KP elements a row.
+  static __device__ __forceinline__ void stage_row(T* staging, int row, int first_column,
+                                                   const float (&acc)[KD / 16][4], int h, int quad) {
+    T* const base = staging + row * KP + first_column + 2 * quad;
+#pragma unroll
+    for (int j = 0; j < KD / 16; ++j)
+      *reinterpret_cast<std::uint32_t*>(base + 8 * j) = pack2<T>(acc[j][2 * h], acc[j][2 * h + 1]);
+  }
+
+  /// Copies the first `valid_rows` of `Rows` staged rows (D elements, `pitch` apart) to rows first_row.. of a
+  /// [B, rows, H, D] gradient view: 16-byte pieces, whole rows per group of lanes, when the view's rows are
+  /// contiguous and 16-byte aligned, else element by element.
+  template <int D, int Rows>
+  static __device__ __forceinline__ void store_staged_rows(const DeviceView<T, 4>& view, index_t batch_row,
+                                                           index_t first_row, int head, const T* staged, int pitch,
+                                                           index_t valid_rows, int tid) {
+    if (!view.present()) return;
+    T* const base = &view(batch_row, first_row, head, 0);
+    const index_t row_stride = view.strides[1];
+    constexpr int pieces = D / 8;
+    static_assert(threads % pieces == 0, "a round of threads covers whole rows");
+    if (view.strides[3] == 1 && reinterpret_cast<std::uintptr_t>(base) % 16 == 0 && row_stride % 8 == 0) {
+#pragma unroll
+      for (int i = 0; i < (Rows * pieces + threads - 1) / threads; ++i) {
+        const int row = tid / pieces + i * (threads / pieces), piece = tid % pieces;
+        if (row < Rows && row < valid_rows)
+          *reinterpret_cast<uint4*>(base + row * row_stride + 8 * piece) =
+              *reinterpret_cast<const uint4*>(staged + row * pitch + 8 * piece);
+      }
+    } else {
+#pragma unroll 1
+      for (int index = tid; index < Rows * D; index += threads) {
+        const int row = index / D, column = index % D;
+        if (row < valid_rows) base[row * row_stride + column * view.strides[3]] = staged[row * pitch + column];
+      }
+    }
   }
 
   struct SequenceChunk {
@@ -639,6 +677,12 @@ struct ChunkGradientKernel {
     float* const gamma_gradients = reinterpret_cast<float*>(smem + Layout::gamma_gradients);
     float* const row_partials = reinterpret_cast<float*>(smem + Layout::row_partials);
     float2* const norm_partials = reinterpret_cast<float2*>(smem + Layout::norm_partials);
+    T* const output_staging = reinterpret_cast<T*>(smem + Layout::output_staging);  // dK rows, then dQ rows
+    // The terms of dL/dG (GradientLayout::gate_terms).
+    float* const gate_columns = reinterpret_cast<float*>(smem + Layout::gate_terms);
+    float* const gate_step_rows = gate_columns + Layout::gate_column_blocks * L;  // [phase 1, 3][half][L]
+    float* const gate_token_rows = gate_step_rows + 4 * L;                       // [phase 1, 3][half][QR]
+    float* const gate_last = gate_token_rows + 4 * QR;  // [warps] (phase 2), then [micro-step units] (phase 3)
     const typename Forward::Stage stage{keys, values, queries, betas, reinterpret_cast<float*>(smem + Layout::gates)};
 
     // Inputs of the chunk and its kept tiles, in two waves: what phase 1 reads first (four commit groups), then the
@@ -656,7 +700,6 @@ struct ChunkGradientKernel {
     copy_kept_tile<KD, KP>(bp.chunk_adjoints + tile * (VD * KD), adjoints, tid);
     copy_async_commit();
     Forward::store_scalars(stage, Forward::load_scalars(p, span, head, chunk));
-    if (tid < L) gamma_gradients[tid] = 0.0f;
     copy_async_wait<2>();
     __syncthreads();
     Forward::prepare_scales(p, stage, key_scales, query_scales, log2_gates);
@@ -696,45 +739,61 @@ struct ChunkGradientKernel {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int row = first + group + 8 * h;
+        // The row's scalars, loaded once: as far as the compiler knows, the stores below may change them.
+        const float row_scale = step_rows ? key_scales[row] : query_scales[row];
+        const float row_beta = step_rows ? betas[row] : 0.0f;
+        float row_gate = 0.0f;
+        if constexpr (Gated) row_gate = log2_gates[step_rows ? row / NH : row];
         float row_sum = 0.0f;  // sum_s H_rs G_rs (step rows) or the gate term of dM o M at r_last(t) (token rows)
 #pragma unroll
-        for (int n = 0; n < L / 16; ++n)
+        for (int n = 0; n < L / 16; ++n) {
+          // The columns' scalars, two adjacent micro-steps a load.
+          const int first_step_column = first_column + 8 * n + 2 * quad;
+          const float2 column_scales = *reinterpret_cast<const float2*>(key_scales + first_step_column);
+          float2 column_gates = make_float2(0.0f, 0.0f);
+          if constexpr (Gated && NH == 1)
+            column_gates = *reinterpret_cast<const float2*>(log2_gates + first_step_column);
+          else if constexpr (Gated)
+            column_gates = make_float2(log2_gates[first_step_column / NH], log2_gates[(first_step_column + 1) / NH]);
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const int s = first_column + 8 * n + 2 * quad + e;
+            const int s = first_step_column + e;
+            const float column_scale = e == 0 ? column_scales.x : column_scales.y;
+            float decay = 1.0f;  // exp(G_row - G_s), as Forward::gate_between
+            if constexpr (Gated) decay = fast_exp2(row_gate - (e == 0 ? column_gates.x : column_gates.y));
             const float dot = gram[n][2 * h + e], product = upper[n][2 * h + e];
             if (step_rows) {
               // Z = diag(b) H is strictly lower, so Z + Z^T holds Z_rs at (r, s) and at (s, r): both written here.
               float h_rs = 0.0f;
-              if (s < row) h_rs = -product * Forward::gate_between(log2_gates, row / NH, s / NH);
-              const float hg = h_rs * dot * key_scales[row] * key_scales[s];
+              if (s < row) h_rs = -product * decay;
+              const float hg = h_rs * dot * row_scale * column_scale;
               row_sum += hg;
-              if constexpr (Gated) column_terms[n][e] -= betas[row] * hg;
-              const float z_rs = betas[row] * h_rs;
-              if (s <= row) mix[row * MP + s] = from_float<T>(z_rs * key_scales[s]);
-              if (s < row) mix[s * MP + row] = from_float<T>(z_rs * key_scales[row]);
+              if constexpr (Gated) column_terms[n][e] -= row_beta * hg;
+              const float z_rs = row_beta * h_rs;
+              if (s <= row) mix[row * MP + s] = from_float<T>(z_rs * column_scale);
+              if (s < row) mix[s * MP + row] = from_float<T>(z_rs * row_scale);
             } else {
               const bool causal = row < C && s <= last_step_of<NH>(row);
-              const float decay = Forward::gate_between(log2_gates, row, s / NH);
               const float p_ts = causal ? product * decay : 0.0f;
               if constexpr (Gated) {
                 if (causal) {
-                  const float through = product * query_scales[row] * key_scales[s] * decay * dot;
+                  const float through = product * row_scale * column_scale * decay * dot;
                   row_sum += through;
                   column_terms[n][e] -= through;
                 }
               }
-              readout[row * LP + s] = from_float<T>(p_ts * key_scales[s]);
-              mix[s * MP + L + row] = from_float<T>(p_ts * query_scales[row]);
+              readout[row * LP + s] = from_float<T>(p_ts * column_scale);
+              mix[s * MP + L + row] = from_float<T>(p_ts * row_scale);
             }
           }
+        }
         row_sum = quad_sum(row_sum);
         if (quad == 0) {
           if (step_rows) {
             row_partials[half * L + row] = row_sum;
-            if constexpr (Gated) atomicAdd(&gamma_gradients[row], betas[row] * row_sum);
+            if constexpr (Gated) gate_step_rows[half * L + row] = row_beta * row_sum;
           } else if constexpr (Gated) {
-            if (row < C) atomicAdd(&gamma_gradients[last_step_of<NH>(row)], row_sum);
+            gate_token_rows[half * QR + row] = row_sum;  // at micro-step last_step_of(row); rows >= C unread
           }
         }
       }
@@ -746,7 +805,9 @@ struct ChunkGradientKernel {
             float x = column_terms[n][e];
 #pragma unroll
             for (int offset = 4; offset < 32; offset *= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-            if (group == 0) atomicAdd(&gamma_gradients[first_column + 8 * n + 2 * quad + e], x);
+            if (group == 0)
+              gate_columns[(step_rows ? first / 16 : L / 16 + first / 16) * L + first_column + 8 * n + 2 * quad + e] =
+                  x;
           }
       }
     }
@@ -778,7 +839,7 @@ struct ChunkGradientKernel {
         }
       }
       sum = warp_sum(sum);
-      if (lane == 0) atomicAdd(&gamma_gradients[L - 1], Forward::gate_from_start(log2_gates, C - 1) * sum);
+      if (lane == 0) gate_last[warp] = Forward::gate_from_start(log2_gates, C - 1) * sum;
     }
     __syncthreads();
 
@@ -822,6 +883,7 @@ struct ChunkGradientKernel {
             carry, {shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
             state_b);
         // carry now holds dY S_0^T.
+        float carried_sum = 0.0f;  // this unit's share of dG_last (gate_last)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int r = first + group + 8 * h;
@@ -829,18 +891,22 @@ struct ChunkGradientKernel {
           const float gamma_r = Forward::gate_from_start(log2_gates, r / NH);
           const float c_r = Forward::gate_between(log2_gates, C - 1, r / NH);
           const float carried = row_dot(acc, x, h) * kinv * c_r, along_key = row_dot(carry, x, h) * kinv;
+          carried_sum += carried;
           if (quad == 0) {
             row_partials[half * L + r] = gamma_r * along_key;
-            if constexpr (Gated) {
-              atomicAdd(&gamma_gradients[L - 1], carried);
-              atomicAdd(&gamma_gradients[r], -carried - b_r * gamma_r * along_key);
-            }
+            if constexpr (Gated) gate_step_rows[(2 + half) * L + r] = -carried - b_r * gamma_r * along_key;
           }
           const float weight = b_r * gamma_r;
 #pragma unroll
           for (int j = 0; j < KD / 16; ++j)
 #pragma unroll
             for (int e = 0; e < 2; ++e) acc[j][2 * h + e] = c_r * acc[j][2 * h + e] - weight * carry[j][2 * h + e];
+        }
+        if constexpr (Gated) {
+          // carried_sum is the same in a quad's lanes: sum over the eight row groups.
+#pragma unroll
+          for (int offset = 4; offset < 32; offset *= 2) carried_sum += __shfl_xor_sync(0xffffffffu, carried_sum, offset);
+          if (lane == 0) gate_last[NW + unit] = carried_sum;
         }
         // + mix [K; Q].
         const std::uint32_t mix_a = shared_address(mix) + a_from_m_rows(lane, MP) + Forward::at(first, 0, MP);
@@ -861,9 +927,7 @@ struct ChunkGradientKernel {
           if (p.key_norm != NormCode::none)
             normalize_backward(acc, x, h, key_scales[r],
                                norm_partials[r].x + norm_partials[normalized_rows + r].x);
-          const bool valid = r < C * NH && first_step + r < steps;
-          if (valid && bp.dk.present())
-            store_gradient_row(bp.dk, span.row, step_base + first_step + r, head, first_column, acc, h, quad);
+          stage_row(output_staging, r, first_column, acc, h, quad);
         }
       } else {
         if (active) {
@@ -876,7 +940,7 @@ struct ChunkGradientKernel {
             const float gamma_t = Forward::gate_from_start(log2_gates, t);
             if constexpr (Gated) {
               const float dot = row_dot(acc, x, h) * query_scales[t] * gamma_t;
-              if (quad == 0 && t < C) atomicAdd(&gamma_gradients[last_step_of<NH>(t)], dot);
+              if (quad == 0) gate_token_rows[(2 + half) * QR + t] = dot;  // rows >= C unread
 #pragma unroll
               for (int j = 0; j < KD / 16; ++j)
 #pragma unroll
@@ -913,39 +977,65 @@ struct ChunkGradientKernel {
             const float2 left = norm_partials[L + t], right = norm_partials[normalized_rows + L + t];
             if (p.query_norm != NormCode::none)
               normalize_backward(acc, x, h, inverse_norm(left.y + right.y, p.query_norm, p.eps), left.x + right.x);
-            const bool valid = t < C && first_token + t < length;
-            if (valid && bp.dq.present())
-              store_gradient_row(bp.dq, span.row, span.begin + first_token + t, head, first_column, acc, h, quad);
+            stage_row(output_staging, L + t, first_column, acc, h, quad);
           }
         }
       }
     }
     __syncthreads();
 
-    // Phase 4: dv = diag(b) dY, db, and dg_t = the sum of dG over the micro-steps of tokens t.. to the chunk's end.
-    if (bp.dv.present())
-      for (int index = tid; index < L * (VD / 2); index += threads) {
-        const int r = index / (VD / 2), v = 2 * (index % (VD / 2));
-        if (r >= C * NH || first_step + r >= steps) continue;
-        const float b_r = betas[r];
-        const float first_value = b_r * to_float(value_gradients[v * LP + r]);
-        const float second_value = b_r * to_float(value_gradients[(v + 1) * LP + r]);
-        T* const row = &bp.dv(span.row, step_base + first_step + r, head, 0);
-        const index_t stride = bp.dv.strides[3];
-        if (stride == 1 && reinterpret_cast<std::uintptr_t>(row) % 4 == 0) {
-          *reinterpret_cast<std::uint32_t*>(row + v) = pack2<T>(first_value, second_value);
-        } else {
-          row[v * stride] = from_float<T>(first_value);
-          row[(v + 1) * stride] = from_float<T>(second_value);
+    // Phase 4: dv = diag(b) dY (dY^T's 16 x 16 blocks read transposed, scaled and staged as rows), then dk, dq and
+    // dv out from their staging tiles; db, and dg_t = the sum of dG over the micro-steps of tokens t.. to the chunk's
+    // end.
+    T* const value_staging = reinterpret_cast<T*>(smem + Layout::value_staging);
+    if (bp.dv.present()) {
+#pragma unroll 1
+      for (int block = warp; block < (L / 16) * (VD / 16); block += NW) {
+        const int first_row = 16 * (block % (L / 16)), first_value = 16 * (block / (L / 16));
+        std::uint32_t fragment[4];  // rows first_row + group (+ 8), value pairs first_value + 2 quad (+ 8)
+        ldmatrix_x4_trans(fragment, shared_address(value_gradients) + a_from_k_rows(lane, LP) +
+                                        Forward::at(first_value, first_row, LP));
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int r = first_row + group + 8 * (i % 2), v = first_value + 2 * quad + 8 * (i / 2);
+          const float2 pair = unpack2<T>(fragment[i]);
+          *reinterpret_cast<std::uint32_t*>(value_staging + r * VP + v) =
+              pack2<T>(betas[r] * pair.x, betas[r] * pair.y);
         }
       }
+    }
+    __syncthreads();
+    const index_t valid_steps = min(index_t{C * NH}, steps - first_step);
+    store_staged_rows<KD, L>(bp.dk, span.row, step_base + first_step, head, output_staging, KP, valid_steps, tid);
+    store_staged_rows<KD, QR>(bp.dq, span.row, span.begin + first_token, head, output_staging + L * KP, KP,
+                              min(index_t{C}, length - first_token), tid);
+    store_staged_rows<VD, L>(bp.dv, span.row, step_base + first_step, head, value_staging, VP, valid_steps, tid);
     if (bp.dbeta.present() && tid < C * NH && first_step + tid < steps)
       bp.dbeta(span.row, step_base + first_step + tid, head) =
           from_float<T>(beta_gradients[tid] - (row_partials[tid] + row_partials[L + tid]));
     if constexpr (Gated) {
       if (warp == 0) {
+        // dL/dG at micro-steps 2 lane and 2 lane + 1: their terms summed in a fixed order.
+        float terms[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int s = 2 * lane + e;
+          float sum = 0.0f;
+#pragma unroll
+          for (int block = 0; block < Layout::gate_column_blocks; ++block) sum += gate_columns[block * L + s];
+          sum += (gate_step_rows[s] + gate_step_rows[L + s]) + (gate_step_rows[2 * L + s] + gate_step_rows[3 * L + s]);
+          if ((s + 1) % NH == 0 && s / NH < C) {  // s = last_step_of(t)
+            const int t = s / NH;
+            sum += (gate_token_rows[t] + gate_token_rows[QR + t]) +
+                   (gate_token_rows[2 * QR + t] + gate_token_rows[3 * QR + t]);
+          }
+          if (s == L - 1)
+#pragma unroll
+            for (int i = 0; i < Layout::gate_last_terms; ++i) sum += gate_last[i];
+          terms[e] = sum;
+        }
         // Suffix sums over the 64 micro-steps, two per lane.
-        const float first_value = gamma_gradients[2 * lane], second_value = gamma_gradients[2 * lane + 1];
+        const float first_value = terms[0], second_value = terms[1];
         const float pair = first_value + second_value;
         float suffix = pair;  // sum over lanes >= lane
 #pragma unroll
@@ -953,7 +1043,6 @@ struct ChunkGradientKernel {
           const float y = __shfl_down_sync(0xffffffffu, suffix, offset);
           if (lane + offset < 32) suffix += y;
         }
-        __syncwarp();
         gamma_gradients[2 * lane] = suffix;
         gamma_gradients[2 * lane + 1] = suffix - first_value;
         __syncwarp();

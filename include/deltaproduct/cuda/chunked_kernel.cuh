@@ -282,13 +282,14 @@ struct ChunkedKernel {
     const index_t first_step = first_token * NH, steps = length * NH;
     const index_t step_base = span.begin * NH;
     constexpr int key_pieces = KD / 8, value_pieces = VD / 8;  // 16-byte pieces per row
+    static_assert(Threads % key_pieces == 0 && Threads % value_pieces == 0, "a round of threads covers whole rows");
     // The chunk's first rows (always inside the sequence); rows then follow at the views' token strides.
     if constexpr (Part == ChunkPart::keys) {
       const T* const key_rows = &p.k(span.row, step_base + first_step, head, 0);
 #pragma unroll
       for (int i = 0; i < (L * key_pieces + Threads - 1) / Threads; ++i) {
-        const int index = tid + i * Threads, r = index / key_pieces, piece = index % key_pieces;
-        if (index >= L * key_pieces) break;
+        const int r = tid / key_pieces + i * (Threads / key_pieces), piece = tid % key_pieces;  // whole rows a round
+        if (r >= L) break;
         const bool valid = r < Layout::valid_rows && first_step + r < steps;
         const T* source = valid ? key_rows + r * p.k.strides[1] + piece * 8 : p.k.data;
         copy_async_16(reinterpret_cast<unsigned char*>(stage.keys) + blocked(r, piece), source, valid);
@@ -297,8 +298,8 @@ struct ChunkedKernel {
       const T* const value_rows = &p.v(span.row, step_base + first_step, head, 0);
 #pragma unroll
       for (int i = 0; i < (L * value_pieces + Threads - 1) / Threads; ++i) {
-        const int index = tid + i * Threads, r = index / value_pieces, piece = index % value_pieces;
-        if (index >= L * value_pieces) break;
+        const int r = tid / value_pieces + i * (Threads / value_pieces), piece = tid % value_pieces;  // whole rows a round
+        if (r >= L) break;
         const bool valid = r < Layout::valid_rows && first_step + r < steps;
         const T* source = valid ? value_rows + r * p.v.strides[1] + piece * 8 : p.v.data;
         copy_async_16(stage.values + r * VP + piece * 8, source, valid);
@@ -307,8 +308,8 @@ struct ChunkedKernel {
       const T* const query_rows = &p.q(span.row, span.begin + first_token, head, 0);
 #pragma unroll
       for (int i = 0; i < (QR * key_pieces + Threads - 1) / Threads; ++i) {
-        const int index = tid + i * Threads, t = index / key_pieces, piece = index % key_pieces;
-        if (index >= QR * key_pieces) break;
+        const int t = tid / key_pieces + i * (Threads / key_pieces), piece = tid % key_pieces;  // whole rows a round
+        if (t >= QR) break;
         const bool valid = t < C && first_token + t < length;
         const T* source = valid ? query_rows + t * p.q.strides[1] + piece * 8 : p.q.data;
         copy_async_16(reinterpret_cast<unsigned char*>(stage.queries) + blocked(t, piece), source, valid);
