@@ -99,6 +99,7 @@ struct Call {
   int sequence_splits = 1;           ///< backend.sequence_splits of both calls (1: unsplit; 0: the automatic plan)
   bool keep_preambles = false;       ///< backend.keep_preambles of both calls
   int value_splits = 1;              ///< backend.backward_value_splits
+  int gradient_column_stride = 1;    ///< element stride of dL/dq, dL/dk and dL/dv along D (2: every other element)
 };
 
 struct GpuGradients {
@@ -139,6 +140,18 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   auto strides = [&](dp::index_t rows, dp::index_t D) {
     return std::array<dp::index_t, 4>{rows * H * (D + pad), H * (D + pad), D + pad, 1};
   };
+  // The gradient views of q, k and v: the same rows, every column_stride-th element.
+  const dp::index_t column_stride = call.gradient_column_stride;
+  auto gradient_strides = [&](dp::index_t rows, dp::index_t D) {
+    auto s = strides(rows, D);
+    for (auto& x : s) x *= column_stride;
+    return s;
+  };
+  auto gather_gradient = [&](const std::vector<T>& strided, dp::index_t rows, dp::index_t D) {
+    std::vector<T> padded(static_cast<std::size_t>(B * rows * H * (D + pad)));
+    for (std::size_t i = 0; i < padded.size(); ++i) padded[i] = strided[i * static_cast<std::size_t>(column_stride)];
+    return gather(padded, rows, D);
+  };
   const auto as_float = [](const std::vector<double>& x) { return std::vector<float>(x.begin(), x.end()); };
 
   DeviceBuffer<T> q(spread(p.q, T_, K)), k(spread(p.k, R, K)), v(spread(p.v, R, V));
@@ -146,7 +159,9 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   DeviceBuffer<float> h0(as_float(p.initial_state)), d_final(as_float(w.final_state));
   DeviceBuffer<std::int64_t> cu(p.cu_seqlens);
   DeviceBuffer<T> d_o(spread(w.o, T_, V));
-  DeviceBuffer<T> dq(q.size()), dk(k.size()), dv(v.size()), dbeta(beta.size()), dg(g.size());
+  const auto strided_size = [&](std::size_t n) { return n * static_cast<std::size_t>(column_stride); };
+  DeviceBuffer<T> dq(strided_size(q.size())), dk(strided_size(k.size())), dv(strided_size(v.size()));
+  DeviceBuffer<T> dbeta(beta.size()), dg(g.size());
   DeviceBuffer<float> dh0(static_cast<std::size_t>(N * H * K * V));
   for (auto* buffer : {&dq, &dk, &dv, &dbeta, &dg}) buffer->fill_bytes(0xff);  // NaN: unwritten elements fail
   dh0.fill_bytes(0xff);
@@ -161,10 +176,10 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
     in.cu_seqlens = dp::make_view(static_cast<const std::int64_t*>(cu.data()), {static_cast<dp::index_t>(cu.size())});
   dp::OutputGradients<T, float> og{.o = dp::View<const T, 4>(d_o.data(), {B, T_, H, V}, strides(T_, V))};
   if (!w.final_state.empty()) og.final_state = dp::make_view(static_cast<const float*>(d_final.data()), {N, H, K, V});
-  dp::DeltaGradients<T, float> grads{.k = dp::View<T, 4>(dk.data(), {B, R, H, K}, strides(R, K))};
+  dp::DeltaGradients<T, float> grads{.k = dp::View<T, 4>(dk.data(), {B, R, H, K}, gradient_strides(R, K))};
   if (call.every_view) {
-    grads.q = dp::View<T, 4>(dq.data(), {B, T_, H, K}, strides(T_, K));
-    grads.v = dp::View<T, 4>(dv.data(), {B, R, H, V}, strides(R, V));
+    grads.q = dp::View<T, 4>(dq.data(), {B, T_, H, K}, gradient_strides(T_, K));
+    grads.v = dp::View<T, 4>(dv.data(), {B, R, H, V}, gradient_strides(R, V));
     grads.beta = dp::make_view(dbeta.data(), {B, R, H});
   }
   if (p.gated) grads.g = dp::make_view(dg.data(), {B, T_, H});
@@ -223,11 +238,11 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
     for (double e : x)
       if (!std::isnan(e)) r.every_element_nan = false;
   };
-  r.d.k = gather(dk.download(), R, K);
+  r.d.k = gather_gradient(dk.download(), R, K);
   note_nan(r.d.k);
   if (call.every_view) {
-    r.d.q = gather(dq.download(), T_, K);
-    r.d.v = gather(dv.download(), R, V);
+    r.d.q = gather_gradient(dq.download(), T_, K);
+    r.d.v = gather_gradient(dv.download(), R, V);
     r.d.beta = gpu_harness::widen_all(dbeta.download());
     note_nan(r.d.q);
     note_nan(r.d.v);
@@ -654,6 +669,14 @@ TEST_CASE("chunked backward: fp16, one token, [0, 1], packed sequences, normalis
   reference::LossWeights w = reference::random_loss_weights(s, 2951);
   check_against_reference<ModelOf<3, true>, bf16>(s, w, "chunked head padding 8",
                                                   Call{.head_padding = 8, .algorithm = dp::CudaAlgorithm::chunked});
+  // Gradient views with a column stride of 2: the chunk-gradient kernel's element-by-element stores.
+  check_against_reference<ModelOf<3, true>, bf16>(
+      s, w, "chunked gradient column stride 2",
+      Call{.algorithm = dp::CudaAlgorithm::chunked, .gradient_column_stride = 2});
+  const reference::Problem wide = reference::random_problem(2, 150, 2, 128, 128, 1, true, 2.0, true, 2952);
+  check_against_reference<ModelOf<1, true>, bf16>(
+      wide, reference::random_loss_weights(wide, 2953), "chunked K=V=128, gradient column stride 2",
+      Call{.head_padding = 8, .algorithm = dp::CudaAlgorithm::chunked, .gradient_column_stride = 2});
   reference::LossWeights no_final = w;
   no_final.final_state.clear();
   s.initial_state.clear();
