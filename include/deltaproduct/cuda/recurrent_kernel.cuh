@@ -80,23 +80,32 @@ __device__ __forceinline__ float sum_over_row_lanes(float x) {
   return x;
 }
 
-/// A lane's entries x_i (i = m * row_lanes + row_lane, zero for i >= K) of a key-indexed vector, normalised as asked:
-/// x / sqrt(|x|^2) (a zero vector stays zero) or x / sqrt(|x|^2 + eps). The warp reads the vector once, coalesced
-/// (lane l reads x_(32a + l)), and shuffles each lane its entries: x_i sits in lane i % 32, register i / 32.
+/// Loads of a key-indexed vector per lane: lane l holds x_(32a + l) in register a (coalesced; zero for i >= K).
+template <class Tile>
+inline constexpr int key_vector_loads = (Tile::max_key_dim + 31) / 32;
+
+/// Issues the loads of a key-indexed vector as the warp reads it: lane l takes x_(32a + l).
 template <class Tile, class T>
-__device__ __forceinline__ void load_key_vector(const T* first, index_t stride, index_t key_dim, int lane,
-                                                NormCode mode, float eps, float (&x)[Tile::rows]) {
-  constexpr int loads = (Tile::max_key_dim + 31) / 32;
-  float raw[loads];
-  float sum_of_squares = 0.0f;
+__device__ __forceinline__ void load_raw_key_vector(const T* first, index_t stride, index_t key_dim, int lane,
+                                                    float (&raw)[key_vector_loads<Tile>]) {
 #pragma unroll
-  for (int a = 0; a < loads; ++a) {
+  for (int a = 0; a < key_vector_loads<Tile>; ++a) {
     const index_t i = static_cast<index_t>(a) * 32 + lane;
     raw[a] = i < key_dim ? to_float(first[i * stride]) : 0.0f;
-    sum_of_squares = fmaf(raw[a], raw[a], sum_of_squares);
   }
+}
+
+/// A lane's entries x_i (i = m * row_lanes + row_lane) of a vector loaded by load_raw_key_vector, normalised as
+/// asked: x / sqrt(|x|^2) (a zero vector stays zero) or x / sqrt(|x|^2 + eps). x_i sits in lane i % 32, register
+/// i / 32, and is shuffled to the lanes that hold row i.
+template <class Tile>
+__device__ __forceinline__ void distribute_key_vector(const float (&raw)[key_vector_loads<Tile>], int lane,
+                                                      NormCode mode, float eps, float (&x)[Tile::rows]) {
   float inverse_norm = 1.0f;
   if (mode != NormCode::none) {
+    float sum_of_squares = 0.0f;
+#pragma unroll
+    for (int a = 0; a < key_vector_loads<Tile>; ++a) sum_of_squares = fmaf(raw[a], raw[a], sum_of_squares);
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1)
       sum_of_squares += __shfl_xor_sync(0xffffffffu, sum_of_squares, offset);
@@ -112,6 +121,16 @@ __device__ __forceinline__ void load_key_vector(const T* first, index_t stride, 
            __shfl_sync(0xffffffffu, raw[m / rows_per_register], (m % rows_per_register) * Tile::row_lanes + row_lane);
 }
 
+/// A lane's entries of a key-indexed vector, loaded and normalised (load_raw_key_vector, then
+/// distribute_key_vector).
+template <class Tile, class T>
+__device__ __forceinline__ void load_key_vector(const T* first, index_t stride, index_t key_dim, int lane,
+                                                NormCode mode, float eps, float (&x)[Tile::rows]) {
+  float raw[key_vector_loads<Tile>];
+  load_raw_key_vector<Tile>(first, stride, key_dim, lane, raw);
+  distribute_key_vector<Tile>(raw, lane, mode, eps, x);
+}
+
 /// out_c = sum_i x_i S_ic over the whole key dimension, for the lane's columns.
 template <class Tile>
 __device__ __forceinline__ void transposed_product(const float (&state)[Tile::rows][Tile::vec],
@@ -124,6 +143,21 @@ __device__ __forceinline__ void transposed_product(const float (&state)[Tile::ro
     out[c] = sum_over_row_lanes<Tile>(partial);
   }
 }
+
+/// A token's data as loaded: the raw query (load_raw_key_vector's layout) and the gate exponent (0 without gating).
+template <class Tile>
+struct RecurrentTokenData {
+  float query[key_vector_loads<Tile>];
+  float gate;
+};
+
+/// One micro-step's data as loaded: the raw key, the lane's value columns and beta.
+template <class Tile>
+struct RecurrentStepData {
+  float key[key_vector_loads<Tile>];
+  float value[Tile::vec];
+  float beta;
+};
 
 template <class Tile, class T>
 __global__ void __launch_bounds__(recurrent_max_threads, recurrent_min_blocks)
@@ -155,31 +189,61 @@ __global__ void __launch_bounds__(recurrent_max_threads, recurrent_min_blocks)
     if (slot < 0 || slot >= p.state_slots) return;  // padding (negative) or out of range (reported when validated)
   }
 
-  float state[Tile::rows][Tile::vec];
+  // Token data is loaded one micro-step ahead of its use, and the first token's before the state: a decode step
+  // (one token) then has all its loads in flight at once and waits for memory once, not once per dependent load.
+  const index_t n_h = p.householder_steps;
+  const auto load_token = [&](index_t t, RecurrentTokenData<Tile>& d) {
+    load_raw_key_vector<Tile>(&p.q(batch_row, t, head, 0), p.q.strides[3], p.key_dim, lane, d.query);
+    d.gate = p.g.present() ? to_float(p.g(batch_row, t, head)) : 0.0f;
+  };
+  const auto load_step = [&](index_t r, RecurrentStepData<Tile>& d) {
+    load_raw_key_vector<Tile>(&p.k(batch_row, r, head, 0), p.k.strides[3], p.key_dim, lane, d.key);
+    const T* value = &p.v(batch_row, r, head, 0) + (column_in_range ? column * p.v.strides[3] : 0);
 #pragma unroll
-  for (int m = 0; m < Tile::rows; ++m) {
-    const index_t i = static_cast<index_t>(m) * Tile::row_lanes + row_lane;
-    const bool present = p.initial_state.present() && i < p.key_dim && column_in_range;
-    if constexpr (Tile::vec == 4) {
-      float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if (present) x = load_float4(&p.initial_state(slot, head, i, column));
-      state[m][0] = x.x;
-      state[m][1] = x.y;
-      state[m][2] = x.z;
-      state[m][3] = x.w;
-    } else {
-      state[m][0] = present ? p.initial_state(slot, head, i, column) : 0.0f;
+    for (int c = 0; c < Tile::vec; ++c) d.value[c] = column_in_range ? to_float(value[c * p.v.strides[3]]) : 0.0f;
+    d.beta = to_float(p.beta(batch_row, r, head));
+  };
+  RecurrentTokenData<Tile> next_token{};
+  RecurrentStepData<Tile> next_step{};
+  if (begin < end) {
+    load_token(begin, next_token);
+    load_step(begin * n_h, next_step);
+  }
+
+  // The lane's state rows i = m * row_lanes + row_lane (those below K: m < lane_rows) are row_step floats apart: one
+  // address per lane, then constant steps (the views' general indexing costs more instructions than the loads).
+  const int lane_rows =
+      row_lane < p.key_dim ? static_cast<int>(min(index_t{Tile::rows}, ceil_div(p.key_dim - row_lane, Tile::row_lanes)))
+                           : 0;
+  float state[Tile::rows][Tile::vec];
+  {
+    const bool present = p.initial_state.present() && column_in_range;
+    const index_t first = present ? p.initial_state.offset(slot, head, row_lane, column) : 0;
+    const index_t row_step = Tile::row_lanes * p.initial_state.strides[2];
+#pragma unroll
+    for (int m = 0; m < Tile::rows; ++m) {
+      const bool load = present && m < lane_rows;
+      const float* row = p.initial_state.data + (first + m * row_step);
+      if constexpr (Tile::vec == 4) {
+        float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (load) x = load_float4(row);
+        state[m][0] = x.x;
+        state[m][1] = x.y;
+        state[m][2] = x.z;
+        state[m][3] = x.w;
+      } else {
+        state[m][0] = load ? *row : 0.0f;
+      }
     }
   }
   // Issued after the state loads, so its latency overlaps theirs; it only guards the stores.
   const bool rejected = inputs_rejected(p.status);
 
-  const index_t n_h = p.householder_steps;
   for (index_t t = begin; t < end; ++t) {
-    float query[Tile::rows];
-    load_key_vector<Tile>(&p.q(batch_row, t, head, 0), p.q.strides[3], p.key_dim, lane, p.query_norm, p.eps, query);
+    const RecurrentTokenData<Tile> token = next_token;
+    if (t + 1 < end) load_token(t + 1, next_token);
     if (p.g.present()) {
-      const float gate = expf(to_float(p.g(batch_row, t, head)));
+      const float gate = expf(token.gate);
 #pragma unroll
       for (int m = 0; m < Tile::rows; ++m)
 #pragma unroll
@@ -187,41 +251,43 @@ __global__ void __launch_bounds__(recurrent_max_threads, recurrent_min_blocks)
     }
     for (index_t j = 0; j < n_h; ++j) {
       const index_t r = t * n_h + j;
+      const RecurrentStepData<Tile> step = next_step;
+      if (r + 1 < end * n_h) load_step(r + 1, next_step);
       float key[Tile::rows];
-      load_key_vector<Tile>(&p.k(batch_row, r, head, 0), p.k.strides[3], p.key_dim, lane, p.key_norm, p.eps, key);
-      const float beta = to_float(p.beta(batch_row, r, head));
-      float value[Tile::vec];
-#pragma unroll
-      for (int c = 0; c < Tile::vec; ++c)
-        value[c] = column_in_range ? to_float(p.v(batch_row, r, head, column + c)) : 0.0f;
+      distribute_key_vector<Tile>(step.key, lane, p.key_norm, p.eps, key);
       // w = beta (v - S^T k); S <- S + k w^T
       float projection[Tile::vec];
       transposed_product<Tile>(state, key, projection);
 #pragma unroll
       for (int c = 0; c < Tile::vec; ++c) {
-        const float w = beta * (value[c] - projection[c]);
+        const float w = step.beta * (step.value[c] - projection[c]);
 #pragma unroll
         for (int m = 0; m < Tile::rows; ++m) state[m][c] = fmaf(key[m], w, state[m][c]);
       }
     }
+    // The query is distributed only now, so its registers are not held across the micro-steps.
+    float query[Tile::rows];
+    distribute_key_vector<Tile>(token.query, lane, p.query_norm, p.eps, query);
     float out[Tile::vec];
     transposed_product<Tile>(state, query, out);
     if (row_lane == 0 && column_in_range && !rejected) {
+      T* o = &p.o(batch_row, t, head, 0) + column * p.o.strides[3];
 #pragma unroll
-      for (int c = 0; c < Tile::vec; ++c) p.o(batch_row, t, head, column + c) = from_float<T>(p.scale * out[c]);
+      for (int c = 0; c < Tile::vec; ++c) o[c * p.o.strides[3]] = from_float<T>(p.scale * out[c]);
     }
   }
 
-  if (!p.final_state.present() || rejected) return;
+  if (!p.final_state.present() || rejected || !column_in_range) return;
+  const index_t first = p.final_state.offset(slot, head, row_lane, column);
+  const index_t row_step = Tile::row_lanes * p.final_state.strides[2];
 #pragma unroll
   for (int m = 0; m < Tile::rows; ++m) {
-    const index_t i = static_cast<index_t>(m) * Tile::row_lanes + row_lane;
-    if (i >= p.key_dim || !column_in_range) continue;
+    if (m >= lane_rows) continue;
+    float* row = p.final_state.data + (first + m * row_step);
     if constexpr (Tile::vec == 4) {
-      store_float4(&p.final_state(slot, head, i, column),
-                   make_float4(state[m][0], state[m][1], state[m][2], state[m][3]));
+      store_global_float4(row, make_float4(state[m][0], state[m][1], state[m][2], state[m][3]));
     } else {
-      p.final_state(slot, head, i, column) = state[m][0];
+      *row = state[m][0];
     }
   }
 }
