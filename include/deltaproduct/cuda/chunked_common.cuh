@@ -148,30 +148,65 @@ __device__ __forceinline__ void accumulators_to_fragment(const float (&left)[4],
   a[3] = pack2<T>(right[2], right[3]);
 }
 
+/// The 16 bytes of one row that a quad (the 4 lanes of equal lane / 4) stores after exchanging its pieces:
+/// pieces[g] holds the lane's 4 bytes of 8-column group g (columns 8 g + 2 quad, +1) of its row. Two butterfly
+/// rounds (lane ^ 1, lane ^ 2) transpose the quad's 4 x 4 pieces, so lane `quad` ends with all of group `quad`
+/// (columns 8 quad + 0..7) and stores them at row + 8 quad: one 16-byte store instead of four 4-byte ones, and a
+/// quad writes 64 contiguous bytes, two whole sectors, instead of four 16-byte halves of sectors.
+template <class T>
+__device__ __forceinline__ void store_row_pieces(T* row, std::uint32_t (&pieces)[4], int quad) {
+  static_assert(sizeof(T) == 2, "store_row_pieces: 16-bit elements, two per piece");
+#pragma unroll
+  for (int bit = 1; bit <= 2; bit <<= 1) {
+    const bool upper = (quad & bit) != 0;
+    // Pairs (g, g ^ bit): the lane keeps the member whose bit matches its own and trades the other.
+#pragma unroll
+    for (int g = 0; g < 4; ++g) {
+      if (g & bit) continue;
+      const std::uint32_t sent = upper ? pieces[g] : pieces[g | bit];
+      const std::uint32_t received = __shfl_xor_sync(0xffffffffu, sent, bit);
+      if (upper)
+        pieces[g] = received;
+      else
+        pieces[g | bit] = received;
+    }
+  }
+  store_global_16_bytes(row + 8 * quad, make_uint4(pieces[0], pieces[1], pieces[2], pieces[3]));
+}
+
 /// Stores fp32 accumulator tiles acc[j] (the C layout of mma.sync: element e at row `first_row` + 8 (e / 2), column
-/// 8 j + 2 quad + e % 2) rounded to T, two columns per 32-bit store, into a row-major tile with `pitch` elements.
+/// 8 j + 2 quad + e % 2) rounded to T into a row-major tile in global memory with `pitch` elements, 16 bytes per
+/// lane (store_row_pieces). The whole warp calls it; the tile's rows must be 16-byte aligned.
 template <class T, int Tiles>
 __device__ __forceinline__ void store_accumulators(T* tile, const float (&acc)[Tiles][4], int first_row, int quad,
                                                    index_t pitch) {
+  static_assert(Tiles % 4 == 0, "store_accumulators: whole groups of 32 columns");
 #pragma unroll
-  for (int j = 0; j < Tiles; ++j)
+  for (int j0 = 0; j0 < Tiles; j0 += 4)
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
-      *reinterpret_cast<std::uint32_t*>(tile + (first_row + 8 * h) * pitch + 8 * j + 2 * quad) =
-          pack2<T>(acc[j][2 * h], acc[j][2 * h + 1]);
+    for (int h = 0; h < 2; ++h) {
+      std::uint32_t pieces[4];
+#pragma unroll
+      for (int g = 0; g < 4; ++g) pieces[g] = pack2<T>(acc[j0 + g][2 * h], acc[j0 + g][2 * h + 1]);
+      store_row_pieces(tile + (first_row + 8 * h) * pitch + 8 * j0, pieces, quad);
+    }
 }
 
 /// Stores 16-bit A fragments a[i] (rows `first_row` + 0..15, columns 16 i + 0..15; chunked_common's fragment layout)
-/// into a row-major tile with `pitch` elements.
+/// into a row-major tile in global memory with `pitch` elements, 16 bytes per lane (store_row_pieces). The whole
+/// warp calls it; the tile's rows must be 16-byte aligned.
 template <int Fragments, class T>
 __device__ __forceinline__ void store_fragments(T* tile, const std::uint32_t (&a)[Fragments][4], int first_row,
                                                 int quad, index_t pitch) {
+  static_assert(Fragments % 2 == 0, "store_fragments: whole groups of 32 columns");
 #pragma unroll
-  for (int i = 0; i < Fragments; ++i)
+  for (int i0 = 0; i0 < Fragments; i0 += 2)
 #pragma unroll
-    for (int r = 0; r < 4; ++r)
-      *reinterpret_cast<std::uint32_t*>(tile + (first_row + 8 * (r % 2)) * pitch + 16 * i + 8 * (r / 2) + 2 * quad) =
-          a[i][r];
+    for (int h = 0; h < 2; ++h) {
+      // Register r of fragment i holds row first_row + 8 (r % 2), column group 2 i + r / 2.
+      std::uint32_t pieces[4] = {a[i0][h], a[i0][h + 2], a[i0 + 1][h], a[i0 + 1][h + 2]};
+      store_row_pieces(tile + (first_row + 8 * h) * pitch + 16 * i0, pieces, quad);
+    }
 }
 
 // ---- PTX wrappers ----
