@@ -82,6 +82,7 @@ struct Layout {
   int sequence_splits = 1;      ///< backend.sequence_splits: 1 (never split) tests the one-pass kernel; 0 automatic
   bool minimal_workspace = false;  ///< only the value-check record, instead of forward_workspace_bytes()
   bool warp_specialized = false;   ///< backend.warp_specialized_forward (these tests default to the one-role kernel)
+  int workspace_offset = 0;        ///< the workspace starts this many bytes into its allocation (misaligned if % 256)
 };
 
 /// forward() on the GPU for problem p (inputs already representable in T) with model type Model.
@@ -140,8 +141,11 @@ GpuResult run_gpu(const reference::Problem& p, dp::CudaAlgorithm algorithm = dp:
   }
 
   const dp::CudaBackend plan{.algorithm = algorithm, .sequence_splits = layout.sequence_splits};
-  gpu_harness::Workspace workspace(layout.minimal_workspace ? dp::cuda_status_bytes
-                                                            : dp::forward_workspace_bytes(plan, model, in, out));
+  const std::size_t workspace_bytes =
+      layout.minimal_workspace ? dp::cuda_status_bytes : dp::forward_workspace_bytes(plan, model, in, out);
+  gpu_harness::Workspace workspace(workspace_bytes + layout.workspace_offset);
+  workspace.backend.workspace = workspace.memory.data() + layout.workspace_offset;
+  workspace.backend.workspace_bytes = workspace_bytes;
   workspace.backend.algorithm = algorithm;
   workspace.backend.sequence_splits = layout.sequence_splits;
   workspace.backend.warp_specialized_forward = layout.warp_specialized;
@@ -470,6 +474,29 @@ TEST_CASE("chunked kernel: an explicit split count needs its scratch; a negative
   } catch (const dp::ArgumentError& e) {
     CHECK(e.argument() == "backend.sequence_splits");
   }
+}
+
+TEST_CASE("chunked kernel: a workspace off its 256-byte alignment is refused when the split scratch is used") {
+  const reference::Problem p = rounded_problem<bf16>(reference::random_problem(1, 200, 1, 64, 64, 1, false, 2.0,
+                                                                               true, 173));
+  // The split scratch takes 16-byte stores; 16 bytes off is aligned for them but not for the documented contract,
+  // and 8 bytes off would fault. Both are refused before any kernel runs.
+  for (const int offset : {8, 16}) {
+    try {
+      (void)run_gpu<ModelOf<1, false>, bf16>(p, dp::CudaAlgorithm::chunked,
+                                            Layout{.sequence_splits = 3, .workspace_offset = offset});
+      FAIL("a workspace " << offset << " bytes off its alignment was accepted");
+    } catch (const dp::ArgumentError& e) {
+      CHECK(e.argument() == "backend.workspace");
+      CHECK(std::string(e.what()).find("256-byte aligned") != std::string::npos);
+    }
+  }
+  // The same call on an aligned workspace runs and is right (the refusal above is about the address alone).
+  int used = 0;
+  CHECK(check_against_reference<ModelOf<1, false>, bf16>(p, chunked_tolerance<bf16>(), "workspace 256 bytes in",
+                                                         dp::CudaAlgorithm::chunked,
+                                                         Layout{.sequence_splits = 3, .workspace_offset = 256}, &used));
+  CHECK(used == 3);
 }
 
 TEST_CASE("the split plan: none when the pairs fill the GPU, many for a lone long sequence" *

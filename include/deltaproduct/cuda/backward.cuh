@@ -195,9 +195,7 @@ inline Scratch backward_scratch(const CudaBackend& backend, std::size_t needed) 
                        " bytes for this backward (backward_workspace_bytes() gives the size)",
                    backend.workspace == nullptr ? std::string("no workspace")
                                                 : std::to_string(backend.workspace_bytes) + " bytes");
-  if (reinterpret_cast<std::uintptr_t>(backend.workspace) % 256 != 0)
-    argument_error("backend.workspace", "256-byte aligned device memory (as cudaMalloc returns)",
-                   "address " + address_text(backend.workspace));
+  check_workspace_aligned(backend);
   return scratch;
 }
 

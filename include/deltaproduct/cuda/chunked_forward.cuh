@@ -353,6 +353,7 @@ void run_chunked(const CudaBackend& backend, const Model& model, const CudaProbl
   params.o = device_view(out.o);
 
   const Scratch scratch = algorithm_scratch(backend);
+  if (scratch.bytes > 0) check_workspace_aligned(backend);  // kept tiles and split scratch: 16-byte stores
   std::size_t split_offset = 0;  // the split scratch's place in the scratch (after the kept tiles)
   if (keeps_forward_states<Model, T>(backend)) {
     // The backward's state pass, done here: each chunk's start state and solved values, where backward() reads them.

@@ -160,6 +160,14 @@ CudaProblem check_forward_cuda(const Model& model, const DeltaInputs<T, float>& 
   return cp;
 }
 
+/// The workspace's alignment, which its status record and every algorithm's scratch (16-byte stores, bulk copies)
+/// rely on.
+inline void check_workspace_aligned(const CudaBackend& backend) {
+  if (reinterpret_cast<std::uintptr_t>(backend.workspace) % 256 != 0)
+    argument_error("backend.workspace", "256-byte aligned device memory (as cudaMalloc returns)",
+                   "address " + address_text(backend.workspace));
+}
+
 /// The status record in the workspace when the call validates values; nullptr when it does not.
 inline ValueCheckRecord* status_record(const CudaBackend& backend, bool validate_ranges) {
   if (!validate_ranges) return nullptr;
@@ -170,9 +178,7 @@ inline ValueCheckRecord* status_record(const CudaBackend& backend, bool validate
                        "allocate it and call reset_status() once, or set validate_ranges = false)",
                    backend.workspace == nullptr ? std::string("no workspace")
                                                 : std::to_string(backend.workspace_bytes) + " bytes");
-  if (reinterpret_cast<std::uintptr_t>(backend.workspace) % 256 != 0)
-    argument_error("backend.workspace", "256-byte aligned device memory (as cudaMalloc returns)",
-                   "address " + address_text(backend.workspace));
+  check_workspace_aligned(backend);
   return static_cast<ValueCheckRecord*>(backend.workspace);
 }
 
