@@ -13,7 +13,10 @@
 #                                             in it: test names have one, match it with *)
 #   memcheck|racecheck|synccheck:NAME:CASES[:SECONDS]
 #                                             compute-sanitizer --tool ... on those cases of one test binary
-#   bench:FILTER[:SECONDS]                    bench_cuda --benchmark_filter=FILTER, JSON to OUT/bench_N.json
+#   bench:FILTER[:SECONDS[:MIN_TIME]]         bench_cuda --benchmark_filter=FILTER, JSON to OUT/bench_N.json;
+#                                             MIN_TIME is --benchmark_min_time in seconds of measured time (default:
+#                                             Google Benchmark's 0.5; the decode filter takes ~4 minutes at that,
+#                                             20 s at 0.05)
 #   ncu:FILTER[:SECONDS]                      one iteration of each bench_cuda benchmark FILTER matches under Nsight
 #                                             Compute (kernels of the library only, clocks not locked): per kernel its
 #                                             time, instructions, issue and memory throughput, warp stall reasons and
@@ -24,7 +27,7 @@
 # lists each step with its status and wall time.
 set -u
 if [ $# -lt 3 ]; then
-  sed -n '2,18p' "$0" >&2
+  sed -n '2,27p' "$0" >&2
   exit 64
 fi
 bin=$(cd "$1" && pwd)
@@ -86,7 +89,7 @@ for step in "$@"; do
     bench)
       bench_runs=$((bench_runs + 1))
       run "bench_$bench_runs" "${b:-120}" "$bin/bench_cuda" "--benchmark_filter=$a" \
-        "--benchmark_out=$out/bench_$bench_runs.json" --benchmark_out_format=json
+        "--benchmark_out=$out/bench_$bench_runs.json" --benchmark_out_format=json ${c:+"--benchmark_min_time=$c"}
       ;;
     *)
       echo "device_checks: unknown step '$step'" | tee -a "$out/summary.txt"
