@@ -1003,6 +1003,40 @@ TEST_CASE("chunked backward: the same call gives the same gradients bit for bit,
                                              4006, "training step, 3 runs, gated n_h 3", step);
 }
 
+TEST_CASE("chunked backward: on sm_90 the gradient pass copies its tiles by tensor map, within 32-bit coordinates") {
+  // The fast path must not fall back silently: every descriptor is made for a dense and a strided call, and a kept
+  // tile count past 32-bit row coordinates is refused (the kernel then copies with cp.async).
+  int device = 0, major = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  if (major < 9) {
+    MESSAGE("compute capability " << major << ": the gradient pass copies with cp.async");
+    return;
+  }
+  constexpr dp::index_t batch = 2, tokens = 100, heads = 3, dim = 128, tiles = batch * 2 * heads;
+  bf16* buffer = nullptr;
+  REQUIRE(cudaMalloc(&buffer, sizeof(bf16) * batch * tokens * heads * dim * 2) == cudaSuccess);
+  const auto view = [&](dp::index_t row_stride) {
+    dp::detail::DeviceView<const bf16, 4> v;
+    v.data = buffer;
+    const dp::index_t extents[4] = {batch, tokens, heads, dim}, strides[4] = {tokens * row_stride, row_stride, dim, 1};
+    std::copy(extents, extents + 4, v.extents);
+    std::copy(strides, strides + 4, v.strides);
+    return v;
+  };
+  dp::detail::cuda_chunked::ChunkedBackwardParams<bf16> params;
+  params.forward.chunk_states = params.forward.chunk_solved_values = buffer;
+  params.chunk_adjoints = params.chunk_value_gradients = buffer;
+  for (const dp::index_t row_stride : {heads * dim, 2 * heads * dim}) {
+    CAPTURE(row_stride);
+    params.d_o = params.forward.v = view(row_stride);
+    CHECK(dp::detail::gradient_maps<bf16, 128, 1>(params, tiles).present);
+    CHECK(dp::detail::gradient_maps<bf16, 128, 3>(params, tiles).present);  // 32 query rows a box
+    CHECK_FALSE(dp::detail::gradient_maps<bf16, 128, 1>(params, dp::index_t{1} << 24).present);  // 2^31 rows
+  }
+  REQUIRE(cudaFree(buffer) == cudaSuccess);
+}
+
 TEST_CASE("chunked backward: a rejected beta writes nothing") {
   reference::Problem p = reference::random_problem(1, 64, 2, 64, 64, 1, true, 2.0, true, 3101);
   reference::LossWeights w = reference::random_loss_weights(p, 3102);

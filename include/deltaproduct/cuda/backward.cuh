@@ -273,9 +273,69 @@ inline void check_value_splits(const CudaBackend& backend, index_t value_dim, bo
                  std::to_string(n) + " with V = " + std::to_string(value_dim));
 }
 
+/// An unswizzled TMA descriptor of 16-bit elements whose boxes land in shared memory as padded tiles: box[0]
+/// elements a row where the tensor has dims[0] (the columns past it read as zero). Dimensions innermost first;
+/// coordinates are 32-bit, so every extent must fit in one. False if the driver refuses it.
+template <class T, std::size_t Rank>
+bool encode_padded_tiles(CUtensorMap& map, const T* data, const std::array<cuuint64_t, Rank>& dims,
+                         const std::array<cuuint64_t, Rank - 1>& strides, const std::array<cuuint32_t, Rank>& box) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
+  if (encode == nullptr) return false;
+  for (const cuuint64_t extent : dims)
+    if (extent > static_cast<cuuint64_t>(std::numeric_limits<int>::max())) return false;
+  std::array<cuuint32_t, Rank> element_strides;
+  element_strides.fill(1);
+  const CUtensorMapDataType type =
+      std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode(&map, type, static_cast<cuuint32_t>(Rank), const_cast<T*>(data), dims.data(), strides.data(),
+                box.data(), element_strides.data(), CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/// A [B, rows, H, D] view (rows contiguous, 16-byte aligned) in boxes of `box_rows` rows of one head, `pitch`
+/// elements a row.
+template <class T>
+bool encode_padded_rows(CUtensorMap& map, const DeviceView<const T, 4>& view, int pitch, int box_rows) {
+  const auto stride_bytes = [&](int d) {  // TMA wants even an unused stride a non-zero multiple of 16 bytes
+    return view.extents[d] > 1 ? static_cast<cuuint64_t>(view.strides[d]) * sizeof(T) : cuuint64_t{16};
+  };
+  return encode_padded_tiles<T, 4>(
+      map, view.data,
+      {static_cast<cuuint64_t>(view.extents[3]), static_cast<cuuint64_t>(view.extents[2]),
+       static_cast<cuuint64_t>(view.extents[1]), static_cast<cuuint64_t>(view.extents[0])},
+      {stride_bytes(2), stride_bytes(1), stride_bytes(0)},
+      {static_cast<cuuint32_t>(pitch), 1, static_cast<cuuint32_t>(box_rows), 1});
+}
+
+/// The chunk-gradient kernel's descriptors (GradientMaps) for `tiles` kept tiles of each kind; absent (present =
+/// false, the kernel copies with cp.async) before sm_90 or where the driver refuses one.
+template <class T, int KD, int NH>
+cuda_chunked::GradientMaps gradient_maps(const cuda_chunked::ChunkedBackwardParams<T>& params, index_t tiles) {
+  using Layout = cuda_chunked::GradientLayout<T, KD, KD, NH>;
+  cuda_chunked::GradientMaps maps{};
+  int device = 0, major = 0;
+  DELTAPRODUCT_CUDA_CHECK(cudaGetDevice(&device));
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major < 9) return maps;
+  const auto kept = [&](CUtensorMap& map, const T* data, int width, int pitch) {
+    return encode_padded_tiles<T, 2>(map, data,
+                                     {static_cast<cuuint64_t>(width), static_cast<cuuint64_t>(tiles * KD)},
+                                     {static_cast<cuuint64_t>(width) * sizeof(T)},
+                                     {static_cast<cuuint32_t>(pitch), static_cast<cuuint32_t>(KD)});
+  };
+  constexpr int L = Layout::L;
+  maps.present = encode_padded_rows(maps.d_out, params.d_o, Layout::VP, Layout::QR) &&
+                 encode_padded_rows(maps.values, params.forward.v, Layout::VP, L) &&
+                 kept(maps.states, params.forward.chunk_states, KD, Layout::KP) &&
+                 kept(maps.adjoints, params.chunk_adjoints, KD, Layout::KP) &&
+                 kept(maps.solved, params.forward.chunk_solved_values, L, Layout::LP) &&
+                 kept(maps.value_gradients, params.chunk_value_gradients, L, Layout::LP);
+  return maps;
+}
+
 template <class T, int KD, int NH, bool Gated>
 void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBackwardParams<T> params,
-                             index_t sequences, index_t heads) {
+                             index_t sequences, index_t heads, index_t tiles) {
   using namespace cuda_chunked;
   using Gradients = GradientLayout<T, KD, KD, NH>;
   const auto gradient_kernel = chunked_gradient_kernel<T, KD, KD, NH, Gated>;
@@ -303,7 +363,8 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
   const index_t chunk_ctas = params.forward.cu_seqlens.present() ? params.forward.chunks_per_row + sequences
                                                                  : sequences * params.forward.chunks_per_row;
   const dim3 per_chunk(static_cast<unsigned>(chunk_ctas), static_cast<unsigned>(heads));
-  gradient_kernel<<<per_chunk, Gradients::threads, Gradients::bytes, backend.stream>>>(params);
+  gradient_kernel<<<per_chunk, Gradients::threads, Gradients::bytes, backend.stream>>>(
+      params, gradient_maps<T, KD, NH>(params, tiles));
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -346,9 +407,9 @@ void run_chunked_backward(const CudaBackend& backend, const Model& model, const 
 
   constexpr int NH = Model::householder_steps;
   if (p.key_dim == 64)
-    launch_chunked_backward<T, 64, NH, gated>(backend, params, p.sequences, p.heads);
+    launch_chunked_backward<T, 64, NH, gated>(backend, params, p.sequences, p.heads, layout.tiles);
   else
-    launch_chunked_backward<T, 128, NH, gated>(backend, params, p.sequences, p.heads);
+    launch_chunked_backward<T, 128, NH, gated>(backend, params, p.sequences, p.heads, layout.tiles);
 }
 
 /// The recurrent backward on validated arguments.

@@ -19,6 +19,8 @@
 // sum runs in a fixed order (no atomics), so the gradients are reproducible bit for bit.
 #pragma once
 
+#include <cuda.h>  // CUtensorMap (the type only: no driver API call here)
+
 #include <cstddef>
 #include <cstdint>
 
@@ -487,6 +489,16 @@ struct ReverseScanKernel {
 // ---------------------------------------------------------------------------------------------------------------
 // Pass 3: the chunk gradients.
 
+/// The TMA descriptors of the chunk-gradient kernel's row-major tiles (a kernel parameter; sm_90): dL/do and v as
+/// their 4-D views (elements, heads, rows, batch), the kept tiles as 2-D [tiles * V][width]. Each box is as wide as
+/// the padded shared tile (the columns past the data read as zero) and a whole tile high, so that one copy brings a
+/// tile: copies of single rows kept the copy engine busy longer than cp.async took. `present` is false where the
+/// descriptors could not be made; the kernel then copies with cp.async.
+struct GradientMaps {
+  CUtensorMap d_out, values, states, adjoints, solved, value_gradients;
+  bool present = false;
+};
+
 /// Shared-memory map of the chunk-gradient kernel, in bytes. Keys and queries are blocked as in the forward (its
 /// copies and normalisers serve); the other tiles are row-major with rows padded by 16 bytes.
 template <class T, int KD, int VD, int NH>
@@ -520,7 +532,9 @@ struct GradientLayout {
   static constexpr int gate_column_blocks = L / 16 + QR / 16, gate_last_terms = warps + 2 * (L / 16);
   static constexpr std::size_t gate_terms = norm_partials + 16 * (L + QR);
   static constexpr std::size_t gate_term_count = gate_column_blocks * L + 4 * L + 4 * QR + gate_last_terms;
-  static constexpr std::size_t map_end = round_up(gate_terms + 4 * gate_term_count, 128);
+  /// Two mbarriers: the chunk-gradient kernel's two waves of bulk copies.
+  static constexpr std::size_t barriers = round_up(gate_terms + 4 * gate_term_count, 8);
+  static constexpr std::size_t map_end = round_up(barriers + 16, 128);
   /// T [L + QR][KP]: dK's rows, then dQ's, staged for coalesced stores. Where one round of the chunk-gradient
   /// kernel's units covers the micro-step rows (V = 128), in D^T's place: no product reads D^T after that round's
   /// products; else (two rounds read D^T) after the map.
@@ -568,6 +582,37 @@ struct ChunkGradientKernel {
       const int r = row + i * (threads / pieces);
       copy_async_16(tile + r * Pitch + piece * 8, source + r * Width + piece * 8, true);
     }
+  }
+
+  /// sm_90 with `maps`: the chunk's row-major tiles by six tensor copies from thread 0, in two waves, each counted on
+  /// its mbarrier: the output gradients, u^T and dY^T (phase 1 reads them), then the values, S_0^T and D^T (phase 2
+  /// on). Rows past the chunk's data are zeroed after the waits (zero_rows_past_data).
+  static __device__ __forceinline__ void copy_tiles_by_tma(const GradientMaps& maps, const SequenceSpan& span,
+                                                           int head, index_t chunk, index_t tile, unsigned char* smem,
+                                                           std::uint32_t first_wave, std::uint32_t second_wave) {
+    const std::uint32_t base = shared_address(smem);
+    constexpr std::uint32_t first_bytes = 2 * (QR * VP + 2 * VD * LP), second_bytes = 2 * (L * VP + 2 * VD * KP);
+    const int first_token = static_cast<int>(span.begin + chunk * C), row = static_cast<int>(span.row);
+    const int kept_row = static_cast<int>(tile * VD);
+    mbarrier_init(first_wave, 1);
+    mbarrier_init(second_wave, 1);
+    fence_mbarrier_init();
+    mbarrier_arrive_expect_bytes(first_wave, first_bytes);
+    tma_load_4d(base + Layout::d_out, &maps.d_out, first_wave, 0, head, first_token, row);
+    tma_load_2d(base + Layout::solved, &maps.solved, first_wave, 0, kept_row);
+    tma_load_2d(base + Layout::value_gradients, &maps.value_gradients, first_wave, 0, kept_row);
+    mbarrier_arrive_expect_bytes(second_wave, second_bytes);
+    tma_load_4d(base + Layout::values, &maps.values, second_wave, 0, head, first_token * NH, row);
+    tma_load_2d(base + Layout::states, &maps.states, second_wave, 0, kept_row);
+    tma_load_2d(base + Layout::adjoints, &maps.adjoints, second_wave, 0, kept_row);
+  }
+  /// Zeroes the rows [first, Rows) of a padded tile of `Pitch` elements a row: the copies by tensor map read the next
+  /// chunk's or sequence's rows there.
+  template <int Rows, int Pitch>
+  static __device__ __forceinline__ void zero_rows_past_data(T* tile, int first, int tid) {
+    constexpr int pieces = Pitch / 8;  // 16-byte pieces a row
+    for (int i = first * pieces + tid; i < Rows * pieces; i += threads)
+      reinterpret_cast<uint4*>(tile)[i] = make_uint4(0, 0, 0, 0);
   }
 
   /// Sum over row h of this unit's columns of x o acc, whole in every lane of the quad.
@@ -648,7 +693,7 @@ struct ChunkGradientKernel {
     return {low, block - first_slot(low)};
   }
 
-  static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp) {
+  static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp, const GradientMaps& maps) {
     extern __shared__ __align__(128) unsigned char smem[];
     const ChunkedParams<T>& p = bp.forward;
     if (inputs_rejected(p.status)) return;
@@ -684,25 +729,45 @@ struct ChunkGradientKernel {
     float* const gate_token_rows = gate_step_rows + 4 * L;                       // [phase 1, 3][half][QR]
     float* const gate_last = gate_token_rows + 4 * QR;  // [warps] (phase 2), then [micro-step units] (phase 3)
     const typename Forward::Stage stage{keys, values, queries, betas, reinterpret_cast<float*>(smem + Layout::gates)};
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const bool by_tma = maps.present;  // copy_tiles_by_tma
+#else
+    constexpr bool by_tma = false;
+#endif
 
-    // Inputs of the chunk and its kept tiles, in two waves: what phase 1 reads first (four commit groups), then the
-    // values and the states (two groups), which land while phase 1 computes.
+    // Inputs of the chunk and its kept tiles, in two waves: what phase 1 reads first, then the values and the states,
+    // which land while phase 1 computes. The betas and gates are loaded first: a plain load issued behind the tiles'
+    // copies waits for them.
+    const auto scalars = Forward::load_scalars(p, span, head, chunk);
     Forward::template copy_chunk_part<Forward::ChunkPart::keys>(p, span, head, chunk, stage);
     Forward::template copy_chunk_part<Forward::ChunkPart::queries>(p, span, head, chunk, stage);
-    copy_output_gradients<T, VD, C, QR, threads>(bp, span, head, chunk, d_out, VP, tid);
     const index_t tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
                                           gridDim.y);
-    copy_kept_tile<L, LP>(p.chunk_solved_values + tile * (VD * L), solved, tid);
-    copy_kept_tile<L, LP>(bp.chunk_value_gradients + tile * (VD * L), value_gradients, tid);
-    copy_async_commit();
-    Forward::template copy_chunk_part<Forward::ChunkPart::values>(p, span, head, chunk, stage);
-    copy_kept_tile<KD, KP>(p.chunk_states + tile * (VD * KD), states, tid);
-    copy_kept_tile<KD, KP>(bp.chunk_adjoints + tile * (VD * KD), adjoints, tid);
-    copy_async_commit();
-    Forward::store_scalars(stage, Forward::load_scalars(p, span, head, chunk));
-    copy_async_wait<2>();
+    [[maybe_unused]] const std::uint32_t first_wave = shared_address(smem + Layout::barriers),
+                                         second_wave = first_wave + 8;
+    if (by_tma) {
+      if (tid == 0) copy_tiles_by_tma(maps, span, head, chunk, tile, smem, first_wave, second_wave);
+    } else {
+      copy_output_gradients<T, VD, C, QR, threads>(bp, span, head, chunk, d_out, VP, tid);
+      copy_kept_tile<L, LP>(p.chunk_solved_values + tile * (VD * L), solved, tid);
+      copy_kept_tile<L, LP>(bp.chunk_value_gradients + tile * (VD * L), value_gradients, tid);
+      copy_async_commit();
+      Forward::template copy_chunk_part<Forward::ChunkPart::values>(p, span, head, chunk, stage);
+      copy_kept_tile<KD, KP>(p.chunk_states + tile * (VD * KD), states, tid);
+      copy_kept_tile<KD, KP>(bp.chunk_adjoints + tile * (VD * KD), adjoints, tid);
+      copy_async_commit();
+    }
+    Forward::store_scalars(stage, scalars);
+    if (by_tma)
+      copy_async_wait_all();  // the keys and queries
+    else
+      copy_async_wait<2>();
     __syncthreads();
     Forward::prepare_scales(p, stage, key_scales, query_scales, log2_gates);
+    if (by_tma) {
+      mbarrier_wait(first_wave, 0);
+      zero_rows_past_data<QR, VP>(d_out, static_cast<int>(min(index_t{C}, length - chunk * C)), tid);
+    }
     __syncthreads();
 
     const unsigned char* const key_bytes = reinterpret_cast<const unsigned char*>(keys);
@@ -811,7 +876,13 @@ struct ChunkGradientKernel {
           }
       }
     }
-    copy_async_wait_all();
+    if (by_tma) {
+      mbarrier_wait(second_wave, 0);
+      zero_rows_past_data<L, VP>(
+          values, static_cast<int>(min(index_t{Forward::Layout::valid_rows}, (length - chunk * C) * NH)), tid);
+    } else {
+      copy_async_wait_all();
+    }
     __syncthreads();
 
     // Phase 2: db_r gets dY_r . v_r; dG_last gets exp(G_last) sum(D o S_0).
@@ -1069,11 +1140,12 @@ __global__ void __launch_bounds__(VB / 16 * 32, 1) chunked_reverse_scan_kernel(c
 /// Grid: (sequences * chunks_per_row, or chunks_per_row + sequences when packed; heads); block: V / 16 warps; dynamic
 /// shared memory: GradientLayout::bytes.
 template <class T, int KD, int VD, int NH, bool Gated>
-__global__ void __launch_bounds__(VD / 16 * 32, 1) chunked_gradient_kernel(const ChunkedBackwardParams<T> p) {
+__global__ void __launch_bounds__(VD / 16 * 32, 1)
+    chunked_gradient_kernel(const ChunkedBackwardParams<T> p, const __grid_constant__ GradientMaps maps) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();
 #else
-  ChunkGradientKernel<T, KD, VD, NH, Gated>::run(p);
+  ChunkGradientKernel<T, KD, VD, NH, Gated>::run(p, maps);
 #endif
 }
 

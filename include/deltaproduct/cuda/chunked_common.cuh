@@ -566,4 +566,16 @@ __device__ __forceinline__ void tma_load_4d(std::uint32_t destination, const voi
 #endif
 }
 
+/// Copies the box at coordinates (c0, c1) of the 2-dimensional tensor map `map` as tma_load_4d does.
+__device__ __forceinline__ void tma_load_2d(std::uint32_t destination, const void* map, std::uint32_t barrier, int c0,
+                                            int c1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          destination),
+      "l"(map), "r"(c0), "r"(c1), "r"(barrier)
+      : "memory");
+#endif
+}
+
 }  // namespace deltaproduct::detail::cuda_chunked
