@@ -1034,6 +1034,9 @@ TEST_CASE("chunked backward: on sm_90 the gradient pass copies its tiles by tens
     CHECK(dp::detail::gradient_maps<bf16, 128, 3>(params, tiles).present);  // 32 query rows a box
     CHECK_FALSE(dp::detail::gradient_maps<bf16, 128, 1>(params, dp::index_t{1} << 24).present);  // 2^31 rows
   }
+  params.d_o.strides[3] = 2;  // elements two apart: no box describes such a row
+  params.d_o.extents[3] = dim / 2;
+  CHECK_FALSE(dp::detail::gradient_maps<bf16, 128, 1>(params, tiles).present);
   REQUIRE(cudaFree(buffer) == cudaSuccess);
 }
 

@@ -296,6 +296,7 @@ bool encode_padded_tiles(CUtensorMap& map, const T* data, const std::array<cuuin
 /// elements a row.
 template <class T>
 bool encode_padded_rows(CUtensorMap& map, const DeviceView<const T, 4>& view, int pitch, int box_rows) {
+  if (view.strides[3] != 1) return false;  // a box row is contiguous elements (the chunked path requires it anyway)
   const auto stride_bytes = [&](int d) {  // TMA wants even an unused stride a non-zero multiple of 16 bytes
     return view.extents[d] > 1 ? static_cast<cuuint64_t>(view.strides[d]) * sizeof(T) : cuuint64_t{16};
   };
