@@ -384,7 +384,7 @@ BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay, true>)
 // and, for "training", `forward_splits` say how many runs each pass cut each sequence into. `options` switches the
 // chunked backward's CudaBackend fields: 2 keep_preambles (the reverse scan loads each chunk's preamble instead of
 // rebuilding it), 4 backward_value_splits = 2 (the reverse scan on two CTAs per sequence or run, 64 value rows each;
-// K = 128), 6 both.
+// K = 128), 6 both; adding 8 runs the one-role reverse scan (CudaBackend::warp_specialized_backward = false).
 
 enum class Timed { backward, forward_and_backward };
 
@@ -398,8 +398,9 @@ void backward_pass(benchmark::State& state) {
   const int splits = static_cast<int>(state.range(4));
   const bool preambles = (state.range(5) & 2) != 0;
   const int value_splits = (state.range(5) & 4) != 0 ? 2 : 1;
-  if ((state.range(5) & ~6) != 0) {
-    state.SkipWithError("options takes 2 (kept preambles), 4 (value splits) or 6 (both)");
+  const bool specialized_scan = (state.range(5) & 8) == 0;
+  if ((state.range(5) & ~14) != 0) {
+    state.SkipWithError("options takes 2 (kept preambles), 4 (value splits), 6 (both), plus 8 (one-role scan)");
     return;
   }
   if (Algorithm == dp::CudaAlgorithm::recurrent && (splits != 1 || state.range(5) != 0)) {
@@ -459,7 +460,8 @@ void backward_pass(benchmark::State& state) {
                                 .sequence_splits = splits,
                                 .keep_forward_states = keep,
                                 .keep_preambles = preambles,
-                                .backward_value_splits = value_splits};
+                                .backward_value_splits = value_splits,
+                                .warp_specialized_backward = specialized_scan};
   if ((Algorithm == dp::CudaAlgorithm::chunked) != dp::chunked_backward_applies(backend, model, in, og, grads)) {
     state.SkipWithError("the requested backward does not take this shape");
     return;
@@ -507,6 +509,10 @@ void backward_shapes(benchmark::internal::Benchmark* b) {
     b->Args({4, 2048, 8, 128, 3, options});
   }
   b->Args({8, 4096, 16, 128, 1, 6});
+  // The one-role reverse scan (8) beside the warp-specialised one of the rows above.
+  b->Args({8, 4096, 16, 128, 1, 8});
+  b->Args({4, 2048, 8, 64, 1, 8});
+  b->Args({8, 512, 16, 128, 1, 8});
   b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 

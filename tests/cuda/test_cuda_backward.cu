@@ -99,6 +99,7 @@ struct Call {
   int sequence_splits = 1;           ///< backend.sequence_splits of both calls (1: unsplit; 0: the automatic plan)
   bool keep_preambles = false;       ///< backend.keep_preambles of both calls
   int value_splits = 1;              ///< backend.backward_value_splits
+  bool specialized_scan = true;      ///< backend.warp_specialized_backward (the reverse scan's form)
   int gradient_column_stride = 1;    ///< element stride of dL/dq, dL/dk and dL/dv along D (2: every other element)
 };
 
@@ -203,6 +204,7 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   workspace.backend.warp_specialized_forward = call.warp_specialized;
   workspace.backend.keep_preambles = call.keep_preambles;
   workspace.backend.backward_value_splits = call.value_splits;
+  workspace.backend.warp_specialized_backward = call.specialized_scan;
   GpuGradients r;
   if (call.keep_forward_states) {
     if constexpr (!std::is_same_v<T, float>) {
@@ -685,6 +687,32 @@ TEST_CASE("chunked backward: fp16, one token, [0, 1], packed sequences, normalis
       Call{.every_view = false, .initial_state_gradient = false, .algorithm = dp::CudaAlgorithm::chunked});
 }
 
+TEST_CASE("chunked backward: the one-role and the warp-specialised reverse scan both match the reference") {
+  // The tests above take the warp-specialised scan where it applies (sm_90a, unsplit, no kept preambles or value
+  // splits); here both forms run on the same inputs: every n_h at both widths, gated or not, packed sequences with
+  // empty and one-token members, T not a multiple of a chunk.
+  for (const bool specialized : {false, true}) {
+    Call call = chunked_call;
+    call.specialized_scan = specialized;
+    const std::string form = specialized ? "warp-specialised scan, " : "one-role scan, ";
+    const reference::Problem one = reference::random_problem(2, 200, 2, 128, 128, 1, true, 2.0, true, 3401);
+    check_against_reference<ModelOf<1, true>, bf16>(one, reference::random_loss_weights(one, 3402),
+                                                    form + "gated DeltaNet K=V=128", call);
+    const reference::Problem two = packed_problem({0, 1, 90, 0, 150}, 2, 64, 64, 2, true, 3403);
+    check_against_reference<ModelOf<2, true>, bf16>(two, reference::random_loss_weights(two, 3404),
+                                                    form + "packed gated n_h 2 K=V=64", call);
+    const reference::Problem three = reference::random_problem(1, 97, 2, 128, 128, 3, false, 2.0, true, 3405);
+    check_against_reference<ModelOf<3, false>, bf16>(three, reference::random_loss_weights(three, 3406),
+                                                     form + "n_h 3 K=V=128", call);
+    const reference::Problem four = reference::random_problem(2, 70, 1, 64, 64, 4, true, 2.0, true, 3407);
+    check_against_reference<ModelOf<4, true>, fp16>(four, reference::random_loss_weights(four, 3408),
+                                                    form + "fp16 gated n_h 4 K=V=64", call);
+    const reference::Problem net = packed_problem({1, 0, 64, 129}, 2, 128, 128, 1, false, 3409);
+    check_against_reference<ModelOf<1, false>, bf16>(net, reference::random_loss_weights(net, 3410),
+                                                     form + "packed DeltaNet K=V=128", call);
+  }
+}
+
 TEST_CASE("chunked backward: a long sequence keeps the error bounded (T = 4096, beta in [0, 2])") {
   const reference::Problem p = reference::random_problem(1, 4096, 2, 128, 128, 1, true, 2.0, true, 3001);
   check_against_reference<ModelOf<1, true>, bf16>(p, reference::random_loss_weights(p, 3002),
@@ -861,11 +889,12 @@ void check_reproducible(reference::Problem p, std::uint64_t seed, const std::str
 }
 
 /// The same call with and without kept preambles, with the one-role kernels (the kept preamble is then what the
-/// reverse scan would rebuild, bit for bit): the gradients agree exactly, and the preambles were written.
+/// one-role reverse scan would rebuild, bit for bit): the gradients agree exactly, and the preambles were written.
 template <class Model, class T>
 void check_preambles_bitwise(reference::Problem p, std::uint64_t seed, const std::string& what, Call call) {
   reference::LossWeights w = reference::random_loss_weights(p, seed);
   round_problem<T>(p, w);
+  call.specialized_scan = false;  // its producer builds P as (K Q^T)^T: the same values, not the same bits
   call.keep_preambles = false;
   const GpuGradients rebuilt = run_gpu<Model, T>(p, w, call);
   call.keep_preambles = true;

@@ -88,6 +88,12 @@ struct CudaBackend {
   /// rebuilding every chunk's preamble. The results are the same either way; the recurrent backward ignores it. 1 by
   /// default until it has been measured on a GPU.
   int backward_value_splits = 1;
+  /// Chunked backward on Hopper (an sm_90a build): the reverse scan runs warp-specialised as the forward does, a
+  /// producer warpgroup copying each chunk (TMA) and building its normalisers, gates, triangular factors and readout
+  /// one chunk ahead of the warps that run the chain on dL/dS (chunked_backward_kernel.cuh,
+  /// SpecializedReverseScanKernel). It applies without kept preambles or value splits, split runs included; false
+  /// runs the one-role scan (same algebra and precision).
+  bool warp_specialized_backward = true;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).

@@ -11,7 +11,8 @@
 //   - the chunked tensor-core backward (chunked_backward_kernel.cuh) for bf16 / fp16 data, n_h <= 4, K = V in
 //     {64, 128} and rows of q, k, v and dL/do contiguous and 16-byte aligned: a state pass (forward()'s kernels,
 //     warp-specialised as there, keeping each chunk's start state and solved values), a reverse scan of dL/dS over
-//     the chunks, and the gradients of every chunk in parallel. CudaAlgorithm::automatic takes it when it applies
+//     the chunks (warp-specialised likewise where backend.warp_specialized_backward applies), and the gradients of
+//     every chunk in parallel. CudaAlgorithm::automatic takes it when it applies
 //     and sequences average at least 16 tokens. With backend.backward_value_splits = 2 (V = 128) the reverse scan
 //     runs on two CTAs per sequence (or run), 64 value rows of dL/dS^T each.
 //   - the recurrent backward (recurrent_backward_kernel.cuh) for everything else: three sweeps over each sequence
@@ -251,11 +252,45 @@ void launch_reverse_scan_pass(const CudaBackend& backend, const cuda_chunked::Ch
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 }
 
+/// Whether the warp-specialised reverse scan (SpecializedReverseScanKernel) may run this pass: asked for, without
+/// kept preambles or value splits, on a Hopper GPU with its shared memory, from an sm_90a build.
+template <class T, int KD, int NH, bool Gated>
+bool takes_specialized_reverse_scan(const CudaBackend& backend, const cuda_chunked::ChunkedBackwardParams<T>& params) {
+  if (!backend.warp_specialized_backward || params.forward.chunk_preambles != nullptr ||
+      backend.backward_value_splits != 1 || params.forward.tokens == 0)
+    return false;
+  int device = 0, major = 0, shared_optin = 0;
+  DELTAPRODUCT_CUDA_CHECK(cudaGetDevice(&device));
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (major != 9 || static_cast<std::size_t>(shared_optin) < cuda_chunked::SpecializedLayout<T, KD, KD, NH>::bytes)
+    return false;
+  cudaFuncAttributes attributes{};
+  DELTAPRODUCT_CUDA_CHECK(
+      cudaFuncGetAttributes(&attributes, cuda_chunked::specialized_reverse_scan_kernel<T, KD, NH, Gated>));
+  return attributes.binaryVersion == 90;
+}
+
 /// The reverse scan's pass with backend.backward_value_splits CTAs per (sequence, run) (check_value_splits() has
-/// checked it).
+/// checked it), warp-specialised where takes_specialized_reverse_scan() and the driver makes its descriptors.
 template <class T, int KD, int NH, bool Gated>
 void launch_reverse_scan(const CudaBackend& backend, const cuda_chunked::ChunkedBackwardParams<T>& params,
                          index_t sequences, index_t heads, unsigned depth = 1) {
+  using namespace cuda_chunked;
+  using Specialized = SpecializedLayout<T, KD, KD, NH>;
+  SpecializedMaps maps{};  // q, k, and dL/do in v's place
+  if (takes_specialized_reverse_scan<T, KD, NH, Gated>(backend, params) &&
+      encode_row_pieces(maps.q, params.forward.q, Specialized::QR) &&
+      encode_row_pieces(maps.k, params.forward.k, Specialized::L) &&
+      encode_row_pieces(maps.v, params.d_o, Specialized::L)) {
+    const auto kernel = specialized_reverse_scan_kernel<T, KD, NH, Gated>;
+    DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(Specialized::bytes)));
+    const dim3 grid(static_cast<unsigned>(sequences * params.forward.splits), static_cast<unsigned>(heads), depth);
+    kernel<<<grid, Specialized::threads, Specialized::bytes, backend.stream>>>(params, maps);
+    DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   if constexpr (KD == 128) {
     if (backend.backward_value_splits == 2)
       return launch_reverse_scan_pass<T, KD, NH, Gated, 64>(backend, params, sequences, heads, depth);

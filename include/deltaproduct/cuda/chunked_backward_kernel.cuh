@@ -3,8 +3,9 @@
 // kernel (chunked_kernel.cuh). Three passes, the first two sequential over a sequence's chunks, the third parallel:
 //   1. state pass: the forward kernel keeps each chunk's start state S^T and its solved values u^T (= N^T), as T;
 //   2. reverse scan (ReverseScanKernel, one CTA per sequence and head, or per run of chunks when sequences are split;
-//      D^T = (dL/dS)^T in registers as the forward keeps S^T): per chunk, last first, it keeps D^T (the gradient at
-//      the chunk's end) and
+//      D^T = (dL/dS)^T in registers as the forward keeps S^T; on sm_90a SpecializedReverseScanKernel, whose producer
+//      warpgroup copies and prepares each chunk one ahead as the warp-specialised forward's does): per chunk, last
+//      first, it keeps D^T (the gradient at the chunk's end) and
 //        du^T = D^T K^T diag(kinv c) + dO^T P,    dY^T = du^T (I + A)^-1   (block back substitution),
 //        D^T <- exp(G_last) D^T - dY^T diag(b exp(G) kinv) K + dO^T diag(exp(G) qs) Q,
 //      keeps dY^T, and ends with dL/d(initial state);
@@ -25,6 +26,7 @@
 #include <cstdint>
 
 #include "deltaproduct/cuda/chunked_kernel.cuh"
+#include "deltaproduct/cuda/chunked_specialized_kernel.cuh"
 
 namespace deltaproduct::detail::cuda_chunked {
 
@@ -155,7 +157,12 @@ struct ReverseScanKernel {
     copy_async_commit();
   }
 
-  /// work = D^T K^T (64 x L per warpgroup, inner dimension K), as the forward's S^T K^T.
+  /// The one-role scan's tiles: keys and queries blocked, dL/do row-major with VP elements a row (the forward's).
+  using Blocked = BlockedTiling<KD, VP>;
+
+  /// work = D^T K^T (64 x L per warpgroup, inner dimension K), as the forward's S^T K^T. The mma.sync form (before
+  /// sm_90a) reads blocked tiles.
+  template <class Tiling>
   static __device__ __forceinline__ void adjoint_key_product(const float (&adjoint)[KD / 8][4], const Tiles& tiles,
                                                              float (&work)[L / 8][4]) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -165,8 +172,7 @@ struct ReverseScanKernel {
     pin_registers(work);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < KD / 16; ++kk)
-      wgmma_async<T, 0>(work, a[kk], wgmma_descriptor(tiles.keys + Forward::blocked(0, 2 * kk), 128, KD * 16));
+    for (int kk = 0; kk < KD / 16; ++kk) wgmma_async<T, 0>(work, a[kk], Tiling::k_major(tiles.keys, L, kk));
     wgmma_commit();
     wgmma_wait_all();
     pin_registers(work);
@@ -186,20 +192,21 @@ struct ReverseScanKernel {
 #endif
   }
 
-  /// adjoint (V x K) += a (V x 16 Steps, 16-bit fragments) R, R the first 16 Steps rows of a blocked key-width tile.
-  template <int Steps>
+  /// adjoint (V x K) += a (V x 16 Steps, 16-bit fragments) R, R the first 16 Steps rows of a key-width tile of
+  /// `tile_rows` rows.
+  template <class Tiling, int Steps>
   static __device__ __forceinline__ void add_row_products(float (&adjoint)[KD / 8][4], std::uint32_t rows,
-                                                          const std::uint32_t (&a)[Steps][4]) {
+                                                          int tile_rows, const std::uint32_t (&a)[Steps][4]) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     pin_registers(adjoint);
     wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < Steps; ++ks)
-      wgmma_async<T, 1>(adjoint, a[ks], wgmma_descriptor(rows + Forward::blocked(16 * ks, 0), KD * 16, 128));
+    for (int ks = 0; ks < Steps; ++ks) wgmma_async<T, 1>(adjoint, a[ks], Tiling::n_major(rows, tile_rows, ks));
     wgmma_commit();
     wgmma_wait_all();
     pin_registers(adjoint);
 #else
+    (void)tile_rows;
     const std::uint32_t base = rows + Forward::blocked_transposed_b();
 #pragma unroll
     for (int nb = 0; nb < KD / 16; ++nb)
@@ -210,6 +217,132 @@ struct ReverseScanKernel {
         mma_pair<T>(adjoint, nb, a[ks], b);
       }
 #endif
+  }
+
+  /// The chunk's scalars the chain reads: betas (stage), key and query normalisers and log2-unit gates (preamble).
+  struct ChainScalars {
+    const float *betas, *key_scales, *query_scales, *log2_gates;
+  };
+
+  /// The chain on D^T for one chunk, first part (it needs the chunk's keys and scales): keeps D^T (the gradient at
+  /// the chunk's end) in kept tile `tile` when `keeps`, and starts du^T with D^T K^T diag(kinv c):
+  /// work[j][e] at (v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2). `Tiling` addresses the key, query and
+  /// dL/do tiles (BlockedTiling in the one-role scan, Swizzled128Tiling in the warp-specialised one).
+  template <class Tiling>
+  static __device__ __forceinline__ void chain_start(const ChunkedBackwardParams<T>& bp, const Tiles& tiles,
+                                                     const ChainScalars& scalars, bool keeps, index_t tile,
+                                                     int value_offset, const float (&adjoint)[KD / 8][4],
+                                                     float (&work)[L / 8][4]) {
+    const int quad = Forward::quad();
+    if (keeps)
+      store_accumulators<T>(bp.chunk_adjoints + tile * (VD * KD), adjoint, value_offset + Forward::value_row(), quad,
+                            KD);
+#pragma unroll
+    for (int j = 0; j < L / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) work[j][e] = 0.0f;
+    adjoint_key_product<Tiling>(adjoint, tiles, work);
+#pragma unroll
+    for (int j = 0; j < L / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = 8 * j + 2 * quad + e % 2;
+        work[j][e] *= scalars.key_scales[r] * Forward::gate_between(scalars.log2_gates, C - 1, r / NH);
+      }
+  }
+
+  /// The chain's second part (it needs the chunk's -A, diagonal inverses and P, and dL/do unless `transition`):
+  ///   du^T += dO^T P,  dY^T = du^T (I + A)^-1 (kept in tile `tile` when `keeps`),
+  ///   D^T <- exp(G_last) D^T - dY^T diag(b exp(G) kinv) K + dO^T diag(exp(G) qs) Q.
+  template <class Tiling>
+  static __device__ __forceinline__ void chain_end(const ChunkedBackwardParams<T>& bp, const Tiles& tiles,
+                                                   const ChainScalars& scalars, bool transition, bool keeps,
+                                                   index_t tile, int value_offset, float (&adjoint)[KD / 8][4],
+                                                   float (&work)[L / 8][4]) {
+    const int warp = Forward::thread_index() / 32, lane = Forward::thread_index() % 32, quad = lane % 4;
+    const float* const key_scales = scalars.key_scales;
+    const float* const query_scales = scalars.query_scales;
+    const float* const log2_gates = scalars.log2_gates;
+    if (!transition) {
+      const std::uint32_t readouts = tiles.readout + b_from_k_rows(lane, LP);
+#pragma unroll
+      for (int tb = 0; tb < QR / 16; ++tb) {
+        std::uint32_t a[4];  // dO^T, rows v of the warp, columns t of block tb
+        ldmatrix_x4_trans(a, tiles.values + Tiling::value_block(lane, tb, warp));
+#pragma unroll
+        for (int rb = 0; rb < L / 16; ++rb)
+          if (readout_block_used<NH, C>(16 * tb, 16, 16 * rb)) {
+            std::uint32_t b[4];
+            ldmatrix_x4_trans(b, readouts + Forward::at(16 * tb, 16 * rb, LP));
+            mma_pair<T>(work, rb, a, b);
+          }
+      }
+    }
+
+    // Block back substitution, last block first: dY^T_i = (du^T_i + sum_{m > i} dY^T_m (-A)_mi) (I + A_ii)^-1.
+    {
+      const std::uint32_t negated = tiles.negated_a + b_from_k_rows(lane, LP);
+      const std::uint32_t inverses = tiles.diagonal_inverses + b_from_k_rows(lane, DP);
+      std::uint32_t solved[L / 16][4];
+#pragma unroll
+      for (int i = L / 16 - 1; i >= 0; --i) {
+#pragma unroll
+        for (int m = i + 1; m < L / 16; ++m) {
+          std::uint32_t b[4];
+          ldmatrix_x4_trans(b, negated + Forward::at(16 * m, 16 * i, LP));
+          mma_pair<__half>(work, i, solved[m], b);
+        }
+        std::uint32_t z[4], b[4];
+        accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], z);
+        ldmatrix_x4_trans(b, inverses + Forward::at(16 * i, 0, DP));
+#pragma unroll
+        for (int e = 0; e < 4; ++e) work[2 * i][e] = work[2 * i + 1][e] = 0.0f;
+        mma_pair<__half>(work, i, z, b);
+        accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], solved[i]);
+      }
+    }
+    if (keeps)
+      store_accumulators<T>(bp.chunk_value_gradients + tile * (VD * L), work, value_offset + Forward::value_row(),
+                            quad, L);
+
+    // D^T <- exp(G_last) D^T - dY^T diag(b exp(G) kinv) K + dO^T diag(exp(G) qs) Q.
+    {
+      std::uint32_t scaled[L / 16][4];
+#pragma unroll
+      for (int ks = 0; ks < L / 16; ++ks) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int r = 16 * ks + 8 * h + 2 * quad + e % 2;
+            work[2 * ks + h][e] *= -scalars.betas[r] * key_scales[r] * Forward::gate_from_start(log2_gates, r / NH);
+          }
+        accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], scaled[ks]);
+      }
+      if constexpr (Gated) {
+        const float last_gate = Forward::gate_from_start(log2_gates, C - 1);
+#pragma unroll
+        for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) adjoint[j][e] *= last_gate;
+      }
+      add_row_products<Tiling, L / 16>(adjoint, tiles.keys, L, scaled);
+    }
+    if (!transition) {
+      std::uint32_t scaled[QR / 16][4];
+#pragma unroll
+      for (int tb = 0; tb < QR / 16; ++tb) {
+        ldmatrix_x4_trans(scaled[tb], tiles.values + Tiling::value_block(lane, tb, warp));
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int t = 16 * tb + 8 * (r / 2) + 2 * quad;
+          const float2 pair = unpack2<T>(scaled[tb][r]);
+          scaled[tb][r] = pack2<T>(pair.x * query_scales[t] * Forward::gate_from_start(log2_gates, t),
+                                   pair.y * query_scales[t + 1] * Forward::gate_from_start(log2_gates, t + 1));
+        }
+      }
+      add_row_products<Tiling, QR / 16>(adjoint, tiles.queries, QR, scaled);
+    }
   }
 
   // Sequence splits (sequence_split.cuh): run i is the forward's run of chunks (ChunkedKernel::chunk_range), and the
@@ -344,8 +477,6 @@ struct ReverseScanKernel {
         tiles.diagonal_inverses = base_address + static_cast<std::uint32_t>(preamble_at + Preamble::diagonal_inverses);
         tiles.readout = base_address + static_cast<std::uint32_t>(preamble_at + Preamble::readout);
       }
-      const int warp = Forward::thread_index() / 32, lane = Forward::thread_index() % 32, quad = lane % 4;
-      const int value_row = Forward::value_row();
       copy_async_wait_all();
       fence_proxy_async();  // the copies' writes are read by wgmma
       __syncthreads();      // (1) the chunk is in `stage`; every warp is done with the later chunk
@@ -382,107 +513,111 @@ struct ReverseScanKernel {
       // D^T at the chunk's end, kept for the chunk-gradient pass.
       const index_t tile = chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head,
                                             gridDim.y);
-      if (keeps)
-        store_accumulators<T>(bp.chunk_adjoints + tile * (VD * KD), adjoint, value_offset + value_row, quad, KD);
-
-      // du^T = D^T K^T diag(kinv c) + dO^T P, with work[j][e] at (v = value_row + 8 (e / 2), r = 8 j + 2 quad + e % 2).
-      float work[L / 8][4] = {};
-      adjoint_key_product(adjoint, tiles, work);
-#pragma unroll
-      for (int j = 0; j < L / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int r = 8 * j + 2 * quad + e % 2;
-          work[j][e] *= key_scales[r] * Forward::gate_between(log2_gates, C - 1, r / NH);
-        }
+      const ChainScalars scalars{stage.betas, key_scales, query_scales, log2_gates};
+      float work[L / 8][4];
+      chain_start<Blocked>(bp, tiles, scalars, keeps, tile, value_offset, adjoint, work);
       __syncthreads();  // (3) -A, the diagonal inverses and P are complete
       if (more && !transition)
         copy_output_gradients<T, VB, C, QR, Layout::threads>(bp, span, head, chunk - 1, next_stage.values, VP,
                                                             Forward::thread_index(), value_offset);
-
-      const std::uint32_t d_out = tiles.values + a_from_k_rows(lane, VP);  // dO^T fragments
-      if (!transition) {
-        const std::uint32_t readouts = tiles.readout + b_from_k_rows(lane, LP);
-#pragma unroll
-        for (int tb = 0; tb < QR / 16; ++tb) {
-          std::uint32_t a[4];
-          ldmatrix_x4_trans(a, d_out + Forward::at(16 * tb, 16 * warp, VP));
-#pragma unroll
-          for (int rb = 0; rb < L / 16; ++rb)
-            if (readout_block_used<NH, C>(16 * tb, 16, 16 * rb)) {
-              std::uint32_t b[4];
-              ldmatrix_x4_trans(b, readouts + Forward::at(16 * tb, 16 * rb, LP));
-              mma_pair<T>(work, rb, a, b);
-            }
-        }
-      }
-
-      // Block back substitution, last block first: dY^T_i = (du^T_i + sum_{m > i} dY^T_m (-A)_mi) (I + A_ii)^-1.
-      {
-        const std::uint32_t negated = tiles.negated_a + b_from_k_rows(lane, LP);
-        const std::uint32_t inverses = tiles.diagonal_inverses + b_from_k_rows(lane, DP);
-        std::uint32_t solved[L / 16][4];
-#pragma unroll
-        for (int i = L / 16 - 1; i >= 0; --i) {
-#pragma unroll
-          for (int m = i + 1; m < L / 16; ++m) {
-            std::uint32_t b[4];
-            ldmatrix_x4_trans(b, negated + Forward::at(16 * m, 16 * i, LP));
-            mma_pair<__half>(work, i, solved[m], b);
-          }
-          std::uint32_t z[4], b[4];
-          accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], z);
-          ldmatrix_x4_trans(b, inverses + Forward::at(16 * i, 0, DP));
-#pragma unroll
-          for (int e = 0; e < 4; ++e) work[2 * i][e] = work[2 * i + 1][e] = 0.0f;
-          mma_pair<__half>(work, i, z, b);
-          accumulators_to_fragment<__half>(work[2 * i], work[2 * i + 1], solved[i]);
-        }
-      }
-      if (keeps)
-        store_accumulators<T>(bp.chunk_value_gradients + tile * (VD * L), work, value_offset + value_row, quad, L);
-
-      // D^T <- exp(G_last) D^T - dY^T diag(b exp(G) kinv) K + dO^T diag(exp(G) qs) Q.
-      {
-        std::uint32_t scaled[L / 16][4];
-#pragma unroll
-        for (int ks = 0; ks < L / 16; ++ks) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = 16 * ks + 8 * h + 2 * quad + e % 2;
-              work[2 * ks + h][e] *= -stage.betas[r] * key_scales[r] * Forward::gate_from_start(log2_gates, r / NH);
-            }
-          accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], scaled[ks]);
-        }
-        if constexpr (Gated) {
-          const float last_gate = Forward::gate_from_start(log2_gates, C - 1);
-#pragma unroll
-          for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) adjoint[j][e] *= last_gate;
-        }
-        add_row_products<L / 16>(adjoint, tiles.keys, scaled);
-      }
-      if (!transition) {
-        std::uint32_t scaled[QR / 16][4];
-#pragma unroll
-        for (int tb = 0; tb < QR / 16; ++tb) {
-          ldmatrix_x4_trans(scaled[tb], d_out + Forward::at(16 * tb, 16 * warp, VP));
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const int t = 16 * tb + 8 * (r / 2) + 2 * quad;
-            const float2 pair = unpack2<T>(scaled[tb][r]);
-            scaled[tb][r] = pack2<T>(pair.x * query_scales[t] * Forward::gate_from_start(log2_gates, t),
-                                     pair.y * query_scales[t + 1] * Forward::gate_from_start(log2_gates, t + 1));
-          }
-        }
-        add_row_products<QR / 16>(adjoint, tiles.queries, scaled);
-      }
+      chain_end<Blocked>(bp, tiles, scalars, transition, keeps, tile, value_offset, adjoint, work);
       if (more) Forward::store_scalars(next_stage, next);
     }
     store_start_gradient(bp, sequence, head, split, value_offset, adjoint);
+  }
+};
+
+/// The reverse scan warp-specialised as the forward is (chunked_specialized_kernel.cuh; sm_90a, one CTA per sequence
+/// and head, or per run of chunks and pass as ReverseScanKernel splits them). The forward's producer warpgroup runs over the chunks last to first: it copies each chunk's
+/// keys, queries and dL/do (in the value tiles, by token) by TMA and builds its normalisers, gates, -A, diagonal
+/// inverses and P one chunk ahead, as the forward's producer does, while the consumer warps run
+/// ReverseScanKernel's chain on D^T (chain_start, chain_end) on the swizzled tiles. In the one-role scan every warp
+/// rebuilds the preamble between two links of the chain and copies the next chunk with cp.async; here the chain
+/// waits for neither.
+template <class T, int KD, int NH, bool Gated>
+struct SpecializedReverseScanKernel {
+  using Specialized = SpecializedChunkedKernel<T, KD, KD, NH, Gated>;
+  using Scan = ReverseScanKernel<T, KD, KD, NH, Gated>;
+  using Base = typename Specialized::Base;
+  using Layout = typename Specialized::Layout;
+  using Tiling = typename Specialized::Tiling;
+  static constexpr int L = Layout::L, C = Base::C, consumers = Specialized::consumers;
+  static constexpr int Stages = Layout::stages, KeySlots = Layout::key_slots;
+
+  /// The consumers' loop: chunk end - 1 - i at step i. Once every consumer is done with a chunk (its done barrier),
+  /// the first warp refills its key slot and its stage (read to the chunk's end here) with the chunks KeySlots and
+  /// Stages steps later.
+  static __device__ __forceinline__ void consume(const ChunkedBackwardParams<T>& bp, const SpecializedMaps& maps,
+                                                 const SequenceSpan& span, index_t sequence, int head, index_t first,
+                                                 index_t end, std::uint32_t smem_address,
+                                                 float (&adjoint)[KD / 8][4]) {
+    const ChunkedParams<T>& p = bp.forward;
+    const bool lead_warp = Base::thread_index() < 32;
+    const bool transition = Scan::is_transition(p);           // dL/do is taken as zero
+    const bool keeps = p.pass != SplitPass::summarize;        // D^T and dY^T of every chunk
+    const index_t count = end - first;
+    for (index_t i = 0; i < count; ++i) {
+      const index_t chunk = end - 1 - i;
+      const auto at = Specialized::place_of(smem_address, i);
+      mbarrier_wait(Specialized::ready_barrier(at.base_address, at.set_index), Specialized::set_parity(i));
+      // Already complete (the producer waited for them): make the boxes' writes visible to these threads too.
+      mbarrier_wait(Specialized::key_barrier(at.base_address, at.key_slot), Specialized::key_parity(i));
+      mbarrier_wait(Specialized::copy_barrier(at.base_address, at.stage_index), Specialized::copy_parity(i));
+      const index_t tile =
+          chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head, gridDim.y);
+      const typename Scan::ChainScalars scalars{at.stage.betas, at.set.key_scales, at.set.query_scales,
+                                                at.set.log2_gates};
+      float work[L / 8][4];
+      Scan::template chain_start<Tiling>(bp, at.tiles, scalars, keeps, tile, 0, adjoint, work);
+      Scan::template chain_end<Tiling>(bp, at.tiles, scalars, transition, keeps, tile, 0, adjoint, work);
+      mbarrier_arrive(Specialized::done_barrier(at.base_address, at.set_index));
+      if (lead_warp && (i + Stages < count || i + KeySlots < count)) {
+        mbarrier_wait(Specialized::done_barrier(at.base_address, at.set_index), Specialized::set_parity(i));
+        if (i + Stages < count)
+          Specialized::template start_stage_copy<true>(maps, span, head, end - 1 - (i + Stages), at.base_address,
+                                                       at.stage_index, Base::thread_index());
+        if (i + KeySlots < count)
+          Specialized::start_key_copy(maps, span, head, end - 1 - (i + KeySlots), at.base_address, at.key_slot,
+                                      Base::thread_index());
+      }
+    }
+  }
+
+  static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp, const SpecializedMaps& maps) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const ChunkedParams<T>& p = bp.forward;
+    if (inputs_rejected(p.status)) return;
+    const int head = static_cast<int>(blockIdx.y);
+    const index_t sequence = blockIdx.x / p.splits;  // split runs as ReverseScanKernel's (blockIdx.z: the summaries)
+    const int split = static_cast<int>(blockIdx.x % p.splits);
+    if (Scan::idle_summary(p, split)) return;
+    const SequenceSpan span = sequence_span(p, sequence);
+    const auto range = Base::chunk_range(p, span, split);
+    const std::uint32_t smem_address = (shared_address(smem) + 1023u) & ~1023u;  // the swizzle atoms' alignment
+    if (Base::thread_index() == 0) {
+#pragma unroll
+      for (int s = 0; s < Stages; ++s) mbarrier_init(Specialized::copy_barrier(smem_address, s), 1);
+#pragma unroll
+      for (int s = 0; s < KeySlots; ++s) mbarrier_init(Specialized::key_barrier(smem_address, s), 1);
+      for (int s = 0; s < 2; ++s) {
+        mbarrier_init(Specialized::ready_barrier(smem_address, s), Specialized::producers);
+        mbarrier_init(Specialized::done_barrier(smem_address, s), consumers);
+      }
+      fence_mbarrier_init();
+    }
+    __syncthreads();  // the barriers are initialised (the last block-wide barrier)
+
+    if (Base::thread_index() >= consumers) {
+      if constexpr (Specialized::all_threads == 384)
+        set_register_count<Specialized::producer_registers, false>();
+      Specialized::template produce<true>(p, maps, span, sequence, head, range.first, range.end, smem_address);
+      return;
+    }
+    if constexpr (Specialized::all_threads == 384) set_register_count<Specialized::consumer_registers, true>();
+    float adjoint[KD / 8][4];
+    Scan::load_end_gradient(bp, sequence, head, split, 0, adjoint);
+    consume(bp, maps, span, sequence, head, range.first, range.end, smem_address, adjoint);
+    Scan::store_start_gradient(bp, sequence, head, split, 0, adjoint);
   }
 };
 
@@ -1134,6 +1269,19 @@ __global__ void __launch_bounds__(VB / 16 * 32, 1) chunked_reverse_scan_kernel(c
   __trap();
 #else
   ReverseScanKernel<T, KD, VD, NH, Gated, VB>::run(p);
+#endif
+}
+
+/// Grid: as chunked_reverse_scan_kernel's with one value block; block: SpecializedLayout::threads; dynamic shared memory:
+/// SpecializedLayout::bytes; maps: q, k and dL/do (in v's place), as the warp-specialised forward's.
+template <class T, int KD, int NH, bool Gated>
+__global__ void __launch_bounds__(SpecializedLayout<T, KD, KD, NH>::threads, 1)
+    specialized_reverse_scan_kernel(const ChunkedBackwardParams<T> p, const __grid_constant__ SpecializedMaps maps) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  SpecializedReverseScanKernel<T, KD, NH, Gated>::run(p, maps);
+#else
+  (void)maps;
+  __trap();  // wgmma, TMA and setmaxnreg need sm_90a; the host launches this kernel only from an sm_90a build
 #endif
 }
 

@@ -254,7 +254,9 @@ struct SpecializedChunkedKernel {
   /// Starts copying chunk `chunk`'s value and query tiles into stage `stage` (start_key_copy: its key tile into key
   /// slot `slot`): lane h of the calling warp issues column half h (64 elements) of each tile (rows past the tensor
   /// read as zero, rows past the sequence are cleared by clear_past_sequence()). Lane 0's arrival carries the byte
-  /// count: the phase cannot complete before it, whatever order the boxes land in.
+  /// count: the phase cannot complete before it, whatever order the boxes land in. `ValuesByToken`: maps.v holds
+  /// token rows (the reverse scan's dL/do in the value tile), its box starts at the chunk's first token.
+  template <bool ValuesByToken = false>
   static __device__ __forceinline__ void start_stage_copy(const SpecializedMaps& maps, const SequenceSpan& span,
                                                           int head, index_t chunk, std::uint32_t base, int stage,
                                                           int lane) {
@@ -270,7 +272,7 @@ struct SpecializedChunkedKernel {
                   head, token_row, batch);
     if (half < VD / 64)
       tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::values + half * L * 128), &maps.v, barrier, 64 * half,
-                  head, step_row, batch);
+                  head, ValuesByToken ? token_row : step_row, batch);
   }
   static __device__ __forceinline__ void start_key_copy(const SpecializedMaps& maps, const SequenceSpan& span, int head,
                                                         index_t chunk, std::uint32_t base, int slot, int lane) {
@@ -283,16 +285,25 @@ struct SpecializedChunkedKernel {
                   static_cast<int>(span.row));
   }
 
-  /// This producer thread's beta or gate of chunk `chunk` (nothing past the CTA's range), in flight until stored.
-  static __device__ __forceinline__ PendingScalar load_scalars_of(const ChunkedParams<T>& p, const SequenceSpan& span,
-                                                                  int head, index_t chunk, index_t end, int tid) {
-    return chunk < end ? Base::load_scalars(p, span, head, chunk, tid) : PendingScalar{T{}, false};
-  }
-
   /// Zeroes the key and value rows of `stage` past the chunk's micro-steps: the boxes bring the next sequence's rows
   /// (or the next token's for n_h = 3) there, and a zero beta alone would not cancel a non-finite value in them.
+  /// `TokenRows` (the reverse scan, whose value tile holds dL/do by token): also the query rows and value rows past
+  /// the chunk's tokens, so that P and the scan's products see zeros there as a rebuild from zero-filled copies does.
+  template <bool TokenRows = false>
   static __device__ __forceinline__ void clear_past_sequence(const SequenceSpan& span, index_t chunk,
                                                              const Stage& stage, int tid) {
+    if constexpr (TokenRows) {
+      const index_t tokens_left = (span.end - span.begin) - chunk * C;
+      const int valid = static_cast<int>(tokens_left < C ? tokens_left : C);
+      const int query_rows = QR - valid, value_rows = L - valid;
+      for (int index = tid; index < query_rows * (KD / 8) + value_rows * (VD / 8); index += producers) {
+        const bool query = index < query_rows * (KD / 8);
+        const int i = query ? index : index - query_rows * (KD / 8), rows = query ? query_rows : value_rows;
+        unsigned char* tile = reinterpret_cast<unsigned char*>(query ? stage.queries : stage.values);
+        *reinterpret_cast<uint4*>(tile + Tiling::piece(query ? QR : L, valid + i % rows, i / rows)) =
+            make_uint4(0, 0, 0, 0);
+      }
+    }
     const index_t first_step = chunk * C * NH, steps = (span.end - span.begin) * NH;
     const index_t left = steps - first_step;
     const int valid = static_cast<int>(left < Base::Layout::valid_rows ? left : Base::Layout::valid_rows);
@@ -387,12 +398,19 @@ struct SpecializedChunkedKernel {
         }
   }
 
-  /// The producer warpgroup's loop over the CTA's chunks [first, end).
+  /// The producer warpgroup's loop over the CTA's chunks [first, end): first to last, or last to first for the
+  /// backward's reverse scan (`Reverse`, whose value tiles hold dL/do by token).
+  template <bool Reverse = false>
   static __device__ __forceinline__ void produce(const ChunkedParams<T>& p, const SpecializedMaps& maps,
                                                  const SequenceSpan& span, index_t sequence, int head, index_t first,
                                                  index_t end, std::uint32_t smem_address) {
     const bool keeps_preambles = Base::keeps_preambles(p);
     const int tid = Base::thread_index() - consumers, warp = tid / 32;
+    const index_t count = end - first;  // the i-th chunk the CTA computes is chunk_at(i)
+    const auto chunk_at = [&](index_t i) { return Reverse ? end - 1 - i : first + i; };
+    const auto scalars_at = [&](index_t i) {
+      return i < count ? Base::load_scalars(p, span, head, chunk_at(i), tid) : PendingScalar{T{}, false};
+    };
     if (tid == 0) {
       prefetch_tensor_map(&maps.q);
       prefetch_tensor_map(&maps.k);
@@ -403,17 +421,16 @@ struct SpecializedChunkedKernel {
     if (tid < 32) {
 #pragma unroll
       for (int s = 0; s < Stages; ++s)
-        if (first + s < end) start_stage_copy(maps, span, head, first + s, smem_address, s, tid);
+        if (s < count) start_stage_copy<Reverse>(maps, span, head, chunk_at(s), smem_address, s, tid);
 #pragma unroll
       for (int s = 0; s < KeySlots; ++s)
-        if (first + s < end) start_key_copy(maps, span, head, first + s, smem_address, s, tid);
+        if (s < count) start_key_copy(maps, span, head, chunk_at(s), smem_address, s, tid);
     }
-    Base::store_scalars(stage_at(shared_pointer<unsigned char>(smem_address), 0, 0),
-                        load_scalars_of(p, span, head, first, end, tid), tid);
-    PendingScalar pending = load_scalars_of(p, span, head, first + 1, end, tid);  // the next chunk's
-    PendingScalar ahead{T{}, false};                                              // the one after
-    for (index_t chunk = first; chunk < end; ++chunk) {
-      const index_t i = chunk - first;
+    Base::store_scalars(stage_at(shared_pointer<unsigned char>(smem_address), 0, 0), scalars_at(0), tid);
+    PendingScalar pending = scalars_at(1);  // the next chunk's
+    PendingScalar ahead{T{}, false};        // the one after
+    for (index_t i = 0; i < count; ++i) {
+      const index_t chunk = chunk_at(i);
       const Place at = place_of(smem_address, i);
       DELTAPRODUCT_TRACE(1, 0, i);
       if (i > 0) {  // the stage's previous chunk, i - 2, is done (waited for at the end of the last iteration)
@@ -425,7 +442,7 @@ struct SpecializedChunkedKernel {
       DELTAPRODUCT_TRACE(1, 1, i);
       // The set's previous chunk, i - 2, went out by bulk copy: it must be read before the set is written again.
       if (keeps_preambles && tid == 0) bulk_wait_read<1>();
-      clear_past_sequence(span, chunk, at.stage, tid);
+      clear_past_sequence<Reverse>(span, chunk, at.stage, tid);
       fence_proxy_async();  // the cleared rows, written through the generic proxy, are read by wgmma
       named_barrier_sync(producer_barrier, producers);  // the chunk, its betas and gates are in its stage
       DELTAPRODUCT_TRACE(1, 2, i);
@@ -449,11 +466,10 @@ struct SpecializedChunkedKernel {
       DELTAPRODUCT_TRACE(1, 5, i);
       mbarrier_arrive(ready_barrier(at.base_address, at.set_index));
 
-      // Chunk chunk + 1 takes the set and (for its betas and gates) the stage chunk - 1 used.
-      if (chunk + 1 < end && chunk > first)
-        mbarrier_wait(done_barrier(at.base_address, 1 - at.set_index), set_parity(i - 1));
+      // The next chunk takes the set and (for its betas and gates) the stage the previous one used.
+      if (i + 1 < count && i > 0) mbarrier_wait(done_barrier(at.base_address, 1 - at.set_index), set_parity(i - 1));
       DELTAPRODUCT_TRACE(1, 6, i);
-      ahead = load_scalars_of(p, span, head, chunk + 2, end, tid);
+      ahead = scalars_at(i + 2);
       DELTAPRODUCT_TRACE(1, 7, i);
     }
     if (keeps_preambles && tid == 0) bulk_wait_all();  // the shared memory stays until the copies have read it
