@@ -79,7 +79,8 @@ struct CudaBackend {
   /// normalisers, gates, triangular factors and readout the chain on the state reads: 22,272 bytes per chunk and
   /// head at n_h = 1, 17,664 at n_h = 2 or 3, 15,360 at n_h = 4), and the reverse scan loads it instead of rebuilding
   /// it. Set it like keep_forward_states, on both calls of a step. It applies where the reverse scan's shared memory
-  /// takes two preambles more (Hopper); off by default until it has been measured on a GPU.
+  /// takes two preambles more (Hopper), and runs the one-role reverse scan there: off by default, as the
+  /// warp-specialised scan (warp_specialized_backward) rebuilds the preambles off its chain and is faster.
   bool keep_preambles = false;
   /// Chunked backward at V = 128: its reverse scan (the pass over dL/dS, sequential in the chunks) runs each
   /// sequence, or each run of one when sequences are split, on this many CTAs, each carrying V / n of the value rows

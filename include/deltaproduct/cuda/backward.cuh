@@ -256,19 +256,10 @@ void launch_reverse_scan_pass(const CudaBackend& backend, const cuda_chunked::Ch
 /// kept preambles or value splits, on a Hopper GPU with its shared memory, from an sm_90a build.
 template <class T, int KD, int NH, bool Gated>
 bool takes_specialized_reverse_scan(const CudaBackend& backend, const cuda_chunked::ChunkedBackwardParams<T>& params) {
-  if (!backend.warp_specialized_backward || params.forward.chunk_preambles != nullptr ||
-      backend.backward_value_splits != 1 || params.forward.tokens == 0)
-    return false;
-  int device = 0, major = 0, shared_optin = 0;
-  DELTAPRODUCT_CUDA_CHECK(cudaGetDevice(&device));
-  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  if (major != 9 || static_cast<std::size_t>(shared_optin) < cuda_chunked::SpecializedLayout<T, KD, KD, NH>::bytes)
-    return false;
-  cudaFuncAttributes attributes{};
-  DELTAPRODUCT_CUDA_CHECK(
-      cudaFuncGetAttributes(&attributes, cuda_chunked::specialized_reverse_scan_kernel<T, KD, NH, Gated>));
-  return attributes.binaryVersion == 90;
+  return backend.warp_specialized_backward && params.forward.chunk_preambles == nullptr &&
+         backend.backward_value_splits == 1 && params.forward.tokens > 0 &&
+         hopper_runs(cuda_chunked::specialized_reverse_scan_kernel<T, KD, NH, Gated>,
+                     cuda_chunked::SpecializedLayout<T, KD, KD, NH>::bytes);
 }
 
 /// The reverse scan's pass with backend.backward_value_splits CTAs per (sequence, run) (check_value_splits() has

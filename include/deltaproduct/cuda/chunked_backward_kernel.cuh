@@ -593,19 +593,8 @@ struct SpecializedReverseScanKernel {
     if (Scan::idle_summary(p, split)) return;
     const SequenceSpan span = sequence_span(p, sequence);
     const auto range = Base::chunk_range(p, span, split);
-    const std::uint32_t smem_address = (shared_address(smem) + 1023u) & ~1023u;  // the swizzle atoms' alignment
-    if (Base::thread_index() == 0) {
-#pragma unroll
-      for (int s = 0; s < Stages; ++s) mbarrier_init(Specialized::copy_barrier(smem_address, s), 1);
-#pragma unroll
-      for (int s = 0; s < KeySlots; ++s) mbarrier_init(Specialized::key_barrier(smem_address, s), 1);
-      for (int s = 0; s < 2; ++s) {
-        mbarrier_init(Specialized::ready_barrier(smem_address, s), Specialized::producers);
-        mbarrier_init(Specialized::done_barrier(smem_address, s), consumers);
-      }
-      fence_mbarrier_init();
-    }
-    __syncthreads();  // the barriers are initialised (the last block-wide barrier)
+    const std::uint32_t smem_address = Specialized::aligned_map(smem);
+    Specialized::init_barriers(smem_address);
 
     if (Base::thread_index() >= consumers) {
       if constexpr (Specialized::all_threads == 384)

@@ -156,23 +156,29 @@ bool keeps_forward_states(const CudaBackend& backend) {
 /// Largest sequence split count the automatic plan considers (the fix-up is sequential in it).
 inline constexpr int chunked_max_sequence_splits = 32;
 
+/// Whether `kernel`, an sm_90a-only kernel taking `shared_bytes` of dynamic shared memory, can run here: the GPU is a
+/// Hopper (compute capability 9.x) with that much shared memory a block, and this build holds the kernel's sm_90 code.
+template <class Kernel>
+bool hopper_runs(Kernel* kernel, std::size_t shared_bytes) {
+  int device = 0, major = 0, shared_optin = 0;
+  DELTAPRODUCT_CUDA_CHECK(cudaGetDevice(&device));
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (major != 9 || static_cast<std::size_t>(shared_optin) < shared_bytes) return false;
+  cudaFuncAttributes attributes{};
+  DELTAPRODUCT_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+  return attributes.binaryVersion == 90;
+}
+
 /// Whether the warp-specialised kernel (chunked_specialized_kernel.cuh) may run this call:
 /// backend.warp_specialized_forward asks for it, the GPU is a Hopper (compute capability 9.x) with its shared memory,
 /// and this build holds the kernel's sm_90 code (from CMAKE_CUDA_ARCHITECTURES=90a). It then runs unless the driver
 /// refuses the TMA descriptors of q, k or v (the one-role kernel runs instead).
 template <class T, int KD, int NH, bool Gated>
 bool takes_specialized_kernel(const CudaBackend& backend) {
-  if (!backend.warp_specialized_forward) return false;
-  int device = 0, major = 0, shared_optin = 0;
-  DELTAPRODUCT_CUDA_CHECK(cudaGetDevice(&device));
-  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  DELTAPRODUCT_CUDA_CHECK(cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  if (major != 9 || static_cast<std::size_t>(shared_optin) < cuda_chunked::SpecializedLayout<T, KD, KD, NH>::bytes)
-    return false;
-  cudaFuncAttributes attributes{};
-  DELTAPRODUCT_CUDA_CHECK(
-      cudaFuncGetAttributes(&attributes, cuda_chunked::specialized_chunked_forward_kernel<T, KD, KD, NH, Gated>));
-  return attributes.binaryVersion == 90;
+  return backend.warp_specialized_forward &&
+         hopper_runs(cuda_chunked::specialized_chunked_forward_kernel<T, KD, KD, NH, Gated>,
+                     cuda_chunked::SpecializedLayout<T, KD, KD, NH>::bytes);
 }
 
 /// The driver's cuTensorMapEncodeTiled, found through the runtime (no link to libcuda); null if the driver lacks it.

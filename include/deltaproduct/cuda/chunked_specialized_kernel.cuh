@@ -531,16 +531,12 @@ struct SpecializedChunkedKernel {
     }
   }
 
-  static __device__ __forceinline__ void run(const ChunkedParams<T>& p, const SpecializedMaps& maps) {
-    extern __shared__ __align__(128) unsigned char smem[];
-    if (inputs_rejected(p.status)) return;  // a value check failed: write nothing
-    const int head = static_cast<int>(blockIdx.y);
-    const index_t sequence = blockIdx.x / p.splits;
-    const int split = static_cast<int>(blockIdx.x % p.splits);
-    if (Base::idle_summary(p, split)) return;
-    const SequenceSpan span = sequence_span(p, sequence);
-    const auto range = Base::chunk_range(p, span, split);
-    const std::uint32_t smem_address = (shared_address(smem) + 1023u) & ~1023u;  // the swizzle atoms' alignment
+  /// The map's start in dynamic shared memory: aligned to 1024 bytes, the swizzle atoms' alignment.
+  static __device__ __forceinline__ std::uint32_t aligned_map(unsigned char* smem) {
+    return (shared_address(smem) + 1023u) & ~1023u;
+  }
+  /// Thread 0 initialises the copy, key, ready and done barriers; then the CTA's last block-wide barrier.
+  static __device__ __forceinline__ void init_barriers(std::uint32_t smem_address) {
     if (Base::thread_index() == 0) {
 #pragma unroll
       for (int s = 0; s < Stages; ++s) mbarrier_init(copy_barrier(smem_address, s), 1);
@@ -552,7 +548,20 @@ struct SpecializedChunkedKernel {
       }
       fence_mbarrier_init();
     }
-    __syncthreads();  // the copy barriers are initialised (the last block-wide barrier)
+    __syncthreads();
+  }
+
+  static __device__ __forceinline__ void run(const ChunkedParams<T>& p, const SpecializedMaps& maps) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    if (inputs_rejected(p.status)) return;  // a value check failed: write nothing
+    const int head = static_cast<int>(blockIdx.y);
+    const index_t sequence = blockIdx.x / p.splits;
+    const int split = static_cast<int>(blockIdx.x % p.splits);
+    if (Base::idle_summary(p, split)) return;
+    const SequenceSpan span = sequence_span(p, sequence);
+    const auto range = Base::chunk_range(p, span, split);
+    const std::uint32_t smem_address = aligned_map(smem);
+    init_barriers(smem_address);
 
     if (Base::thread_index() >= consumers) {
       if constexpr (all_threads == 384) set_register_count<producer_registers, false>();
