@@ -528,12 +528,12 @@ struct ReverseScanKernel {
 };
 
 /// The reverse scan warp-specialised as the forward is (chunked_specialized_kernel.cuh; sm_90a, one CTA per sequence
-/// and head, or per run of chunks and pass as ReverseScanKernel splits them). The forward's producer warpgroup runs over the chunks last to first: it copies each chunk's
-/// keys, queries and dL/do (in the value tiles, by token) by TMA and builds its normalisers, gates, -A, diagonal
-/// inverses and P one chunk ahead, as the forward's producer does, while the consumer warps run
-/// ReverseScanKernel's chain on D^T (chain_start, chain_end) on the swizzled tiles. In the one-role scan every warp
-/// rebuilds the preamble between two links of the chain and copies the next chunk with cp.async; here the chain
-/// waits for neither.
+/// and head, or per run of chunks and pass as ReverseScanKernel splits them). The forward's producer warpgroup runs
+/// over the chunks last to first: it copies each chunk's keys, queries and dL/do (in the value tiles, by token) by
+/// TMA and builds its normalisers, gates, -A, diagonal inverses and P one chunk ahead, as the forward's producer
+/// does, while the consumer warps run ReverseScanKernel's chain on D^T (chain_start, chain_end) on the swizzled
+/// tiles. In the one-role scan every warp rebuilds the preamble between two links of the chain and copies the next
+/// chunk with cp.async; here the chain waits for neither.
 template <class T, int KD, int NH, bool Gated>
 struct SpecializedReverseScanKernel {
   using Specialized = SpecializedChunkedKernel<T, KD, KD, NH, Gated>;
@@ -553,8 +553,8 @@ struct SpecializedReverseScanKernel {
                                                  float (&adjoint)[KD / 8][4]) {
     const ChunkedParams<T>& p = bp.forward;
     const bool lead_warp = Base::thread_index() < 32;
-    const bool transition = Scan::is_transition(p);           // dL/do is taken as zero
-    const bool keeps = p.pass != SplitPass::summarize;        // D^T and dY^T of every chunk
+    const bool transition = Scan::is_transition(p);     // dL/do is taken as zero
+    const bool keeps = p.pass != SplitPass::summarize;  // D^T and dY^T of every chunk
     const index_t count = end - first;
     for (index_t i = 0; i < count; ++i) {
       const index_t chunk = end - 1 - i;
