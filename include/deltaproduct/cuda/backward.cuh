@@ -58,6 +58,7 @@
 #include "deltaproduct/cuda/decode.cuh"
 #include "deltaproduct/cuda/device_views.cuh"
 #include "deltaproduct/cuda/error.hpp"
+#include "deltaproduct/cuda/precompiled.cuh"
 #include "deltaproduct/cuda/recurrent_backward_kernel.cuh"
 #include "deltaproduct/cuda/validate.hpp"
 #include "deltaproduct/cuda/value_checks.cuh"
@@ -394,6 +395,15 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
       params, gradient_maps<T, KD, NH>(params, tiles));
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
 }
+
+#if defined(DELTAPRODUCT_CUDA_PRECOMPILED)
+// deltaproduct::cuda_kernels holds these (precompiled.cuh): their kernels are not compiled here.
+#define DELTAPRODUCT_CUDA_EXTERN_BACKWARD(T, KD, NH, Gated) \
+  DELTAPRODUCT_CUDA_CHUNKED_BACKWARD_INSTANCE(extern template, T, KD, NH, Gated)
+DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED(DELTAPRODUCT_CUDA_EXTERN_BACKWARD, __nv_bfloat16)
+DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED(DELTAPRODUCT_CUDA_EXTERN_BACKWARD, __half)
+#undef DELTAPRODUCT_CUDA_EXTERN_BACKWARD
+#endif
 
 /// The chunked backward on a validated call that chunked_backward_takes() (chunked_backward_kernel.cuh).
 template <DeltaProductModel Model, class T>

@@ -41,6 +41,7 @@
 #include "deltaproduct/cuda/decode.cuh"
 #include "deltaproduct/cuda/device_views.cuh"
 #include "deltaproduct/cuda/error.hpp"
+#include "deltaproduct/cuda/precompiled.cuh"
 #include "deltaproduct/cuda/sequence_split.cuh"
 #include "deltaproduct/cuda/validate.hpp"
 #include "deltaproduct/cuda/value_checks.cuh"
@@ -270,6 +271,16 @@ void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> p
   params.pass = SplitPass::outputs;
   launch(dim3(split_ctas, static_cast<unsigned>(heads)));
 }
+
+#if defined(DELTAPRODUCT_CUDA_PRECOMPILED)
+// deltaproduct::cuda_kernels holds these (precompiled.cuh): their kernels are not compiled here.
+#define DELTAPRODUCT_CUDA_EXTERN_FORWARD(T, KD, NH, Gated)                                          \
+  extern template bool takes_specialized_kernel<T, KD, NH, Gated>(const CudaBackend&);             \
+  DELTAPRODUCT_CUDA_CHUNKED_FORWARD_INSTANCE(extern template, T, KD, NH, Gated)
+DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED(DELTAPRODUCT_CUDA_EXTERN_FORWARD, __nv_bfloat16)
+DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED(DELTAPRODUCT_CUDA_EXTERN_FORWARD, __half)
+#undef DELTAPRODUCT_CUDA_EXTERN_FORWARD
+#endif
 
 /// The split count a validated call that takes the tensor-core kernel uses: backend.sequence_splits when set (the
 /// workspace must then hold its scratch), else the modelled best that fits the workspace's scratch. A huge
