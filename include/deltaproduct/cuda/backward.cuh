@@ -398,11 +398,8 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
 
 #if defined(DELTAPRODUCT_CUDA_PRECOMPILED)
 // deltaproduct::cuda_kernels holds these (precompiled.cuh): their kernels are not compiled here.
-#define DELTAPRODUCT_CUDA_EXTERN_BACKWARD(T, KD, NH, Gated) \
-  DELTAPRODUCT_CUDA_CHUNKED_BACKWARD_INSTANCE(extern template, T, KD, NH, Gated)
 DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED(DELTAPRODUCT_CUDA_EXTERN_BACKWARD, __nv_bfloat16)
 DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED(DELTAPRODUCT_CUDA_EXTERN_BACKWARD, __half)
-#undef DELTAPRODUCT_CUDA_EXTERN_BACKWARD
 #endif
 
 /// The chunked backward on a validated call that chunked_backward_takes() (chunked_backward_kernel.cuh).

@@ -274,12 +274,8 @@ void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> p
 
 #if defined(DELTAPRODUCT_CUDA_PRECOMPILED)
 // deltaproduct::cuda_kernels holds these (precompiled.cuh): their kernels are not compiled here.
-#define DELTAPRODUCT_CUDA_EXTERN_FORWARD(T, KD, NH, Gated)                                          \
-  extern template bool takes_specialized_kernel<T, KD, NH, Gated>(const CudaBackend&);             \
-  DELTAPRODUCT_CUDA_CHUNKED_FORWARD_INSTANCE(extern template, T, KD, NH, Gated)
 DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED(DELTAPRODUCT_CUDA_EXTERN_FORWARD, __nv_bfloat16)
 DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED(DELTAPRODUCT_CUDA_EXTERN_FORWARD, __half)
-#undef DELTAPRODUCT_CUDA_EXTERN_FORWARD
 #endif
 
 /// The split count a validated call that takes the tensor-core kernel uses: backend.sequence_splits when set (the

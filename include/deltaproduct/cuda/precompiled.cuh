@@ -21,11 +21,22 @@
   DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED_WIDTH(X, T, 64) \
   DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED_WIDTH(X, T, 128)
 
-/// The chunked forward's launcher (chunked_forward.cuh), declared (Kind = extern template) or defined (Kind =
-/// template) for one combination.
-#define DELTAPRODUCT_CUDA_CHUNKED_FORWARD_INSTANCE(Kind, T, KD, NH, Gated)                                         \
+/// The chunked forward's launcher (chunked_forward.cuh) and its Hopper check (which names the warp-specialised kernel),
+/// declared (Kind = extern template) or defined (Kind = template) for one combination.
+#define DELTAPRODUCT_CUDA_CHUNKED_FORWARD_INSTANCE(Kind, T, KD, NH, Gated)   \
+  Kind bool takes_specialized_kernel<T, KD, NH, Gated>(const CudaBackend&); \
   Kind void launch_chunked<T, KD, NH, Gated>(const CudaBackend&, cuda_chunked::ChunkedParams<T>, index_t, index_t);
 /// The chunked backward's launcher (backward.cuh), likewise.
 #define DELTAPRODUCT_CUDA_CHUNKED_BACKWARD_INSTANCE(Kind, T, KD, NH, Gated)                                    \
   Kind void launch_chunked_backward<T, KD, NH, Gated>(const CudaBackend&, cuda_chunked::ChunkedBackwardParams<T>, \
                                                       index_t, index_t, index_t);
+/// One combination declared extern (in the headers, under DELTAPRODUCT_CUDA_PRECOMPILED) or defined (in
+/// precompiled/*.cu); arguments of DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED.
+#define DELTAPRODUCT_CUDA_EXTERN_FORWARD(T, KD, NH, Gated) \
+  DELTAPRODUCT_CUDA_CHUNKED_FORWARD_INSTANCE(extern template, T, KD, NH, Gated)
+#define DELTAPRODUCT_CUDA_DEFINE_FORWARD(T, KD, NH, Gated) \
+  DELTAPRODUCT_CUDA_CHUNKED_FORWARD_INSTANCE(template, T, KD, NH, Gated)
+#define DELTAPRODUCT_CUDA_EXTERN_BACKWARD(T, KD, NH, Gated) \
+  DELTAPRODUCT_CUDA_CHUNKED_BACKWARD_INSTANCE(extern template, T, KD, NH, Gated)
+#define DELTAPRODUCT_CUDA_DEFINE_BACKWARD(T, KD, NH, Gated) \
+  DELTAPRODUCT_CUDA_CHUNKED_BACKWARD_INSTANCE(template, T, KD, NH, Gated)

@@ -2,7 +2,5 @@
 #include "deltaproduct/cuda/backward.cuh"
 
 namespace deltaproduct::detail {
-#define DELTAPRODUCT_CUDA_DEFINE_BACKWARD(T, KD, NH, Gated) \
-  DELTAPRODUCT_CUDA_CHUNKED_BACKWARD_INSTANCE(template, T, KD, NH, Gated)
 DELTAPRODUCT_CUDA_FOR_EACH_PRECOMPILED_CHUNKED_WIDTH(DELTAPRODUCT_CUDA_DEFINE_BACKWARD, __nv_bfloat16, 64)
 }  // namespace deltaproduct::detail
