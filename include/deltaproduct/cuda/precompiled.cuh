@@ -2,10 +2,10 @@
 // calls forward() or backward() on 16-bit data otherwise compiles them for each (K, n_h, gating) its models reach.
 // With DELTAPRODUCT_CUDA_PRECOMPILED defined, the launchers of the chunked forward and backward for bf16 and fp16,
 // K = V in {64, 128}, n_h 1 to 4, gated or not, are declared extern (by chunked_forward.cuh and backward.cuh, with
-// the macros below); the objects of deltaproduct/cuda/precompiled/*.cu define them. The CMake target deltaproduct::cuda_kernels compiles those sources
-// and sets the macro for whoever links it; a project that does not use CMake compiles the same files with the macro
-// defined. Other launches (n_h above 4 in the forward, the recurrent kernels) still compile where they are used.
-// nvcc only; included by chunked_forward.cuh and backward.cuh.
+// the macros below); the objects of deltaproduct/cuda/precompiled/*.cu define them. The CMake target
+// deltaproduct::cuda_kernels compiles those sources and sets the macro for whoever links it; a project that does not
+// use CMake compiles the same files with the macro defined. Other launches (n_h above 4 in the forward, the recurrent
+// kernels) still compile where they are used. nvcc only; included by chunked_forward.cuh and backward.cuh.
 #pragma once
 
 #include <cuda_bf16.h>
