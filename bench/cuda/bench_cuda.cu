@@ -384,7 +384,8 @@ BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay, true>)
 // and, for "training", `forward_splits` say how many runs each pass cut each sequence into. `options` switches the
 // chunked backward's CudaBackend fields: 2 keep_preambles (the reverse scan loads each chunk's preamble instead of
 // rebuilding it), 4 backward_value_splits = 2 (the reverse scan on two CTAs per sequence or run, 64 value rows each;
-// K = 128), 6 both; adding 8 runs the one-role reverse scan (CudaBackend::warp_specialized_backward = false).
+// K = 128), 6 both; adding 8 runs the one-role reverse scan (CudaBackend::warp_specialized_backward = false), adding
+// 16 the chunk-gradient pass's products on wgmma (CudaBackend::wgmma_chunk_gradients; K = 128, sm_90a).
 
 enum class Timed { backward, forward_and_backward };
 
@@ -399,8 +400,11 @@ void backward_pass(benchmark::State& state) {
   const bool preambles = (state.range(5) & 2) != 0;
   const int value_splits = (state.range(5) & 4) != 0 ? 2 : 1;
   const bool specialized_scan = (state.range(5) & 8) == 0;
-  if ((state.range(5) & ~14) != 0) {
-    state.SkipWithError("options takes 2 (kept preambles), 4 (value splits), 6 (both), plus 8 (one-role scan)");
+  const bool wgmma_gradients = (state.range(5) & 16) != 0;
+  if ((state.range(5) & ~30) != 0) {
+    state.SkipWithError(
+        "options takes 2 (kept preambles), 4 (value splits), 6 (both), plus 8 (one-role scan), plus 16 (wgmma chunk "
+        "gradients)");
     return;
   }
   if (Algorithm == dp::CudaAlgorithm::recurrent && (splits != 1 || state.range(5) != 0)) {
@@ -461,7 +465,8 @@ void backward_pass(benchmark::State& state) {
                                 .keep_forward_states = keep,
                                 .keep_preambles = preambles,
                                 .backward_value_splits = value_splits,
-                                .warp_specialized_backward = specialized_scan};
+                                .warp_specialized_backward = specialized_scan,
+                                .wgmma_chunk_gradients = wgmma_gradients};
   if ((Algorithm == dp::CudaAlgorithm::chunked) != dp::chunked_backward_applies(backend, model, in, og, grads)) {
     state.SkipWithError("the requested backward does not take this shape");
     return;
@@ -513,6 +518,11 @@ void backward_shapes(benchmark::internal::Benchmark* b) {
   b->Args({8, 4096, 16, 128, 1, 8});
   b->Args({4, 2048, 8, 64, 1, 8});
   b->Args({8, 512, 16, 128, 1, 8});
+  // The chunk-gradient pass on wgmma (16) beside the mma.sync rows above (K = 128).
+  b->Args({8, 4096, 16, 128, 1, 16});
+  b->Args({8, 512, 16, 128, 1, 16});
+  b->Args({1, 16384, 8, 128, 16, 16});
+  b->Args({4, 2048, 8, 128, 3, 16});
   b->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 

@@ -39,6 +39,10 @@
 //
 // --value-splits N (training mode; default 1) sets CudaBackend::backward_value_splits: the reverse scan runs each
 // sequence (or run) on N CTAs, V / N value rows each (2 needs V = 128 and the chunked backward). Other modes ignore it.
+//
+// --wgmma-chunk-gradients (training mode; a switch like the two above) sets CudaBackend::wgmma_chunk_gradients of the
+// backward: the chunk-gradient pass's products on wgmma (K = V = 128 on Hopper; elsewhere the call runs as without
+// it); the printout ends with wgmma_chunk_gradients=<0|1>.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -65,6 +69,7 @@ struct Arguments {
   bool gated = false, h0 = false, gradients = false;
   // A training step's CudaBackend fields (--keep-forward-states, --keep-preambles).
   bool keep_forward_states = false, keep_preambles = false;
+  bool wgmma_gradients = false;  // --wgmma-chunk-gradients: CudaBackend::wgmma_chunk_gradients of the backward
 };
 
 dp::CudaAlgorithm algorithm_named(const std::string& name) {
@@ -79,9 +84,10 @@ Arguments parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string key = argv[i];
     // Switches: the name alone turns one on; an explicit 0 or 1 after it is taken as its value.
-    bool* const flag = key == "--keep-forward-states" ? &a.keep_forward_states
-                       : key == "--keep-preambles"    ? &a.keep_preambles
-                                                      : nullptr;
+    bool* const flag = key == "--keep-forward-states"     ? &a.keep_forward_states
+                       : key == "--keep-preambles"        ? &a.keep_preambles
+                       : key == "--wgmma-chunk-gradients" ? &a.wgmma_gradients
+                                                          : nullptr;
     if (flag != nullptr) {
       bool on = true;
       if (i + 1 < argc && (std::strcmp(argv[i + 1], "0") == 0 || std::strcmp(argv[i + 1], "1") == 0))
@@ -247,6 +253,7 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::De
   dp::CudaBackend backward_backend = forward_backend;
   backward_backend.algorithm = algorithm_named(a.backward_algorithm);
   backward_backend.backward_value_splits = a.value_splits;
+  backward_backend.wgmma_chunk_gradients = a.wgmma_gradients;
   const std::size_t forward_bytes = dp::forward_workspace_bytes(forward_backend, model, in, out);
   const std::size_t backward_bytes =
       dp::backward_workspace_bytes(backward_backend, model, in, output_gradients, gradients);
@@ -298,7 +305,8 @@ TrainingTimes time_training(const Arguments& a, const Model& model, const dp::De
                  " backward=" + a.backward_algorithm + " backward_splits=" + std::to_string(backward_splits) +
                  " keep_forward_states=" + (a.keep_forward_states ? "1" : "0") +
                  " keep_preambles=" + (a.keep_preambles ? "1" : "0") +
-                 " value_splits=" + std::to_string(a.value_splits);
+                 " value_splits=" + std::to_string(a.value_splits) +
+                 " wgmma_chunk_gradients=" + (a.wgmma_gradients ? "1" : "0");
   return times;
 }
 

@@ -101,6 +101,7 @@ struct Call {
   int value_splits = 1;              ///< backend.backward_value_splits
   bool specialized_scan = true;      ///< backend.warp_specialized_backward (the reverse scan's form)
   int gradient_column_stride = 1;    ///< element stride of dL/dq, dL/dk and dL/dv along D (2: every other element)
+  bool wgmma_gradients = false;      ///< backend.wgmma_chunk_gradients (the chunk-gradient pass's products)
 };
 
 struct GpuGradients {
@@ -205,6 +206,7 @@ GpuGradients run_gpu(const reference::Problem& p, const reference::LossWeights& 
   workspace.backend.keep_preambles = call.keep_preambles;
   workspace.backend.backward_value_splits = call.value_splits;
   workspace.backend.warp_specialized_backward = call.specialized_scan;
+  workspace.backend.wgmma_chunk_gradients = call.wgmma_gradients;
   GpuGradients r;
   if (call.keep_forward_states) {
     if constexpr (!std::is_same_v<T, float>) {
@@ -713,6 +715,66 @@ TEST_CASE("chunked backward: the one-role and the warp-specialised reverse scan 
   }
 }
 
+TEST_CASE("chunked backward: the chunk-gradient pass on wgmma matches the reference (K = V = 128)") {
+  // CudaBackend::wgmma_chunk_gradients: sm_90a runs phase 3's products as wgmmas (elsewhere the call takes the
+  // mma.sync kernel, and these checks hold all the same). Every n_h, gated or not, T not a multiple of a chunk
+  // (token rows past the data), fp16, packed sequences with empty and one-token members, the normalisation options
+  // and strided views, against the same reference and tolerances as the mma.sync kernel.
+  Call call = chunked_call;
+  call.wgmma_gradients = true;
+  int device = 0, major = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  const dp::CudaBackend asks{.wgmma_chunk_gradients = true};
+  if (major == 9) {  // the project builds sm_90a: the kernel must not fall back silently
+    CHECK(dp::detail::takes_wgmma_gradient_kernel<bf16, 128, 1, true>(asks));
+    CHECK(dp::detail::takes_wgmma_gradient_kernel<fp16, 128, 4, false>(asks));
+  } else {
+    MESSAGE("compute capability " << major << ": the chunk-gradient pass runs on mma.sync");
+  }
+  CHECK_FALSE(dp::detail::takes_wgmma_gradient_kernel<bf16, 64, 1, true>(asks));
+  CHECK_FALSE(dp::detail::takes_wgmma_gradient_kernel<bf16, 128, 1, true>(dp::CudaBackend{}));
+  std::uint64_t seed = 3500;
+  const auto both = [&]<int NH>(std::integral_constant<int, NH>) {
+    for (const bool gated : {false, true}) {
+      const reference::Problem p = reference::random_problem(2, 97, 2, 128, 128, NH, gated, 2.0, true, ++seed);
+      const std::string what = "wgmma gradients n_h " + std::to_string(NH) + (gated ? " gated" : "") + " T=97";
+      if (gated)
+        check_against_reference<ModelOf<NH, true>, bf16>(p, reference::random_loss_weights(p, ++seed), what, call);
+      else
+        check_against_reference<ModelOf<NH, false>, bf16>(p, reference::random_loss_weights(p, ++seed), what, call);
+    }
+  };
+  both(std::integral_constant<int, 1>{});
+  both(std::integral_constant<int, 2>{});
+  both(std::integral_constant<int, 3>{});
+  both(std::integral_constant<int, 4>{});
+  const reference::Problem fp16_problem = reference::random_problem(2, 150, 2, 128, 128, 1, true, 2.0, true, 3551);
+  check_against_reference<ModelOf<1, true>, fp16>(fp16_problem, reference::random_loss_weights(fp16_problem, 3552),
+                                                  "wgmma gradients fp16 gated", call);
+  const reference::Problem packed = packed_problem({0, 1, 70, 0, 33, 130}, 2, 128, 128, 2, true, 3553);
+  check_against_reference<ModelOf<2, true>, bf16>(packed, reference::random_loss_weights(packed, 3554),
+                                                  "wgmma gradients packed gated n_h 2", call);
+  for (int norm : {0, 2}) {
+    reference::Problem n = reference::random_problem(1, 70, 2, 128, 128, 1, true, 2.0, true, 3560 + norm);
+    n.key_norm = norm;
+    n.query_norm = 2 - norm;
+    n.eps = 0.5;
+    n.scale = 0.7;
+    if (norm == 0)
+      for (std::size_t i = 0; i < n.k.size(); ++i) n.k[i] /= 8.0 * std::sqrt(2.0);
+    check_against_reference<ModelOf<1, true>, bf16>(n, reference::random_loss_weights(n, 3570 + norm),
+                                                    "wgmma gradients key norm " + std::to_string(norm), call);
+  }
+  const reference::Problem strided = reference::random_problem(2, 150, 2, 128, 128, 3, true, 2.0, true, 3580);
+  Call strided_call = call;
+  strided_call.head_padding = 8;
+  strided_call.gradient_column_stride = 2;
+  check_against_reference<ModelOf<3, true>, bf16>(strided, reference::random_loss_weights(strided, 3581),
+                                                  "wgmma gradients n_h 3, head padding 8, column stride 2",
+                                                  strided_call);
+}
+
 TEST_CASE("chunked backward: a long sequence keeps the error bounded (T = 4096, beta in [0, 2])") {
   const reference::Problem p = reference::random_problem(1, 4096, 2, 128, 128, 1, true, 2.0, true, 3001);
   check_against_reference<ModelOf<1, true>, bf16>(p, reference::random_loss_weights(p, 3002),
@@ -1061,6 +1123,7 @@ TEST_CASE("chunked backward: on sm_90 the gradient pass copies its tiles by tens
     params.d_o = params.forward.v = view(row_stride);
     CHECK(dp::detail::gradient_maps<bf16, 128, 1>(params, tiles).present);
     CHECK(dp::detail::gradient_maps<bf16, 128, 3>(params, tiles).present);  // 32 query rows a box
+    CHECK(dp::detail::gradient_maps<bf16, 128, 1>(params, tiles, true).present);  // swizzled S_0^T and D^T
     CHECK_FALSE(dp::detail::gradient_maps<bf16, 128, 1>(params, dp::index_t{1} << 24).present);  // 2^31 rows
   }
   params.d_o.strides[3] = 2;  // elements two apart: no box describes such a row

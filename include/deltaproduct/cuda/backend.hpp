@@ -95,6 +95,11 @@ struct CudaBackend {
   /// SpecializedReverseScanKernel). It applies without kept preambles or value splits, split runs included; false
   /// runs the one-role scan (same algebra and precision).
   bool warp_specialized_backward = true;
+  /// Chunked backward at K = V = 128 on Hopper (an sm_90a build): the chunk-gradient pass (the products that give dk
+  /// and dq from the kept states, dL/dS and the chunk's inputs) runs its largest products as wgmmas, with S and dL/dS
+  /// copied into 128-byte-swizzled tiles, instead of mma.sync. The same algebra and the same rounding of every
+  /// operand; the sums run in another order. Off by default until it has been measured on a GPU.
+  bool wgmma_chunk_gradients = false;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).

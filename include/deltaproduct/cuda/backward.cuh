@@ -305,7 +305,8 @@ inline void check_value_splits(const CudaBackend& backend, index_t value_dim, bo
 /// coordinates are 32-bit, so every extent must fit in one. False if the driver refuses it.
 template <class T, std::size_t Rank>
 bool encode_padded_tiles(CUtensorMap& map, const T* data, const std::array<cuuint64_t, Rank>& dims,
-                         const std::array<cuuint64_t, Rank - 1>& strides, const std::array<cuuint32_t, Rank>& box) {
+                         const std::array<cuuint64_t, Rank - 1>& strides, const std::array<cuuint32_t, Rank>& box,
+                         CUtensorMapSwizzle swizzle = CU_TENSOR_MAP_SWIZZLE_NONE) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return false;
   for (const cuuint64_t extent : dims)
@@ -315,7 +316,7 @@ bool encode_padded_tiles(CUtensorMap& map, const T* data, const std::array<cuuin
   const CUtensorMapDataType type =
       std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   return encode(&map, type, static_cast<cuuint32_t>(Rank), const_cast<T*>(data), dims.data(), strides.data(),
-                box.data(), element_strides.data(), CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                box.data(), element_strides.data(), CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
@@ -336,9 +337,11 @@ bool encode_padded_rows(CUtensorMap& map, const DeviceView<const T, 4>& view, in
 }
 
 /// The chunk-gradient kernel's descriptors (GradientMaps) for `tiles` kept tiles of each kind; absent (present =
-/// false, the kernel copies with cp.async) before sm_90 or where the driver refuses one.
+/// false, the kernel copies with cp.async) before sm_90 or where the driver refuses one. `swizzled_states`: S_0^T
+/// and D^T in 128-byte-swizzled boxes of 64 columns, as the wgmma kernel reads them.
 template <class T, int KD, int NH>
-cuda_chunked::GradientMaps gradient_maps(const cuda_chunked::ChunkedBackwardParams<T>& params, index_t tiles) {
+cuda_chunked::GradientMaps gradient_maps(const cuda_chunked::ChunkedBackwardParams<T>& params, index_t tiles,
+                                         bool swizzled_states = false) {
   using Layout = cuda_chunked::GradientLayout<T, KD, KD, NH>;
   cuda_chunked::GradientMaps maps{};
   int device = 0, major = 0;
@@ -351,14 +354,33 @@ cuda_chunked::GradientMaps gradient_maps(const cuda_chunked::ChunkedBackwardPara
                                      {static_cast<cuuint64_t>(width) * sizeof(T)},
                                      {static_cast<cuuint32_t>(pitch), static_cast<cuuint32_t>(KD)});
   };
+  const auto kept_state = [&](CUtensorMap& map, const T* data) {
+    if (!swizzled_states) return kept(map, data, KD, Layout::KP);
+    return encode_padded_tiles<T, 2>(map, data, {static_cast<cuuint64_t>(KD), static_cast<cuuint64_t>(tiles * KD)},
+                                     {static_cast<cuuint64_t>(KD) * sizeof(T)}, {64, static_cast<cuuint32_t>(KD)},
+                                     CU_TENSOR_MAP_SWIZZLE_128B);
+  };
   constexpr int L = Layout::L;
   maps.present = encode_padded_rows(maps.d_out, params.d_o, Layout::VP, Layout::QR) &&
                  encode_padded_rows(maps.values, params.forward.v, Layout::VP, L) &&
-                 kept(maps.states, params.forward.chunk_states, KD, Layout::KP) &&
-                 kept(maps.adjoints, params.chunk_adjoints, KD, Layout::KP) &&
+                 kept_state(maps.states, params.forward.chunk_states) &&
+                 kept_state(maps.adjoints, params.chunk_adjoints) &&
                  kept(maps.solved, params.forward.chunk_solved_values, L, Layout::LP) &&
                  kept(maps.value_gradients, params.chunk_value_gradients, L, Layout::LP);
   return maps;
+}
+
+/// Whether the chunk-gradient pass runs its wgmma kernel (wgmma_chunk_gradient_kernel): backend.wgmma_chunk_gradients
+/// asks for it, K = V = 128, the GPU is a Hopper with its shared memory and this build holds the kernel's sm_90a code.
+/// It then runs unless the driver refuses its tensor maps (the mma.sync kernel runs instead).
+template <class T, int KD, int NH, bool Gated>
+bool takes_wgmma_gradient_kernel(const CudaBackend& backend) {
+  if constexpr (KD != 128) {
+    return false;
+  } else {
+    return backend.wgmma_chunk_gradients && hopper_runs(cuda_chunked::wgmma_chunk_gradient_kernel<T, KD, KD, NH, Gated>,
+                                                        cuda_chunked::GradientLayout<T, KD, KD, NH>::wgmma_bytes);
+  }
 }
 
 template <class T, int KD, int NH, bool Gated>
@@ -391,6 +413,20 @@ void launch_chunked_backward(const CudaBackend& backend, cuda_chunked::ChunkedBa
   const index_t chunk_ctas = params.forward.cu_seqlens.present() ? params.forward.chunks_per_row + sequences
                                                                  : sequences * params.forward.chunks_per_row;
   const dim3 per_chunk(static_cast<unsigned>(chunk_ctas), static_cast<unsigned>(heads));
+  if constexpr (KD == 128) {
+    // The wgmma kernel where it applies and the driver makes its maps.
+    if (takes_wgmma_gradient_kernel<T, KD, NH, Gated>(backend)) {
+      const auto wgmma_kernel = wgmma_chunk_gradient_kernel<T, KD, KD, NH, Gated>;
+      const GradientMaps maps = gradient_maps<T, KD, NH>(params, tiles, true);
+      if (maps.present) {
+        DELTAPRODUCT_CUDA_CHECK(cudaFuncSetAttribute(wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                     static_cast<int>(Gradients::wgmma_bytes)));
+        wgmma_kernel<<<per_chunk, Gradients::threads, Gradients::wgmma_bytes, backend.stream>>>(params, maps);
+        DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());
+        return;
+      }
+    }
+  }
   gradient_kernel<<<per_chunk, Gradients::threads, Gradients::bytes, backend.stream>>>(
       params, gradient_maps<T, KD, NH>(params, tiles));
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());

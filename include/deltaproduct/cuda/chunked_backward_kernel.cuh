@@ -97,6 +97,37 @@ __device__ __forceinline__ void accumulate_product(float (&acc)[Tiles][4], const
   }
 }
 
+/// acc (a warpgroup's 64 rows x N columns, this warp's 16 rows 16 (warp % 4) ..) += A B over Steps k-steps of 16 on
+/// sm_90a: A from shared memory through ldmatrix_x4 as accumulate_product reads it (zero where `rows_present` is
+/// false: the warp's rows lie past the tile, and wgmma still needs every warp of the warpgroup), B by the wgmma
+/// descriptor b_at(ks), N-major. Issued and committed, not waited for: the caller runs wgmma_wait, then
+/// pin_registers, before it reads acc.
+template <class E, int Steps, bool TransposeA, int Tiles, class Descriptor>
+__device__ __forceinline__ void issue_wgmma_product(float (&acc)[Tiles][4], const OperandTile& a, bool rows_present,
+                                                    Descriptor b_at) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  // One fragment per k-step: wgmma reads them asynchronously (a reused one would serialise the wgmmas).
+  std::uint32_t fa[Steps][4];
+#pragma unroll
+  for (int ks = 0; ks < Steps; ++ks) {
+    if (!rows_present)
+      fa[ks][0] = fa[ks][1] = fa[ks][2] = fa[ks][3] = 0u;
+    else if constexpr (TransposeA)
+      ldmatrix_x4_trans(fa[ks], a.address + ks * a.k_step);
+    else
+      ldmatrix_x4(fa[ks], a.address + ks * a.k_step);
+  }
+  pin_registers(acc);
+  wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < Steps; ++ks) wgmma_async<E, 1>(acc, fa[ks], b_at(ks));
+  wgmma_commit();
+#else
+  (void)acc, (void)a, (void)rows_present, (void)b_at;
+  __trap();  // wgmma needs sm_90a; the host launches the kernels that call this only from an sm_90a build
+#endif
+}
+
 /// Sum over the four lanes of a quad (the lanes that share a row of an accumulator tile).
 __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
@@ -634,8 +665,10 @@ struct GradientLayout {
   static constexpr std::size_t queries = keys + 2 * L * KD;                  ///< T [QR][KD], blocked
   static constexpr std::size_t values = round_up(queries + 2 * QR * KD, 128);  ///< T [L][VP]
   static constexpr std::size_t d_out = values + 2 * L * VP;                  ///< T [QR][VP]
-  static constexpr std::size_t states = round_up(d_out + 2 * QR * VP, 128);  ///< T [VD][KP]: S_0^T
-  static constexpr std::size_t adjoints = states + 2 * VD * KP;              ///< T [VD][KP]: D^T
+  /// T [VD][KP]: S_0^T; in the wgmma kernel, two 128-byte-swizzled halves [2][VD][64] (1024-byte aligned atoms).
+  static constexpr std::size_t states = round_up(d_out + 2 * QR * VP, 1024);
+  static constexpr std::size_t adjoints = states + 2 * VD * KP;  ///< T [VD][KP]: D^T, laid out as S_0^T
+  static_assert(2 * VD * KP % 1024 == 0, "D^T's swizzled halves stay 1024-byte aligned");
   static constexpr std::size_t solved = adjoints + 2 * VD * KP;              ///< T [VD][LP]: u^T
   static constexpr std::size_t value_gradients = solved + 2 * VD * LP;       ///< T [VD][LP]: dY^T
   static constexpr std::size_t mix = value_gradients + 2 * VD * LP;          ///< T [L][MP]: [Z + Z^T, P^T] scaled
@@ -665,6 +698,8 @@ struct GradientLayout {
   static constexpr bool staging_in_adjoints = 2 * (L / 16) == warps;
   static constexpr std::size_t output_staging = staging_in_adjoints ? adjoints : map_end;
   static constexpr std::size_t bytes = staging_in_adjoints ? map_end : map_end + 2 * (L + QR) * KP;
+  /// The wgmma kernel's: the map from the first 1024-byte boundary of dynamic shared memory.
+  static constexpr std::size_t wgmma_bytes = bytes + 1024;
   static_assert(!staging_in_adjoints || (L + QR) <= VD, "dK and dQ fit in D^T's rows");
   /// T [L][VP]: dv's rows, staged in u^T's place (no product reads u^T after phase 3).
   static constexpr std::size_t value_staging = solved;
@@ -672,7 +707,10 @@ struct GradientLayout {
   static_assert(QR <= L, "query rows fit the L-sized scale arrays");
 };
 
-template <class T, int KD, int VD, int NH, bool Gated>
+/// `Wgmma` (sm_90a, K = V = 128, tensor maps present): phase 3's products run as wgmmas of the two warpgroups, B
+/// read from shared memory by descriptor (S_0^T and D^T 128-byte swizzled by their tensor copies, the keys and
+/// queries blocked) instead of mma.sync with ldmatrix; CudaBackend::wgmma_chunk_gradients.
+template <class T, int KD, int VD, int NH, bool Gated, bool Wgmma = false>
 struct ChunkGradientKernel {
   using Forward = ChunkedKernel<T, KD, VD, NH, Gated>;
   using Layout = GradientLayout<T, KD, VD, NH>;
@@ -688,6 +726,16 @@ struct ChunkGradientKernel {
   static constexpr int unit_rounds = (units + NW - 1) / NW;
   static_assert(step_units % NW == 0, "a round of units holds micro-step rows only or token rows only");
   static_assert(Layout::threads == Forward::Layout::threads, "the forward's copies and normalisers serve");
+  static_assert(!Wgmma || (KD == 128 && VD == 128),
+                "the wgmma chunk-gradient kernel takes K = V = 128 (two warpgroups, one 64-column half each)");
+  /// The unit warp `warp` takes in round `round` of phase 3. wgmma gives a warpgroup's warps the row blocks 0..3 of
+  /// one product, so there warpgroup g takes column half g and its warp w % 4 row block w % 4.
+  static __device__ __forceinline__ int phase3_unit(int warp, int round) {
+    if constexpr (Wgmma)
+      return 2 * (warp % 4) + warp / 4 + round * NW;
+    else
+      return warp + round * NW;
+  }
 
   /// Elements (row, 8 j + 2 quad + 0..1) of a blocked key-width tile as floats.
   static __device__ __forceinline__ float2 blocked_pair(const unsigned char* tile, int row, int j, int quad) {
@@ -710,12 +758,15 @@ struct ChunkGradientKernel {
 
   /// sm_90 with `maps`: the chunk's row-major tiles by six tensor copies from thread 0, in two waves, each counted on
   /// its mbarrier: the output gradients, u^T and dY^T (phase 1 reads them), then the values, S_0^T and D^T (phase 2
-  /// on). Rows past the chunk's data are zeroed after the waits (zero_rows_past_data).
+  /// on; in the wgmma kernel two swizzled boxes each). Rows past the chunk's data are zeroed after the waits
+  /// (zero_rows_past_data).
   static __device__ __forceinline__ void copy_tiles_by_tma(const GradientMaps& maps, const SequenceSpan& span,
                                                            int head, index_t chunk, index_t tile, unsigned char* smem,
                                                            std::uint32_t first_wave, std::uint32_t second_wave) {
     const std::uint32_t base = shared_address(smem);
-    constexpr std::uint32_t first_bytes = 2 * (QR * VP + 2 * VD * LP), second_bytes = 2 * (L * VP + 2 * VD * KP);
+    constexpr int kept_width = Wgmma ? KD : KP;  // the swizzled boxes hold no padding
+    constexpr std::uint32_t first_bytes = 2 * (QR * VP + 2 * VD * LP),
+                            second_bytes = 2 * (L * VP + 2 * VD * kept_width);
     const int first_token = static_cast<int>(span.begin + chunk * C), row = static_cast<int>(span.row);
     const int kept_row = static_cast<int>(tile * VD);
     mbarrier_init(first_wave, 1);
@@ -727,8 +778,16 @@ struct ChunkGradientKernel {
     tma_load_2d(base + Layout::value_gradients, &maps.value_gradients, first_wave, 0, kept_row);
     mbarrier_arrive_expect_bytes(second_wave, second_bytes);
     tma_load_4d(base + Layout::values, &maps.values, second_wave, 0, head, first_token * NH, row);
-    tma_load_2d(base + Layout::states, &maps.states, second_wave, 0, kept_row);
-    tma_load_2d(base + Layout::adjoints, &maps.adjoints, second_wave, 0, kept_row);
+    if constexpr (Wgmma) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {  // boxes of 64 columns, VD * 128 bytes each
+        tma_load_2d(base + Layout::states + half * VD * 128, &maps.states, second_wave, 64 * half, kept_row);
+        tma_load_2d(base + Layout::adjoints + half * VD * 128, &maps.adjoints, second_wave, 64 * half, kept_row);
+      }
+    } else {
+      tma_load_2d(base + Layout::states, &maps.states, second_wave, 0, kept_row);
+      tma_load_2d(base + Layout::adjoints, &maps.adjoints, second_wave, 0, kept_row);
+    }
   }
   /// Zeroes the rows [first, Rows) of a padded tile of `Pitch` elements a row: the copies by tensor map read the next
   /// chunk's or sequence's rows there.
@@ -818,7 +877,10 @@ struct ChunkGradientKernel {
   }
 
   static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp, const GradientMaps& maps) {
-    extern __shared__ __align__(128) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char dynamic_smem[];
+    // The wgmma kernel's swizzled tiles need 1024-byte aligned atoms: its map starts at the first such boundary.
+    unsigned char* const smem =
+        Wgmma ? dynamic_smem + ((1024u - shared_address(dynamic_smem) % 1024u) % 1024u) : dynamic_smem;
     const ChunkedParams<T>& p = bp.forward;
     if (inputs_rejected(p.status)) return;
     const int head = static_cast<int>(blockIdx.y);
@@ -854,7 +916,7 @@ struct ChunkGradientKernel {
     float* const gate_last = gate_token_rows + 4 * QR;  // [warps] (phase 2), then [micro-step units] (phase 3)
     const typename Forward::Stage stage{keys, values, queries, betas, reinterpret_cast<float*>(smem + Layout::gates)};
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const bool by_tma = maps.present;  // copy_tiles_by_tma
+    const bool by_tma = Wgmma || maps.present;  // copy_tiles_by_tma; the host runs the wgmma kernel with maps only
 #else
     constexpr bool by_tma = false;
 #endif
@@ -886,6 +948,7 @@ struct ChunkGradientKernel {
       copy_async_wait_all();  // the keys and queries
     else
       copy_async_wait<2>();
+    if constexpr (Wgmma) fence_proxy_async();  // the keys and queries, written by cp.async, are read by wgmma
     __syncthreads();
     Forward::prepare_scales(p, stage, key_scales, query_scales, log2_gates);
     if (by_tma) {
@@ -1021,11 +1084,12 @@ struct ChunkGradientKernel {
       if (part == 0) beta_gradients[r] = (row_partials[r] + row_partials[L + r]) + dot;
     }
     if constexpr (Gated) {
-      float sum = 0.0f;  // over 16-byte pieces of the two tiles
+      float sum = 0.0f;  // over 16-byte pieces of the two tiles (the same permutation of both when swizzled)
       for (int index = tid; index < VD * KD / 8; index += threads) {
         const int v = index / (KD / 8), piece = index % (KD / 8);
-        const uint4 a = *reinterpret_cast<const uint4*>(adjoints + v * KP + 8 * piece);
-        const uint4 b = *reinterpret_cast<const uint4*>(states + v * KP + 8 * piece);
+        const int offset = Wgmma ? 8 * index : v * KP + 8 * piece;
+        const uint4 a = *reinterpret_cast<const uint4*>(adjoints + offset);
+        const uint4 b = *reinterpret_cast<const uint4*>(states + offset);
         const std::uint32_t a_words[4] = {a.x, a.y, a.z, a.w}, b_words[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
         for (int w = 0; w < 4; ++w) {
@@ -1046,9 +1110,10 @@ struct ChunkGradientKernel {
     constexpr int normalized_rows = L + QR;  // norm_partials: [half][micro-step rows, then token rows]
 #pragma unroll 1
     for (int round = 0; round < unit_rounds; ++round) {
-      // A warp without a unit this round (token rows, n_h >= 2) takes the last one's place, writing nothing.
-      const bool active = warp + round * NW < units;
-      const int unit = active ? warp + round * NW : units - 1;
+      // A warp without a unit this round (token rows, n_h >= 2) takes the last one's place, writing nothing (and,
+      // in the wgmma kernel, gives its warpgroup's products zero rows).
+      const bool active = phase3_unit(warp, round) < units;
+      const int unit = active ? phase3_unit(warp, round) : units - 1;
       const bool step_rows = unit < step_units;  // the same in every warp
       const int half = unit % 2, first = 16 * ((step_rows ? unit : unit - step_units) / 2);
       const int first_column = half * (KD / 2), first_piece = half * (KD / 16);
@@ -1057,6 +1122,13 @@ struct ChunkGradientKernel {
       // Blocked B tiles of this half's columns: 16 rows (32 KD bytes) a k-step, pieces 2 nb, 2 nb + 1 a block.
       const std::uint32_t key_columns =
           keys_address + Forward::blocked_transposed_b() + Forward::blocked(0, first_piece);
+      // wgmma B operands of the warpgroup's column half: S_0^T or D^T (swizzled, N-major), K or Q (blocked, N-major).
+      [[maybe_unused]] const auto kept_b = [&](std::uint32_t tile) {
+        return [=](int ks) { return Swizzled128Tiling<L>::n_major(tile + (warp / 4) * VD * 128, VD, ks); };
+      };
+      [[maybe_unused]] const auto blocked_b = [&](std::uint32_t tile) {
+        return [=](int ks) { return wgmma_descriptor(tile + Forward::blocked(16 * ks, 8 * (warp / 4)), 16 * KD, 128); };
+      };
       float acc[KD / 16][4] = {};
       float x[KD / 16][4];  // the row's raw key or query elements in this half
 #pragma unroll
@@ -1070,13 +1142,22 @@ struct ChunkGradientKernel {
         }
       if (step_rows) {  // every unit of the round is active: step_units is a multiple of NW
         // u D^T, scaled by c_r; the gate term through c.
-        accumulate_product<T, VD / 16, true, true>(
-            acc, {shared_address(solved) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
-            {shared_address(adjoints) + b_from_k_rows(lane, KP) + Forward::at(0, first_column, KP), 32 * KP, 32});
+        const OperandTile u_a{shared_address(solved) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP};
+        const OperandTile value_gradient_a{
+            shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP};
         float carry[KD / 16][4] = {};
-        accumulate_product<T, VD / 16, true, true>(
-            carry, {shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
-            state_b);
+        if constexpr (Wgmma) {
+          issue_wgmma_product<T, VD / 16, true>(acc, u_a, true, kept_b(shared_address(adjoints)));
+          issue_wgmma_product<T, VD / 16, true>(carry, value_gradient_a, true, kept_b(shared_address(states)));
+          wgmma_wait<0>();
+          pin_registers(acc);
+          pin_registers(carry);
+        } else {
+          accumulate_product<T, VD / 16, true, true>(
+              acc, u_a,
+              {shared_address(adjoints) + b_from_k_rows(lane, KP) + Forward::at(0, first_column, KP), 32 * KP, 32});
+          accumulate_product<T, VD / 16, true, true>(carry, value_gradient_a, state_b);
+        }
         // carry now holds dY S_0^T.
         float carried_sum = 0.0f;  // this unit's share of dG_last (gate_last)
 #pragma unroll
@@ -1105,10 +1186,18 @@ struct ChunkGradientKernel {
         }
         // + mix [K; Q].
         const std::uint32_t mix_a = shared_address(mix) + a_from_m_rows(lane, MP) + Forward::at(first, 0, MP);
-        accumulate_product<T, L / 16, false, true>(acc, {mix_a, 32}, {key_columns, 32 * KD, 256});
-        accumulate_product<T, QR / 16, false, true>(
-            acc, {mix_a + Forward::at(0, L, MP), 32},
-            {queries_address + Forward::blocked_transposed_b() + Forward::blocked(0, first_piece), 32 * KD, 256});
+        if constexpr (Wgmma) {
+          issue_wgmma_product<T, L / 16, false>(acc, {mix_a, 32}, true, blocked_b(keys_address));
+          issue_wgmma_product<T, QR / 16, false>(acc, {mix_a + Forward::at(0, L, MP), 32}, true,
+                                                 blocked_b(queries_address));
+          wgmma_wait<0>();
+          pin_registers(acc);
+        } else {
+          accumulate_product<T, L / 16, false, true>(acc, {mix_a, 32}, {key_columns, 32 * KD, 256});
+          accumulate_product<T, QR / 16, false, true>(
+              acc, {mix_a + Forward::at(0, L, MP), 32},
+              {queries_address + Forward::blocked_transposed_b() + Forward::blocked(0, first_piece), 32 * KD, 256});
+        }
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const float dot = row_dot(acc, x, h);
@@ -1125,10 +1214,17 @@ struct ChunkGradientKernel {
           stage_row(output_staging, r, first_column, acc, h, quad);
         }
       } else {
+        // dO S_0^T, scaled by exp(G_t); the gate term through it.
+        const OperandTile d_out_a{shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 0, VP), 32};
+        const OperandTile readout_a{shared_address(readout) + a_from_m_rows(lane, LP) + Forward::at(first, 0, LP), 32};
+        if constexpr (Wgmma) {
+          issue_wgmma_product<T, VD / 16, false>(acc, d_out_a, active, kept_b(shared_address(states)));
+          wgmma_wait<0>();
+          pin_registers(acc);
+        } else if (active) {
+          accumulate_product<T, VD / 16, false, true>(acc, d_out_a, state_b);
+        }
         if (active) {
-          // dO S_0^T, scaled by exp(G_t); the gate term through it.
-          accumulate_product<T, VD / 16, false, true>(
-              acc, {shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 0, VP), 32}, state_b);
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int t = first + group + 8 * h;
@@ -1142,10 +1238,16 @@ struct ChunkGradientKernel {
                 for (int e = 0; e < 2; ++e) acc[j][2 * h + e] *= gamma_t;
             }
           }
-          // + P K
-          accumulate_product<T, L / 16, false, true>(
-              acc, {shared_address(readout) + a_from_m_rows(lane, LP) + Forward::at(first, 0, LP), 32},
-              {key_columns, 32 * KD, 256});
+        }
+        // + P K
+        if constexpr (Wgmma) {
+          issue_wgmma_product<T, L / 16, false>(acc, readout_a, active, blocked_b(keys_address));
+          wgmma_wait<0>();
+          pin_registers(acc);
+        } else if (active) {
+          accumulate_product<T, L / 16, false, true>(acc, readout_a, {key_columns, 32 * KD, 256});
+        }
+        if (active) {
           // dq = scale J^T dQ: through the scale, then (below) the query normalisation.
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
@@ -1283,6 +1385,20 @@ __global__ void __launch_bounds__(VD / 16 * 32, 1)
   __trap();
 #else
   ChunkGradientKernel<T, KD, VD, NH, Gated>::run(p, maps);
+#endif
+}
+
+/// The chunk-gradient kernel with phase 3 on wgmma (ChunkGradientKernel's `Wgmma`; K = V = 128): the grid and block
+/// of chunked_gradient_kernel, dynamic shared memory GradientLayout::wgmma_bytes, maps with S_0^T and D^T in
+/// 128-byte-swizzled boxes of 64 columns.
+template <class T, int KD, int VD, int NH, bool Gated>
+__global__ void __launch_bounds__(VD / 16 * 32, 1)
+    wgmma_chunk_gradient_kernel(const ChunkedBackwardParams<T> p, const __grid_constant__ GradientMaps maps) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  ChunkGradientKernel<T, KD, VD, NH, Gated, true>::run(p, maps);
+#else
+  (void)p, (void)maps;
+  __trap();  // wgmma and TMA need sm_90a; the host launches this kernel only from an sm_90a build
 #endif
 }
 

@@ -26,8 +26,9 @@
 #define DELTAPRODUCT_CUDA_CHUNKED_FORWARD_INSTANCE(Kind, T, KD, NH, Gated)   \
   Kind bool takes_specialized_kernel<T, KD, NH, Gated>(const CudaBackend&); \
   Kind void launch_chunked<T, KD, NH, Gated>(const CudaBackend&, cuda_chunked::ChunkedParams<T>, index_t, index_t);
-/// The chunked backward's launcher (backward.cuh), likewise.
-#define DELTAPRODUCT_CUDA_CHUNKED_BACKWARD_INSTANCE(Kind, T, KD, NH, Gated)                                    \
+/// The chunked backward's launcher (backward.cuh) and its check for the wgmma chunk-gradient kernel, likewise.
+#define DELTAPRODUCT_CUDA_CHUNKED_BACKWARD_INSTANCE(Kind, T, KD, NH, Gated)                                       \
+  Kind bool takes_wgmma_gradient_kernel<T, KD, NH, Gated>(const CudaBackend&);                                    \
   Kind void launch_chunked_backward<T, KD, NH, Gated>(const CudaBackend&, cuda_chunked::ChunkedBackwardParams<T>, \
                                                       index_t, index_t, index_t);
 /// One combination declared extern (in the headers, under DELTAPRODUCT_CUDA_PRECOMPILED) or defined (in
