@@ -385,7 +385,8 @@ BENCHMARK(chunked_forward<3, dp::Gating::scalar_decay, true>)
 // chunked backward's CudaBackend fields: 2 keep_preambles (the reverse scan loads each chunk's preamble instead of
 // rebuilding it), 4 backward_value_splits = 2 (the reverse scan on two CTAs per sequence or run, 64 value rows each;
 // K = 128), 6 both; adding 8 runs the one-role reverse scan (CudaBackend::warp_specialized_backward = false), adding
-// 16 the chunk-gradient pass's products on wgmma (CudaBackend::wgmma_chunk_gradients; K = 128, sm_90a).
+// 16 the chunk-gradient pass on mma.sync (CudaBackend::wgmma_chunk_gradients = false; it runs on wgmma by default at
+// K = 128 on sm_90a).
 
 enum class Timed { backward, forward_and_backward };
 
@@ -400,11 +401,11 @@ void backward_pass(benchmark::State& state) {
   const bool preambles = (state.range(5) & 2) != 0;
   const int value_splits = (state.range(5) & 4) != 0 ? 2 : 1;
   const bool specialized_scan = (state.range(5) & 8) == 0;
-  const bool wgmma_gradients = (state.range(5) & 16) != 0;
+  const bool wgmma_gradients = (state.range(5) & 16) == 0;
   if ((state.range(5) & ~30) != 0) {
     state.SkipWithError(
-        "options takes 2 (kept preambles), 4 (value splits), 6 (both), plus 8 (one-role scan), plus 16 (wgmma chunk "
-        "gradients)");
+        "options takes 2 (kept preambles), 4 (value splits), 6 (both), plus 8 (one-role scan), plus 16 (mma.sync "
+        "chunk gradients)");
     return;
   }
   if (Algorithm == dp::CudaAlgorithm::recurrent && (splits != 1 || state.range(5) != 0)) {
@@ -518,7 +519,7 @@ void backward_shapes(benchmark::internal::Benchmark* b) {
   b->Args({8, 4096, 16, 128, 1, 8});
   b->Args({4, 2048, 8, 64, 1, 8});
   b->Args({8, 512, 16, 128, 1, 8});
-  // The chunk-gradient pass on wgmma (16) beside the mma.sync rows above (K = 128).
+  // The chunk-gradient pass on mma.sync (16) beside the wgmma one of the rows above (K = 128).
   b->Args({8, 4096, 16, 128, 1, 16});
   b->Args({8, 512, 16, 128, 1, 16});
   b->Args({1, 16384, 8, 128, 16, 16});

@@ -40,9 +40,10 @@
 // --value-splits N (training mode; default 1) sets CudaBackend::backward_value_splits: the reverse scan runs each
 // sequence (or run) on N CTAs, V / N value rows each (2 needs V = 128 and the chunked backward). Other modes ignore it.
 //
-// --wgmma-chunk-gradients (training mode; a switch like the two above) sets CudaBackend::wgmma_chunk_gradients of the
-// backward: the chunk-gradient pass's products on wgmma (K = V = 128 on Hopper; elsewhere the call runs as without
-// it); the printout ends with wgmma_chunk_gradients=<0|1>.
+// --wgmma-chunk-gradients (training mode; a switch like the two above, on by default as the field is) sets
+// CudaBackend::wgmma_chunk_gradients of the backward: the chunk-gradient pass's products on wgmma (K = V = 128 on
+// Hopper; elsewhere the call runs as without it); `--wgmma-chunk-gradients 0` runs them on mma.sync. The printout
+// ends with wgmma_chunk_gradients=<0|1>.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -69,7 +70,8 @@ struct Arguments {
   bool gated = false, h0 = false, gradients = false;
   // A training step's CudaBackend fields (--keep-forward-states, --keep-preambles).
   bool keep_forward_states = false, keep_preambles = false;
-  bool wgmma_gradients = false;  // --wgmma-chunk-gradients: CudaBackend::wgmma_chunk_gradients of the backward
+  // --wgmma-chunk-gradients: CudaBackend::wgmma_chunk_gradients of the backward (its default unless given).
+  bool wgmma_gradients = dp::CudaBackend{}.wgmma_chunk_gradients;
 };
 
 dp::CudaAlgorithm algorithm_named(const std::string& name) {

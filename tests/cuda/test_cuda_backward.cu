@@ -101,7 +101,7 @@ struct Call {
   int value_splits = 1;              ///< backend.backward_value_splits
   bool specialized_scan = true;      ///< backend.warp_specialized_backward (the reverse scan's form)
   int gradient_column_stride = 1;    ///< element stride of dL/dq, dL/dk and dL/dv along D (2: every other element)
-  bool wgmma_gradients = false;      ///< backend.wgmma_chunk_gradients (the chunk-gradient pass's products)
+  bool wgmma_gradients = dp::CudaBackend{}.wgmma_chunk_gradients;  ///< (the chunk-gradient pass's products)
 };
 
 struct GpuGradients {
@@ -715,30 +715,15 @@ TEST_CASE("chunked backward: the one-role and the warp-specialised reverse scan 
   }
 }
 
-TEST_CASE("chunked backward: the chunk-gradient pass on wgmma matches the reference (K = V = 128)") {
-  // CudaBackend::wgmma_chunk_gradients: sm_90a runs phase 3's products as wgmmas (elsewhere the call takes the
-  // mma.sync kernel, and these checks hold all the same). Every n_h, gated or not, T not a multiple of a chunk
-  // (token rows past the data), fp16, packed sequences with empty and one-token members, the normalisation options
-  // and strided views, against the same reference and tolerances as the mma.sync kernel.
-  Call call = chunked_call;
-  call.wgmma_gradients = true;
-  int device = 0, major = 0;
-  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
-  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
-  const dp::CudaBackend asks{.wgmma_chunk_gradients = true};
-  if (major == 9) {  // the project builds sm_90a: the kernel must not fall back silently
-    CHECK(dp::detail::takes_wgmma_gradient_kernel<bf16, 128, 1, true>(asks));
-    CHECK(dp::detail::takes_wgmma_gradient_kernel<fp16, 128, 4, false>(asks));
-  } else {
-    MESSAGE("compute capability " << major << ": the chunk-gradient pass runs on mma.sync");
-  }
-  CHECK_FALSE(dp::detail::takes_wgmma_gradient_kernel<bf16, 64, 1, true>(asks));
-  CHECK_FALSE(dp::detail::takes_wgmma_gradient_kernel<bf16, 128, 1, true>(dp::CudaBackend{}));
+namespace {
+
+/// The chunk-gradient pass's checks at K = V = 128 in one form (Call::wgmma_gradients), `form` naming it.
+void check_gradient_pass_form(const Call& call, const std::string& form) {
   std::uint64_t seed = 3500;
   const auto both = [&]<int NH>(std::integral_constant<int, NH>) {
     for (const bool gated : {false, true}) {
       const reference::Problem p = reference::random_problem(2, 97, 2, 128, 128, NH, gated, 2.0, true, ++seed);
-      const std::string what = "wgmma gradients n_h " + std::to_string(NH) + (gated ? " gated" : "") + " T=97";
+      const std::string what = form + " n_h " + std::to_string(NH) + (gated ? " gated" : "") + " T=97";
       if (gated)
         check_against_reference<ModelOf<NH, true>, bf16>(p, reference::random_loss_weights(p, ++seed), what, call);
       else
@@ -751,10 +736,10 @@ TEST_CASE("chunked backward: the chunk-gradient pass on wgmma matches the refere
   both(std::integral_constant<int, 4>{});
   const reference::Problem fp16_problem = reference::random_problem(2, 150, 2, 128, 128, 1, true, 2.0, true, 3551);
   check_against_reference<ModelOf<1, true>, fp16>(fp16_problem, reference::random_loss_weights(fp16_problem, 3552),
-                                                  "wgmma gradients fp16 gated", call);
+                                                  form + " fp16 gated", call);
   const reference::Problem packed = packed_problem({0, 1, 70, 0, 33, 130}, 2, 128, 128, 2, true, 3553);
   check_against_reference<ModelOf<2, true>, bf16>(packed, reference::random_loss_weights(packed, 3554),
-                                                  "wgmma gradients packed gated n_h 2", call);
+                                                  form + " packed gated n_h 2", call);
   for (int norm : {0, 2}) {
     reference::Problem n = reference::random_problem(1, 70, 2, 128, 128, 1, true, 2.0, true, 3560 + norm);
     n.key_norm = norm;
@@ -764,15 +749,41 @@ TEST_CASE("chunked backward: the chunk-gradient pass on wgmma matches the refere
     if (norm == 0)
       for (std::size_t i = 0; i < n.k.size(); ++i) n.k[i] /= 8.0 * std::sqrt(2.0);
     check_against_reference<ModelOf<1, true>, bf16>(n, reference::random_loss_weights(n, 3570 + norm),
-                                                    "wgmma gradients key norm " + std::to_string(norm), call);
+                                                    form + " key norm " + std::to_string(norm), call);
   }
   const reference::Problem strided = reference::random_problem(2, 150, 2, 128, 128, 3, true, 2.0, true, 3580);
   Call strided_call = call;
   strided_call.head_padding = 8;
   strided_call.gradient_column_stride = 2;
   check_against_reference<ModelOf<3, true>, bf16>(strided, reference::random_loss_weights(strided, 3581),
-                                                  "wgmma gradients n_h 3, head padding 8, column stride 2",
-                                                  strided_call);
+                                                  form + " n_h 3, head padding 8, column stride 2", strided_call);
+}
+
+}  // namespace
+
+TEST_CASE("chunked backward: the chunk-gradient pass on wgmma and on mma.sync both match the reference (K = V = 128)") {
+  // CudaBackend::wgmma_chunk_gradients: sm_90a runs the pass's products as wgmmas (elsewhere the call takes the
+  // mma.sync kernel, and these checks hold all the same); the tests above take the default. Both forms here: every
+  // n_h, gated or not, T not a multiple of a chunk (token rows past the data), fp16, packed sequences with empty and
+  // one-token members, the normalisation options and strided views, against the same reference and tolerances.
+  int device = 0, major = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess);
+  const dp::CudaBackend asks{.wgmma_chunk_gradients = true};
+  if (major == 9) {  // the project builds sm_90a: the kernel must not fall back silently
+    CHECK(dp::detail::takes_wgmma_gradient_kernel<bf16, 128, 1, true>(asks));
+    CHECK(dp::detail::takes_wgmma_gradient_kernel<fp16, 128, 4, false>(asks));
+  } else {
+    MESSAGE("compute capability " << major << ": the chunk-gradient pass runs on mma.sync");
+  }
+  CHECK_FALSE(dp::detail::takes_wgmma_gradient_kernel<bf16, 64, 1, true>(asks));
+  CHECK_FALSE(
+      dp::detail::takes_wgmma_gradient_kernel<bf16, 128, 1, true>(dp::CudaBackend{.wgmma_chunk_gradients = false}));
+  for (const bool wgmma : {false, true}) {
+    Call call = chunked_call;
+    call.wgmma_gradients = wgmma;
+    check_gradient_pass_form(call, wgmma ? "wgmma gradient pass" : "mma.sync gradient pass");
+  }
 }
 
 TEST_CASE("chunked backward: a long sequence keeps the error bounded (T = 4096, beta in [0, 2])") {

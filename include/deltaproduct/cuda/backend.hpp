@@ -96,10 +96,11 @@ struct CudaBackend {
   /// runs the one-role scan (same algebra and precision).
   bool warp_specialized_backward = true;
   /// Chunked backward at K = V = 128 on Hopper (an sm_90a build): the chunk-gradient pass (the products that give dk
-  /// and dq from the kept states, dL/dS and the chunk's inputs) runs its largest products as wgmmas, with S and dL/dS
-  /// copied into 128-byte-swizzled tiles, instead of mma.sync. The same algebra and the same rounding of every
-  /// operand; the sums run in another order. Off by default until it has been measured on a GPU.
-  bool wgmma_chunk_gradients = false;
+  /// and dq from the kept states, dL/dS and the chunk's inputs) runs its products as wgmmas of its two warpgroups,
+  /// with S, dL/dS and the solved values copied into 128-byte-swizzled tiles, instead of mma.sync: 4-9% faster
+  /// training steps on an H100 (README). The same algebra and the same rounding of every operand; the sums run in
+  /// another order. Ignored elsewhere; false runs the mma.sync kernel.
+  bool wgmma_chunk_gradients = true;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).

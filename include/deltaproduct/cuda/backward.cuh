@@ -337,8 +337,8 @@ bool encode_padded_rows(CUtensorMap& map, const DeviceView<const T, 4>& view, in
 }
 
 /// The chunk-gradient kernel's descriptors (GradientMaps) for `tiles` kept tiles of each kind; absent (present =
-/// false, the kernel copies with cp.async) before sm_90 or where the driver refuses one. `swizzled_states`: S_0^T
-/// and D^T in 128-byte-swizzled boxes of 64 columns, as the wgmma kernel reads them.
+/// false, the kernel copies with cp.async) before sm_90 or where the driver refuses one. `swizzled_states`: S_0^T,
+/// D^T and u^T in 128-byte-swizzled boxes of 64 columns, as the wgmma kernel reads them.
 template <class T, int KD, int NH>
 cuda_chunked::GradientMaps gradient_maps(const cuda_chunked::ChunkedBackwardParams<T>& params, index_t tiles,
                                          bool swizzled_states = false) {
@@ -354,18 +354,19 @@ cuda_chunked::GradientMaps gradient_maps(const cuda_chunked::ChunkedBackwardPara
                                      {static_cast<cuuint64_t>(width) * sizeof(T)},
                                      {static_cast<cuuint32_t>(pitch), static_cast<cuuint32_t>(KD)});
   };
-  const auto kept_state = [&](CUtensorMap& map, const T* data) {
-    if (!swizzled_states) return kept(map, data, KD, Layout::KP);
-    return encode_padded_tiles<T, 2>(map, data, {static_cast<cuuint64_t>(KD), static_cast<cuuint64_t>(tiles * KD)},
-                                     {static_cast<cuuint64_t>(KD) * sizeof(T)}, {64, static_cast<cuuint32_t>(KD)},
+  // Swizzled: boxes of 64 columns, 128 bytes a row.
+  const auto kept_wgmma = [&](CUtensorMap& map, const T* data, int width, int pitch) {
+    if (!swizzled_states) return kept(map, data, width, pitch);
+    return encode_padded_tiles<T, 2>(map, data, {static_cast<cuuint64_t>(width), static_cast<cuuint64_t>(tiles * KD)},
+                                     {static_cast<cuuint64_t>(width) * sizeof(T)}, {64, static_cast<cuuint32_t>(KD)},
                                      CU_TENSOR_MAP_SWIZZLE_128B);
   };
   constexpr int L = Layout::L;
   maps.present = encode_padded_rows(maps.d_out, params.d_o, Layout::VP, Layout::QR) &&
                  encode_padded_rows(maps.values, params.forward.v, Layout::VP, L) &&
-                 kept_state(maps.states, params.forward.chunk_states) &&
-                 kept_state(maps.adjoints, params.chunk_adjoints) &&
-                 kept(maps.solved, params.forward.chunk_solved_values, L, Layout::LP) &&
+                 kept_wgmma(maps.states, params.forward.chunk_states, KD, Layout::KP) &&
+                 kept_wgmma(maps.adjoints, params.chunk_adjoints, KD, Layout::KP) &&
+                 kept_wgmma(maps.solved, params.forward.chunk_solved_values, L, Layout::LP) &&
                  kept(maps.value_gradients, params.chunk_value_gradients, L, Layout::LP);
   return maps;
 }

@@ -59,6 +59,14 @@ __device__ __forceinline__ std::uint32_t a_from_k_rows(int lane, int pitch) {
   return static_cast<std::uint32_t>(2 * ((lane % 8 + 8 * (lane / 16)) * pitch + 8 * ((lane / 8) % 2)));
 }
 
+/// a_from_k_rows in a 128-byte-swizzled tile of 64 columns (Swizzled128Tiling's layout): the A fragment of columns
+/// (m) first .. first + 15 at k rows 0..15; the next k-step's rows are 16 * 128 bytes on (the swizzle repeats every
+/// 8 rows).
+__device__ __forceinline__ std::uint32_t a_from_swizzled_k_rows(int lane, int first) {
+  const int row = lane % 8 + 8 * (lane / 16), piece = first / 8 + (lane / 8) % 2;
+  return static_cast<std::uint32_t>(row * 128 + ((piece ^ (row % 8)) * 16));
+}
+
 /// acc (16 x 8 n) += A (16 x 16 k) B for the n tiles 2 nb, 2 nb + 1 of an ldmatrix_x4 B load.
 template <class E, int Tiles>
 __device__ __forceinline__ void mma_pair(float (&acc)[Tiles][4], int nb, const std::uint32_t (&a)[4],
@@ -97,35 +105,50 @@ __device__ __forceinline__ void accumulate_product(float (&acc)[Tiles][4], const
   }
 }
 
-/// acc (a warpgroup's 64 rows x N columns, this warp's 16 rows 16 (warp % 4) ..) += A B over Steps k-steps of 16 on
-/// sm_90a: A from shared memory through ldmatrix_x4 as accumulate_product reads it (zero where `rows_present` is
-/// false: the warp's rows lie past the tile, and wgmma still needs every warp of the warpgroup), B by the wgmma
-/// descriptor b_at(ks), N-major. Issued and committed, not waited for: the caller runs wgmma_wait, then
-/// pin_registers, before it reads acc.
-template <class E, int Steps, bool TransposeA, int Tiles, class Descriptor>
-__device__ __forceinline__ void issue_wgmma_product(float (&acc)[Tiles][4], const OperandTile& a, bool rows_present,
-                                                    Descriptor b_at) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  // One fragment per k-step: wgmma reads them asynchronously (a reused one would serialise the wgmmas).
-  std::uint32_t fa[Steps][4];
+/// The A fragments of Steps k-steps of 16 (this warp's 16 rows) from shared memory through ldmatrix_x4, as
+/// accumulate_product reads them, for a wgmma product; zero where `rows_present` is false (the warp's rows lie past
+/// the tile, and wgmma still needs every warp of the warpgroup: the caller then points `a` at rows inside the tile).
+/// Masked, not branched around: wgmmas behind a divergent path are serialised.
+template <int Steps, bool TransposeA>
+__device__ __forceinline__ void load_a_fragments(std::uint32_t (&fa)[Steps][4], const OperandTile& a,
+                                                 bool rows_present) {
+  const std::uint32_t mask = rows_present ? 0xffffffffu : 0u;
 #pragma unroll
   for (int ks = 0; ks < Steps; ++ks) {
-    if (!rows_present)
-      fa[ks][0] = fa[ks][1] = fa[ks][2] = fa[ks][3] = 0u;
-    else if constexpr (TransposeA)
+    if constexpr (TransposeA)
       ldmatrix_x4_trans(fa[ks], a.address + ks * a.k_step);
     else
       ldmatrix_x4(fa[ks], a.address + ks * a.k_step);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) fa[ks][i] &= mask;
   }
+}
+
+/// acc (a warpgroup's 64 rows x N columns, this warp's 16 rows 16 (warp % 4) ..) += A B over Steps k-steps of 16 on
+/// sm_90a: A from the fragments `fa` (load_a_fragments; one per k-step, as wgmma reads them asynchronously), B by the
+/// wgmma descriptor b_at(ks), N-major (TransB = 1) or K-major (0). Issued and committed, not waited for: the caller
+/// runs wgmma_wait, then pin_registers, before it reads acc.
+template <class E, int TransB = 1, int Steps, int Tiles, class Descriptor>
+__device__ __forceinline__ void issue_wgmma_product(float (&acc)[Tiles][4], const std::uint32_t (&fa)[Steps][4],
+                                                    Descriptor b_at) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   pin_registers(acc);
   wgmma_fence();
 #pragma unroll
-  for (int ks = 0; ks < Steps; ++ks) wgmma_async<E, 1>(acc, fa[ks], b_at(ks));
+  for (int ks = 0; ks < Steps; ++ks) wgmma_async<E, TransB>(acc, fa[ks], b_at(ks));
   wgmma_commit();
 #else
-  (void)acc, (void)a, (void)rows_present, (void)b_at;
+  (void)acc, (void)fa, (void)b_at;
   __trap();  // wgmma needs sm_90a; the host launches the kernels that call this only from an sm_90a build
 #endif
+}
+/// load_a_fragments, then issue_wgmma_product.
+template <class E, int Steps, bool TransposeA, int TransB = 1, int Tiles, class Descriptor>
+__device__ __forceinline__ void issue_wgmma_product(float (&acc)[Tiles][4], const OperandTile& a, bool rows_present,
+                                                    Descriptor b_at) {
+  std::uint32_t fa[Steps][4];
+  load_a_fragments<Steps, TransposeA>(fa, a, rows_present);
+  issue_wgmma_product<E, TransB>(acc, fa, b_at);
 }
 
 /// Sum over the four lanes of a quad (the lanes that share a row of an accumulator tile).
@@ -669,7 +692,8 @@ struct GradientLayout {
   static constexpr std::size_t states = round_up(d_out + 2 * QR * VP, 1024);
   static constexpr std::size_t adjoints = states + 2 * VD * KP;  ///< T [VD][KP]: D^T, laid out as S_0^T
   static_assert(2 * VD * KP % 1024 == 0, "D^T's swizzled halves stay 1024-byte aligned");
-  static constexpr std::size_t solved = adjoints + 2 * VD * KP;              ///< T [VD][LP]: u^T
+  /// T [VD][LP]: u^T; in the wgmma kernel [VD][64], 128-byte swizzled.
+  static constexpr std::size_t solved = adjoints + 2 * VD * KP;
   static constexpr std::size_t value_gradients = solved + 2 * VD * LP;       ///< T [VD][LP]: dY^T
   static constexpr std::size_t mix = value_gradients + 2 * VD * LP;          ///< T [L][MP]: [Z + Z^T, P^T] scaled
   static constexpr std::size_t readout = mix + 2 * L * MP;                   ///< T [QR][LP]: P diag(kinv)
@@ -758,14 +782,15 @@ struct ChunkGradientKernel {
 
   /// sm_90 with `maps`: the chunk's row-major tiles by six tensor copies from thread 0, in two waves, each counted on
   /// its mbarrier: the output gradients, u^T and dY^T (phase 1 reads them), then the values, S_0^T and D^T (phase 2
-  /// on; in the wgmma kernel two swizzled boxes each). Rows past the chunk's data are zeroed after the waits
-  /// (zero_rows_past_data).
+  /// on). In the wgmma kernel u^T is one swizzled box, S_0^T and D^T two each. Rows past the chunk's data are zeroed
+  /// after the waits (zero_rows_past_data).
   static __device__ __forceinline__ void copy_tiles_by_tma(const GradientMaps& maps, const SequenceSpan& span,
                                                            int head, index_t chunk, index_t tile, unsigned char* smem,
                                                            std::uint32_t first_wave, std::uint32_t second_wave) {
     const std::uint32_t base = shared_address(smem);
-    constexpr int kept_width = Wgmma ? KD : KP;  // the swizzled boxes hold no padding
-    constexpr std::uint32_t first_bytes = 2 * (QR * VP + 2 * VD * LP),
+    // The swizzled boxes hold no padding.
+    constexpr int kept_width = Wgmma ? KD : KP, solved_width = Wgmma ? L : LP;
+    constexpr std::uint32_t first_bytes = 2 * (QR * VP + VD * LP + VD * solved_width),
                             second_bytes = 2 * (L * VP + 2 * VD * kept_width);
     const int first_token = static_cast<int>(span.begin + chunk * C), row = static_cast<int>(span.row);
     const int kept_row = static_cast<int>(tile * VD);
@@ -964,30 +989,53 @@ struct ChunkGradientKernel {
     // Phase 1, per unit (a block of 16 rows, half of its L columns): H = dY u^T and G = K K^T (micro-step rows r),
     // or dM = dO u^T and Q K^T (token rows t); their epilogues write the mix [Z + Z^T, P^T] (Z = diag(b) H, with
     // dA = -H) and P, and give the beta and gate terms they carry (a half's share of the db term in row_partials).
+    // The wgmma kernel: one unit per warp, all L columns; warpgroup 0 takes the micro-step rows and warpgroup 1 the
+    // token rows (warp w % 4 the row block w % 4; with fewer than 64 token rows the warps past them take part in
+    // the products with zero rows and skip the epilogue). The halves' slots of column half 1 then hold zero.
+    constexpr int phase1_column_tiles = Wgmma ? L / 8 : L / 16;  // n8 tiles of a unit
 #pragma unroll 1
-    for (int unit = warp; unit < units; unit += NW) {
-      const bool step_rows = unit < step_units;
-      const int half = unit % 2, first = 16 * ((step_rows ? unit : unit - step_units) / 2);
+    for (int unit = Wgmma ? 0 : warp; unit < (Wgmma ? 1 : units); unit += NW) {
+      const bool step_rows = Wgmma ? warp < 4 : unit < step_units;
+      const int half = Wgmma ? 0 : unit % 2;
+      const int first = Wgmma ? 16 * (warp % 4) : 16 * ((step_rows ? unit : unit - step_units) / 2);
+      const bool active = step_rows || first < QR;
+      const int a_first = active ? first : 0;  // the A operands' rows: inside the tiles even where they are masked
       const int first_column = half * (L / 2);
-      float upper[L / 16][4] = {}, gram[L / 16][4] = {};
-      const OperandTile u_b{shared_address(solved) + b_from_k_rows(lane, LP) + Forward::at(0, first_column, LP),
-                            32 * LP, 32};
-      if (step_rows)
-        accumulate_product<T, VD / 16, true, true>(
-            upper, {shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP},
-            u_b);
-      else
-        accumulate_product<T, VD / 16, false, true>(
-            upper, {shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(first, 0, VP), 32}, u_b);
+      float upper[phase1_column_tiles][4] = {}, gram[phase1_column_tiles][4] = {};
+      const OperandTile value_gradient_a{
+          shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, a_first, LP), 32 * LP};
+      const OperandTile d_out_a{shared_address(d_out) + a_from_m_rows(lane, VP) + Forward::at(a_first, 0, VP), 32};
       // Blocked tiles: 16-byte pieces 2 kk, 2 kk + 1 (256 bytes a k-step); 16 rows apart, 32 KD bytes.
-      accumulate_product<T, KD / 16, false, false>(
-          gram,
-          {(step_rows ? keys_address : queries_address) + Forward::blocked_rows_then_columns() +
-               Forward::blocked(first, 0),
-           256},
-          {keys_address + Forward::blocked_columns_then_rows() + Forward::blocked(first_column, 0), 256, 32 * KD});
+      const OperandTile rows_a{(step_rows ? keys_address : queries_address) + Forward::blocked_rows_then_columns() +
+                                   Forward::blocked(a_first, 0),
+                               256};
+      if constexpr (Wgmma) {
+        const auto u_b = [=](int ks) { return Swizzled128Tiling<L>::n_major(shared_address(solved), VD, ks); };
+        const auto key_b = [=](int kk) { return BlockedTiling<KD, VP>::k_major(keys_address, L, kk); };
+        std::uint32_t fa[VD / 16][4];
+        if (step_rows)
+          load_a_fragments<VD / 16, true>(fa, value_gradient_a, true);
+        else
+          load_a_fragments<VD / 16, false>(fa, d_out_a, active);
+        issue_wgmma_product<T>(upper, fa, u_b);
+        issue_wgmma_product<T, KD / 16, false, 0>(gram, rows_a, active, key_b);
+        wgmma_wait<0>();
+        pin_registers(upper);
+        pin_registers(gram);
+        if (!active) continue;
+      } else {
+        const OperandTile u_b{shared_address(solved) + b_from_k_rows(lane, LP) + Forward::at(0, first_column, LP),
+                              32 * LP, 32};
+        if (step_rows)
+          accumulate_product<T, VD / 16, true, true>(upper, value_gradient_a, u_b);
+        else
+          accumulate_product<T, VD / 16, false, true>(upper, d_out_a, u_b);
+        accumulate_product<T, KD / 16, false, false>(
+            gram, rows_a,
+            {keys_address + Forward::blocked_columns_then_rows() + Forward::blocked(first_column, 0), 256, 32 * KD});
+      }
       // Column terms of dG (gated), summed over the warp's 16 rows before they meet in shared memory.
-      float column_terms[L / 16][2] = {};
+      float column_terms[phase1_column_tiles][2] = {};
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int row = first + group + 8 * h;
@@ -998,7 +1046,7 @@ struct ChunkGradientKernel {
         if constexpr (Gated) row_gate = log2_gates[step_rows ? row / NH : row];
         float row_sum = 0.0f;  // sum_s H_rs G_rs (step rows) or the gate term of dM o M at r_last(t) (token rows)
 #pragma unroll
-        for (int n = 0; n < L / 16; ++n) {
+        for (int n = 0; n < phase1_column_tiles; ++n) {
           // The columns' scalars, two adjacent micro-steps a load.
           const int first_step_column = first_column + 8 * n + 2 * quad;
           const float2 column_scales = *reinterpret_cast<const float2*>(key_scales + first_step_column);
@@ -1043,15 +1091,18 @@ struct ChunkGradientKernel {
         if (quad == 0) {
           if (step_rows) {
             row_partials[half * L + row] = row_sum;
+            if constexpr (Wgmma) row_partials[L + row] = 0.0f;
             if constexpr (Gated) gate_step_rows[half * L + row] = row_beta * row_sum;
+            if constexpr (Gated && Wgmma) gate_step_rows[L + row] = 0.0f;
           } else if constexpr (Gated) {
             gate_token_rows[half * QR + row] = row_sum;  // at micro-step last_step_of(row); rows >= C unread
+            if constexpr (Wgmma) gate_token_rows[QR + row] = 0.0f;
           }
         }
       }
       if constexpr (Gated) {
 #pragma unroll
-        for (int n = 0; n < L / 16; ++n)
+        for (int n = 0; n < phase1_column_tiles; ++n)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             float x = column_terms[n][e];
@@ -1142,7 +1193,9 @@ struct ChunkGradientKernel {
         }
       if (step_rows) {  // every unit of the round is active: step_units is a multiple of NW
         // u D^T, scaled by c_r; the gate term through c.
-        const OperandTile u_a{shared_address(solved) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP};
+        const OperandTile u_a =
+            Wgmma ? OperandTile{shared_address(solved) + a_from_swizzled_k_rows(lane, first), 16 * 128}
+                  : OperandTile{shared_address(solved) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP};
         const OperandTile value_gradient_a{
             shared_address(value_gradients) + a_from_k_rows(lane, LP) + Forward::at(0, first, LP), 32 * LP};
         float carry[KD / 16][4] = {};
