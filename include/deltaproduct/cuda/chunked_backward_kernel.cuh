@@ -1178,7 +1178,8 @@ struct ChunkGradientKernel {
         return [=](int ks) { return Swizzled128Tiling<L>::n_major(tile + (warp / 4) * VD * 128, VD, ks); };
       };
       [[maybe_unused]] const auto blocked_b = [&](std::uint32_t tile) {
-        return [=](int ks) { return wgmma_descriptor(tile + Forward::blocked(16 * ks, 8 * (warp / 4)), 16 * KD, 128); };
+        return
+            [=](int ks) { return BlockedTiling<KD, VP>::n_major(tile + Forward::blocked(0, 8 * (warp / 4)), L, ks); };
       };
       float acc[KD / 16][4] = {};
       float x[KD / 16][4];  // the row's raw key or query elements in this half
