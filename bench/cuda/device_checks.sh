@@ -23,11 +23,17 @@
 #                                             where they are sampled (SourceCounters; build with -lineinfo for lines)
 #                                             (the first 24 launches: 3 warm-up calls and the timed one),
 #                                             to OUT/ncu_N.log
+#   ncusource:FILTER:KERNEL[:SECONDS]         the third launch of the kernels whose names match the regex KERNEL in
+#                                             the bench_cuda benchmarks FILTER matches, under Nsight Compute with
+#                                             source counters: OUT/ncusource_N.txt (every section's details) and
+#                                             OUT/ncusource_N_sass.csv.gz (stall samples, instructions and sectors
+#                                             per SASS instruction; build with -lineinfo to read them against the
+#                                             source)
 # SECONDS defaults to 120. The exit status is the number of steps that failed or ran out of time; OUT/summary.txt
 # lists each step with its status and wall time.
 set -u
 if [ $# -lt 3 ]; then
-  sed -n '2,27p' "$0" >&2
+  sed -n '2,33p' "$0" >&2
   exit 64
 fi
 bin=$(cd "$1" && pwd)
@@ -44,6 +50,7 @@ export LD_LIBRARY_PATH="$bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 failed=0
 bench_runs=0
 ncu_runs=0
+source_runs=0
 # run NAME SECONDS COMMAND...: runs the command under a limit, its output in OUT/NAME.log, and records the outcome.
 run() {
   local name=$1 seconds=$2
@@ -85,6 +92,18 @@ for step in "$@"; do
         --section SourceCounters \
         --metrics sm__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active \
         "$bin/bench_cuda" "--benchmark_filter=$a" --benchmark_min_time=0
+      ;;
+    ncusource)
+      source_runs=$((source_runs + 1))
+      report="$out/ncusource_$source_runs"
+      run "ncusource_$source_runs" "${c:-120}" ncu --clock-control none --kernel-name "regex:$b" --launch-skip 2 \
+        --launch-count 1 --section SpeedOfLight --section WarpStateStats --section SourceCounters \
+        --import-source yes -f -o "$report" "$bin/bench_cuda" "--benchmark_filter=$a" --benchmark_min_time=0
+      if [ -f "$report.ncu-rep" ]; then
+        ncu -i "$report.ncu-rep" --page details --print-details all >"$report.txt" 2>&1
+        ncu -i "$report.ncu-rep" --page source --csv --print-source sass 2>&1 | gzip -9 >"${report}_sass.csv.gz"
+        rm -f "$report.ncu-rep"  # large, and the two files above hold what it is read for
+      fi
       ;;
     bench)
       bench_runs=$((bench_runs + 1))
