@@ -370,7 +370,9 @@ struct ChunkedKernel {
       const bool is_key = row < L, in_range = row < L + QR;
       const unsigned char* data = reinterpret_cast<const unsigned char*>(is_key ? stage.keys : stage.queries);
       const int tile_row = is_key ? row : row - L, tile_rows = is_key ? L : QR;
-      float sum_of_squares = 0.0f;
+      // Eight partial sums, one per element of a piece: a single one made the row's sum a chain of KD / 2 dependent
+      // adds on the producer's path to its Gram epilogue.
+      float partial[8] = {};
       if (in_range && (is_key ? normalize_keys : normalize_queries)) {
 #pragma unroll
         for (int i = 0; i < pieces; ++i) {
@@ -381,10 +383,13 @@ struct ChunkedKernel {
 #pragma unroll
           for (int w = 0; w < 4; ++w) {
             const float2 pair = unpack2<T>(words[w]);
-            sum_of_squares += pair.x * pair.x + pair.y * pair.y;
+            partial[2 * w] = fmaf(pair.x, pair.x, partial[2 * w]);
+            partial[2 * w + 1] = fmaf(pair.y, pair.y, partial[2 * w + 1]);
           }
         }
       }
+      float sum_of_squares = ((partial[0] + partial[1]) + (partial[2] + partial[3])) +
+                             ((partial[4] + partial[5]) + (partial[6] + partial[7]));
 #pragma unroll
       for (int offset = 1; offset < lanes_per_row; offset *= 2)
         sum_of_squares += __shfl_xor_sync(0xffffffffu, sum_of_squares, offset);
@@ -618,6 +623,8 @@ struct ChunkedKernel {
     pin_registers(work);
     pin_registers(out);
     wgmma_fence();
+    // One group: waiting for S^T K^T alone would keep the 32 registers of `a` in flight through R^T, and the consumers
+    // would spill.
 #pragma unroll
     for (int kk = 0; kk < KD / 16; ++kk) {
       // K-major B: 16-byte pieces 2 kk, 2 kk + 1 of every row.
@@ -653,7 +660,8 @@ struct ChunkedKernel {
 #endif
   }
 
-  /// S^T += (scaled N^T) K, inner dimension L: wgmma on sm_90a (K read N-major), mma.sync otherwise.
+  /// S^T += (scaled N^T) K, inner dimension L: wgmma on sm_90a (K read N-major), mma.sync otherwise. On sm_90a the
+  /// wgmmas are only issued: state and update_values stay in flight until finish_state_update().
   template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
   static __device__ __forceinline__ void update_state(float (&state)[KD / 8][4], const Tiles& tiles,
                                                       const std::uint32_t (&update_values)[L / 16][4]) {
@@ -665,8 +673,6 @@ struct ChunkedKernel {
       // N-major B (k = micro-step, n = key).
       wgmma_async<T, 1>(state, update_values[ks], Tiling::n_major(tiles.keys, L, ks));
     wgmma_commit();
-    wgmma_wait_all();
-    pin_registers(state);
 #else
     const std::uint32_t keys = tiles.keys + blocked_transposed_b();
 #pragma unroll
@@ -678,6 +684,15 @@ struct ChunkedKernel {
         mma_16x8x16<T>(state[2 * nb], update_values[ks], b[0], b[1]);
         mma_16x8x16<T>(state[2 * nb + 1], update_values[ks], b[2], b[3]);
       }
+#endif
+  }
+  /// Waits for update_state()'s wgmmas (sm_90a; mma.sync has none in flight).
+  static __device__ __forceinline__ void finish_state_update(float (&state)[KD / 8][4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    wgmma_wait<0>();
+    pin_registers(state);
+#else
+    (void)state;
 #endif
   }
 
@@ -909,6 +924,17 @@ struct ChunkedKernel {
         }
       accumulators_to_fragment<T>(work[2 * ks], work[2 * ks + 1], update_values[ks]);
     }
+    // State update: S^T <- exp(G_last) S^T + (N^T diag(exp(G_last - G) kinv)) K, issued before the output so that
+    // on sm_90a its wgmmas run while the output's products and stores do (the output reads neither operand).
+    if constexpr (Gated) {
+      const float last_gate = gate_from_start(log2_gates, C - 1);
+#pragma unroll
+      for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) state[j][e] *= last_gate;
+    }
+    update_state<Tiling>(state, tiles, update_values);
+
     if (keeps_chunks(p))
       store_fragments(p.chunk_solved_values + kept_tile * (VD * L), solved_values, value_row, quad, L);
 
@@ -946,15 +972,7 @@ struct ChunkedKernel {
               from_float<T>(out[j][e]);
     }
 
-    // State update: S^T <- exp(G_last) S^T + (N^T diag(exp(G_last - G) kinv)) K.
-    if constexpr (Gated) {
-      const float last_gate = gate_from_start(log2_gates, C - 1);
-#pragma unroll
-      for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) state[j][e] *= last_gate;
-    }
-    update_state<Tiling>(state, tiles, update_values);
+    finish_state_update(state);
   }
 
   static __device__ __forceinline__ void run(const ChunkedParams<T>& p) {

@@ -334,13 +334,14 @@ struct SpecializedChunkedKernel {
   }
 
   /// The producer's Gram blocks of the chunk in `stage`: warp w (0..3) owns row block w of K K^T and of K Q^T. It
-  /// stores -A left of the diagonal, writes and inverts its diagonal block, and stores P's causal blocks. Both
-  /// products are issued at once: K Q^T runs on the tensor cores while K K^T's epilogue and the inversion run.
+  /// stores -A left of the diagonal, writes and inverts its diagonal block, and stores P's causal blocks. K K^T
+  /// (`gram`) was issued by the caller before the scales, which it needs only here; K Q^T is issued now and runs on
+  /// the tensor cores while K K^T's epilogue and the inversion run.
   static __device__ __forceinline__ void producer_gram(const Stage& stage, const Tiles& tiles, const Set& set,
-                                                       float* diagonal_blocks, int warp, index_t index) {
+                                                       float* diagonal_blocks, int warp, index_t index,
+                                                       float (&gram)[8][4]) {
     (void)index;  // the chunk's place in the CTA's range, for DELTAPRODUCT_TRACE
-    float gram[8][4], readout[8][4];
-    issue_gram_product(tiles.keys, L, tiles.keys, L, gram);
+    float readout[8][4];
     // P^T = K Q^T rather than Q K^T: warp w then owns micro-step block w and the causal blocks right of it (4 - w of
     // them for n_h = 1), which balances the triangle of K K^T below (w + 1 blocks). With fewer than 64 query rows,
     // columns past QR read beyond the query tile (still shared memory); they are dropped.
@@ -446,11 +447,15 @@ struct SpecializedChunkedKernel {
       fence_proxy_async();  // the cleared rows, written through the generic proxy, are read by wgmma
       named_barrier_sync(producer_barrier, producers);  // the chunk, its betas and gates are in its stage
       DELTAPRODUCT_TRACE(1, 2, i);
+      // K K^T runs on the tensor cores while the normalisers and gates are summed.
+      float gram[8][4];
+      issue_gram_product(at.tiles.keys, L, at.tiles.keys, L, gram);
       Base::template prepare_scales<producers, Tiling>(p, at.stage, at.set.key_scales, at.set.query_scales,
                                                        at.set.log2_gates, tid);
       named_barrier_sync(producer_barrier, producers);  // scales and gates are ready
       DELTAPRODUCT_TRACE(1, 3, i);
-      producer_gram(at.stage, at.tiles, at.set, reinterpret_cast<float*>(at.base + Layout::diagonal_blocks), warp, i);
+      producer_gram(at.stage, at.tiles, at.set, reinterpret_cast<float*>(at.base + Layout::diagonal_blocks), warp, i,
+                    gram);
       if (keeps_preambles) {  // the backward keeps the set: one bulk copy, read out while the consumers use it
         fence_proxy_async();  // every producer's writes to the set, made through the generic proxy, before the copy
         named_barrier_sync(producer_barrier, producers);
