@@ -164,6 +164,10 @@ struct BlockedTiling {
   }
 };
 
+/// What prepare_scales() makes: every key and query normaliser and the gates, or (the warp-specialised producer, which
+/// takes the key normalisers from K K^T's diagonal) the query normalisers and the gates.
+enum class ScaleRows { all, queries_and_gates };
+
 /// A hook that does nothing (the default of ChunkedKernel::chunk_solve_and_update's).
 struct NoStep {
   __device__ __forceinline__ void operator()() const {}
@@ -353,8 +357,9 @@ struct ChunkedKernel {
   /// Key and query normalisers (the readout scale folded into the latter) and the gates' chunk-local cumulative
   /// sums, in log2 units, of the chunk in `stage`. Tiling::lanes_per_row lanes share a row (16-byte reads, then
   /// shuffles), so all rows are summed at once instead of one after the other; `Threads` threads take part, this one
-  /// is number `tid`.
-  template <int Threads = Layout::threads, class Tiling = BlockedTiling<KD, Layout::value_pitch>>
+  /// is number `tid`; `Rows` says which rows.
+  template <int Threads = Layout::threads, class Tiling = BlockedTiling<KD, Layout::value_pitch>,
+            ScaleRows Rows = ScaleRows::all>
   static __device__ __forceinline__ void prepare_scales(const ChunkedParams<T>& p, const Stage& stage,
                                                         float* key_scales, float* query_scales, float* log2_gates,
                                                         int tid = thread_index()) {
@@ -362,11 +367,12 @@ struct ChunkedKernel {
     const int warp = tid / 32, lane = tid % 32;
     constexpr int lanes_per_row = Tiling::lanes_per_row, pieces = KD / 8 / lanes_per_row;  // 16-byte pieces per lane
     constexpr int rows_per_pass = Threads / lanes_per_row;
-    constexpr int passes = (L + QR + rows_per_pass - 1) / rows_per_pass;
+    constexpr int first_row = Rows == ScaleRows::all ? 0 : L;  // rows: keys (0 .. L - 1), then queries
+    constexpr int passes = (L + QR - first_row + rows_per_pass - 1) / rows_per_pass;
     const bool normalize_keys = p.key_norm != NormCode::none, normalize_queries = p.query_norm != NormCode::none;
 #pragma unroll
     for (int pass = 0; pass < passes; ++pass) {
-      const int row = pass * rows_per_pass + tid / lanes_per_row;  // keys, then queries
+      const int row = first_row + pass * rows_per_pass + tid / lanes_per_row;  // keys, then queries
       const bool is_key = row < L, in_range = row < L + QR;
       const unsigned char* data = reinterpret_cast<const unsigned char*>(is_key ? stage.keys : stage.queries);
       const int tile_row = is_key ? row : row - L, tile_rows = is_key ? L : QR;

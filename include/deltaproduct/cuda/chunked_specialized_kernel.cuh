@@ -45,6 +45,14 @@
 #define DELTAPRODUCT_TRACE(role, event, chunk)
 #endif
 
+// Experimental, off by default until measured on a GPU: the producer reads the key normalisers off K K^T's diagonal
+// (no pass over the keys), sums the query normalisers and gates while K K^T and K Q^T run, and shares K K^T's lower
+// blocks evenly between its warps. Define it to 1 (e.g. CMAKE_CUDA_FLAGS=-DDELTAPRODUCT_PRODUCER_GRAM_NORMALISERS=1) to
+// build that producer.
+#ifndef DELTAPRODUCT_PRODUCER_GRAM_NORMALISERS
+#define DELTAPRODUCT_PRODUCER_GRAM_NORMALISERS 0
+#endif
+
 namespace deltaproduct::detail::cuda_chunked {
 
 /// Tile addressing of the warp-specialised kernel's input stages, as the TMA boxes write them with 128-byte swizzling:
@@ -150,6 +158,7 @@ struct SpecializedChunkedKernel {
   static_assert(L == 64, "the producer's Gram products are 64 x 64 wgmmas: one row block of 16 per warp");
   static_assert(consumers % 128 == 0, "the consumers are whole warpgroups (V = 64 or 128)");
   static constexpr int KeySlots = Layout::key_slots;
+  static constexpr bool gram_normalisers = DELTAPRODUCT_PRODUCER_GRAM_NORMALISERS != 0;
 
   // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
   // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
@@ -336,23 +345,36 @@ struct SpecializedChunkedKernel {
   /// The producer's Gram blocks of the chunk in `stage`: warp w (0..3) owns row block w of K K^T and of K Q^T. It
   /// stores -A left of the diagonal, writes and inverts its diagonal block, and stores P's causal blocks. K K^T
   /// (`gram`) was issued by the caller before the scales, which it needs only here; K Q^T is issued now and runs on
-  /// the tensor cores while K K^T's epilogue and the inversion run.
-  static __device__ __forceinline__ void producer_gram(const Stage& stage, const Tiles& tiles, const Set& set,
-                                                       float* diagonal_blocks, int warp, index_t index,
-                                                       float (&gram)[8][4]) {
+  /// the tensor cores while K K^T's epilogue and the inversion run. With gram_normalisers the caller has not summed
+  /// the scales: the query normalisers and the gates are summed here while both products run, and the key
+  /// normalisers are read off K K^T's diagonal.
+  static __device__ __forceinline__ void producer_gram(const ChunkedParams<T>& p, const Stage& stage,
+                                                       const Tiles& tiles, const Set& set, float* diagonal_blocks,
+                                                       int warp, index_t index, float (&gram)[8][4]) {
     (void)index;  // the chunk's place in the CTA's range, for DELTAPRODUCT_TRACE
     float readout[8][4];
     // P^T = K Q^T rather than Q K^T: warp w then owns micro-step block w and the causal blocks right of it (4 - w of
     // them for n_h = 1), which balances the triangle of K K^T below (w + 1 blocks). With fewer than 64 query rows,
     // columns past QR read beyond the query tile (still shared memory); they are dropped.
     issue_gram_product(tiles.keys, L, tiles.queries, QR, readout);
+    if constexpr (gram_normalisers)  // the query normalisers and the gates while both products run
+      Base::template prepare_scales<producers, Tiling, ScaleRows::queries_and_gates>(
+          p, stage, set.key_scales, set.query_scales, set.log2_gates, Base::thread_index() - consumers);
     wgmma_wait<1>();  // K K^T is complete
     pin_registers(gram);
+    if constexpr (gram_normalisers) {
+      store_key_scales(p, gram, warp, set.key_scales);
+      named_barrier_sync(producer_barrier, producers);  // every normaliser and the gates are in the set
+      DELTAPRODUCT_TRACE(1, 3, index);
+    }
 #pragma unroll
-    for (int cb = 0; cb < 4; ++cb)
-      if (cb <= warp)
+    for (int cb = 0; cb < 4; ++cb) {
+      if (stores_block(warp, cb))
         Base::template store_gram_tiles<false, 2>(&gram[2 * cb], stage, warp, cb, diagonal_blocks, set.negated_a,
                                                   set.readout, set.key_scales, set.query_scales, set.log2_gates);
+      else if (stores_block_transposed(warp, cb))
+        store_key_gram_transposed(&gram[2 * cb], stage, warp, cb, set);
+    }
     __syncwarp();
     Base::invert_diagonal_block(warp, diagonal_blocks, set.diagonal_inverses);
     DELTAPRODUCT_TRACE(1, 4, index);
@@ -364,6 +386,82 @@ struct SpecializedChunkedKernel {
       if (readout_block_used<NH, C>(16 * tb, 16, 16 * warp)) store_readout_transposed(&readout[2 * tb], warp, tb, set);
   }
 
+  /// K K^T is symmetric: -A's lower block (i, j), i > j, is in warp i's tiles and, transposed, in warp j's. Warp i
+  /// stores it, or with gram_normalisers the warp lower_block_owner() names: then every warp stores its diagonal
+  /// block and at most two others (two each for warps 0 and 1, one each for warps 2 and 3) instead of warp 3's four.
+  static __device__ __forceinline__ constexpr int lower_block_owner(int i, int j) {
+    return !gram_normalisers ? i : i == 3 && j == 0 ? 3 : j;
+  }
+  /// Whether warp `warp` stores its block (warp, cb) of K K^T as it is (the diagonal block or a lower block of -A).
+  static __device__ __forceinline__ constexpr bool stores_block(int warp, int cb) {
+    return cb == warp || (cb < warp && lower_block_owner(warp, cb) == warp);
+  }
+  /// Whether it stores its block (warp, cb), transposed, as -A's lower block (cb, warp).
+  static __device__ __forceinline__ constexpr bool stores_block_transposed(int warp, int cb) {
+    return cb > warp && lower_block_owner(cb, warp) == warp;
+  }
+  /// Block (row_block, col_block) of K K^T, col_block > row_block, stored as -A's lower block (col_block, row_block):
+  /// the accumulator's columns are that block's rows. Each entry gets the factors store_gram_tiles() gives it, in the
+  /// same order, so -A is the same whichever warp stores it.
+  static __device__ __forceinline__ void store_key_gram_transposed(const float (*acc)[4], const Stage& stage,
+                                                                   int row_block, int col_block, const Set& set) {
+    const int lane = Base::thread_index() % 32, group = lane / 4, quad = lane % 4;
+    float row_factor[2][2], row_gate[2][2] = {}, column_factor[2], column_gate[2] = {};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int s = 16 * row_block + group + 8 * h;  // a column of -A
+      column_factor[h] = set.key_scales[s];
+      if constexpr (Gated) column_gate[h] = set.log2_gates[s / NH];
+    }
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int r = 16 * col_block + 8 * n + 2 * quad + e;  // a row of -A
+        row_factor[n][e] = stage.betas[r] * set.key_scales[r];
+        if constexpr (Gated) row_gate[n][e] = set.log2_gates[r / NH];
+      }
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int r = 16 * col_block + 8 * n + 2 * quad + e, s = 16 * row_block + group + 8 * h;
+          const float gate = Gated ? fast_exp2(row_gate[n][e] - column_gate[h]) : 1.0f;
+          const float value = row_factor[n][e] * column_factor[h] * gate * acc[n][2 * h + e];
+          set.negated_a[r * Layout::LP + s] = __float2half_rn(-value);
+        }
+  }
+  /// The key normalisers from K K^T's diagonal (each key's sum of squares, in fp32 from its bf16 or fp16 elements, as
+  /// prepare_scales() sums them but in the tensor cores' order): warp w holds rows 16 w .. 16 w + 15, and the lanes
+  /// with quad == group / 2 hold their diagonal entries, in n-tile 2 w + h (h: the row's half).
+  static __device__ __forceinline__ void store_key_scales(const ChunkedParams<T>& p, const float (&gram)[8][4],
+                                                          int warp, float* key_scales) {
+    const int lane = Base::thread_index() % 32, group = lane / 4, quad = lane % 4;
+    // Tiles 2 w and 2 w + 1, picked with the warp index known in each branch: a register array indexed at run time
+    // would go to local memory.
+    const auto diagonal = [&](const float(&tile)[4], int h) { return group % 2 ? tile[2 * h + 1] : tile[2 * h]; };
+    float sums[2];
+    switch (warp) {
+      case 0:
+        sums[0] = diagonal(gram[0], 0), sums[1] = diagonal(gram[1], 1);
+        break;
+      case 1:
+        sums[0] = diagonal(gram[2], 0), sums[1] = diagonal(gram[3], 1);
+        break;
+      case 2:
+        sums[0] = diagonal(gram[4], 0), sums[1] = diagonal(gram[5], 1);
+        break;
+      default:
+        sums[0] = diagonal(gram[6], 0), sums[1] = diagonal(gram[7], 1);
+        break;
+    }
+    if (quad == group / 2) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) key_scales[16 * warp + group + 8 * h] = inverse_norm(sums[h], p.key_norm, p.eps);
+    }
+  }
   /// Two accumulator tiles of K Q^T (rows: micro-steps of block `step_block`; columns: the 16 tokens of block
   /// `token_block`) scaled, gated and masked into P (readout[token][step], type T), as store_gram_tiles() does for
   /// Q K^T.
@@ -447,14 +545,15 @@ struct SpecializedChunkedKernel {
       fence_proxy_async();  // the cleared rows, written through the generic proxy, are read by wgmma
       named_barrier_sync(producer_barrier, producers);  // the chunk, its betas and gates are in its stage
       DELTAPRODUCT_TRACE(1, 2, i);
-      // K K^T runs on the tensor cores while the normalisers and gates are summed.
       float gram[8][4];
       issue_gram_product(at.tiles.keys, L, at.tiles.keys, L, gram);
-      Base::template prepare_scales<producers, Tiling>(p, at.stage, at.set.key_scales, at.set.query_scales,
-                                                       at.set.log2_gates, tid);
-      named_barrier_sync(producer_barrier, producers);  // scales and gates are ready
-      DELTAPRODUCT_TRACE(1, 3, i);
-      producer_gram(at.stage, at.tiles, at.set, reinterpret_cast<float*>(at.base + Layout::diagonal_blocks), warp, i,
+      if constexpr (!gram_normalisers) {  // the normalisers and gates while K K^T runs
+        Base::template prepare_scales<producers, Tiling>(p, at.stage, at.set.key_scales, at.set.query_scales,
+                                                         at.set.log2_gates, tid);
+        named_barrier_sync(producer_barrier, producers);  // scales and gates are ready
+        DELTAPRODUCT_TRACE(1, 3, i);
+      }
+      producer_gram(p, at.stage, at.tiles, at.set, reinterpret_cast<float*>(at.base + Layout::diagonal_blocks), warp, i,
                     gram);
       if (keeps_preambles) {  // the backward keeps the set: one bulk copy, read out while the consumers use it
         fence_proxy_async();  // every producer's writes to the set, made through the generic proxy, before the copy
