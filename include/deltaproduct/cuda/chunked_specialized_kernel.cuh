@@ -5,11 +5,11 @@
 // copying the inputs, the normalisers and gates, the Gram blocks and diagonal inverses, and the chain on the state.
 // Only the last depends on the previous chunk. Here a producer warpgroup (128 threads after the V / 16 consumer warps)
 // does everything that does not need the state, one chunk ahead of the consumers:
-//   producer, chunk c: wait for c's inputs (copied by the tensor memory accelerator, TMA; with
-//     DELTAPRODUCT_EXPERIMENTAL_STAGE_SPLIT only for its keys and queries: it reads no value); key and query
-//     normalisers and cumulative gates; K K^T and K Q^T as two 64 x 64 wgmmas from shared memory, scaled and masked
-//     into -A, the diagonal blocks (inverted in fp32 by the warp that owns them) and P; signal "chunk c ready"; wait
-//     until the consumers are done with chunk c - 1 (its set is c + 1's); start loading chunk c + 2's betas and gates.
+//   producer, chunk c: wait for c's inputs (copied by the tensor memory accelerator, TMA; for n_h >= 2 only for its
+//     keys and queries: it reads no value); key and query normalisers and cumulative gates; K K^T and K Q^T as two 64 x
+//     64 wgmmas from shared memory, scaled and masked into -A, the diagonal blocks (inverted in fp32 by the warp that
+//     owns them) and P; signal "chunk c ready"; wait until the consumers are done with chunk c - 1 (its set is c +
+//     1's); start loading chunk c + 2's betas and gates.
 //   consumers, chunk c: wait for "chunk c ready"; S^T K^T and S^T Q^T, R^T; then, once every consumer is there, the
 //     first consumer warp starts copying chunk c + 2's values and queries into c's stage; write out chunk c - 1's
 //     output; the block forward substitution, the output (staged once every consumer has written c - 1's out) and
@@ -44,14 +44,6 @@
 // (role 0: consumers, 1: producer) before including this header; by default it expands to nothing.
 #ifndef DELTAPRODUCT_TRACE
 #define DELTAPRODUCT_TRACE(role, event, chunk)
-#endif
-
-// Experimental, off by default until measured on a GPU: the producer waits for a stage's queries only (its values land
-// on a barrier of their own, which the consumers wait for), stores its transposed Gram blocks with stmatrix, and the
-// roles split the registers where neither spills. Define it to 1 (e.g.
-// CMAKE_CUDA_FLAGS=-DDELTAPRODUCT_EXPERIMENTAL_STAGE_SPLIT=1) to build that kernel.
-#ifndef DELTAPRODUCT_EXPERIMENTAL_STAGE_SPLIT
-#define DELTAPRODUCT_EXPERIMENTAL_STAGE_SPLIT 0
 #endif
 
 namespace deltaproduct::detail::cuda_chunked {
@@ -169,8 +161,11 @@ struct SpecializedChunkedKernel {
   /// where it measured faster on an H100: 1-4% for n_h >= 2 at K = 128; 0-3% slower for n_h = 1 (the query pass,
   /// 64 rows, then outlasts the products) and 8-16% slower at K = 64 (their products are half as long).
   static constexpr bool gram_normalisers = KD == 128 && NH >= 2;
-  /// DELTAPRODUCT_EXPERIMENTAL_STAGE_SPLIT.
-  static constexpr bool split_stage = DELTAPRODUCT_EXPERIMENTAL_STAGE_SPLIT != 0;
+  /// Whether the producer waits for a stage's queries only (its values land on a barrier of their own, which the
+  /// consumers wait for), stores its transposed Gram blocks with stmatrix, and takes 120 registers. Chosen where it
+  /// measured faster on an H100: 0-3% for n_h >= 2; for n_h = 1 at K = 128, 1-4% slower (the producer's normaliser
+  /// pass then shares shared memory with the values still landing, and waits as long in all).
+  static constexpr bool split_stage = NH >= 2;
 
   // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
   // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
@@ -179,11 +174,10 @@ struct SpecializedChunkedKernel {
 
   // Registers: at launch every thread of a 384-thread CTA gets 168 (65536 / 384, rounded down to a multiple of 8);
   // the producer gives back what it does not need and the consumers take exactly that (ptxas allocates each role's
-  // code within its count). The split is where neither role spills (ptxas -v): DeltaNet's consumers need 200, while
-  // the gated and n_h >= 2 producers, with both Gram products in flight and their gate factors, need 120.
+  // code within its count). The split is where neither role spills (ptxas -v): 104 / 200 for n_h = 1, whose
+  // consumers need 200 (DeltaNet's spill at 192); 120 / 192 for split_stage, whose producer spills at 104.
   static constexpr int launch_registers = 168;
-  static constexpr bool lean_producer = !split_stage || (NH == 1 && !Gated);
-  static constexpr int producer_registers = lean_producer ? 104 : 120, consumer_registers = lean_producer ? 200 : 192;
+  static constexpr int producer_registers = split_stage ? 120 : 104, consumer_registers = split_stage ? 192 : 200;
   static_assert(all_threads != 384 ||
                     producer_registers * producers + consumer_registers * consumers <= launch_registers * all_threads,
                 "setmaxnreg.inc waits for registers that setmaxnreg.dec freed: the roles must fit the launch's");
