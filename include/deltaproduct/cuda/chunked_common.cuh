@@ -252,27 +252,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], std::ui
                : "memory");
 }
 
-/// Four 8 x 8 matrices of 16-bit elements to shared memory, each transposed: lane l gives element (row l / 4, columns
-/// 2 (l % 4) + 0..1) of matrix m in r[m], and lanes 8m..8m+7 the addresses of matrix m's stored rows, which are its
-/// columns. (mma.sync's accumulator layout, so an accumulator tile goes out transposed in one instruction.)
-__device__ __forceinline__ void stmatrix_x4_trans(const std::uint32_t (&r)[4], std::uint32_t row_address) {
-  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1,%2,%3,%4};\n"
-               :
-               : "r"(row_address), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
-               : "memory");
-}
-
-/// A 16 x 16 block of 16-bit pairs, stored transposed: pairs[2 n + h] holds the block's row lane / 4 + 8 h, columns
-/// 8 n + 2 (lane % 4) + 0..1 (two accumulator tiles' layout, packed), and element (row, column) goes to
-/// destination[column * pitch + row]. `pitch` (elements) and the destination must keep rows 16-byte aligned.
-template <class U>
-__device__ __forceinline__ void store_block_transposed(const std::uint32_t (&pairs)[4], U* destination, int pitch) {
-  static_assert(sizeof(U) == 2, "store_block_transposed stores 16-bit elements");
-  const int lane = static_cast<int>(threadIdx.x % 32), matrix = lane / 8;  // matrix 2 n + h
-  // Matrix (n, h)'s stored row j is the block's column 8 n + j, from its row 8 h on.
-  stmatrix_x4_trans(pairs, shared_address(destination + (8 * (matrix / 2) + lane % 8) * pitch + 8 * (matrix % 2)));
-}
-
 /// A value the compiler must treat as unknown from here on: applied to a loop's shared-memory base address, it keeps
 /// the compiler from hoisting one register per distinct constant offset out of the loop (the offsets then stay
 /// immediates of the load instructions).

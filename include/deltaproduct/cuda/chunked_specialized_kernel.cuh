@@ -162,9 +162,9 @@ struct SpecializedChunkedKernel {
   /// 64 rows, then outlasts the products) and 8-16% slower at K = 64 (their products are half as long).
   static constexpr bool gram_normalisers = KD == 128 && NH >= 2;
   /// Whether the producer waits for a stage's queries only (its values land on a barrier of their own, which the
-  /// consumers wait for), stores its transposed Gram blocks with stmatrix, and takes 120 registers. Chosen where it
-  /// measured faster on an H100: 0-3% for n_h >= 2; for n_h = 1 at K = 128, 1-4% slower (the producer's normaliser
-  /// pass then shares shared memory with the values still landing, and waits as long in all).
+  /// consumers wait for) and takes 120 registers. Chosen where it measured faster on an H100: 0-3% for n_h >= 2; for
+  /// n_h = 1 at K = 128, 1-4% slower (the producer's normaliser pass then shares shared memory with the values still
+  /// landing, and waits as long in all).
   static constexpr bool split_stage = NH >= 2;
 
   // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
@@ -426,32 +426,11 @@ struct SpecializedChunkedKernel {
   static __device__ __forceinline__ constexpr bool stores_block_transposed(int warp, int cb) {
     return cb > warp && lower_block_owner(cb, warp) == warp;
   }
-  /// A 16 x 16 block in two accumulator tiles' layout (value[n][2 h + e]: row lane / 4 + 8 h, column 8 n +
-  /// 2 (lane % 4) + e), rounded to U and stored transposed: element (row, column) at destination[column * LP + row].
-  /// With split_stage one stmatrix; else one 16-bit store per element.
-  template <class U>
-  static __device__ __forceinline__ void store_transposed(const float (&value)[2][4], U* destination) {
-    if constexpr (split_stage) {
-      std::uint32_t pairs[4];
-#pragma unroll
-      for (int n = 0; n < 2; ++n)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) pairs[2 * n + h] = pack2<U>(value[n][2 * h], value[n][2 * h + 1]);
-      store_block_transposed(pairs, destination, Layout::LP);
-    } else {
-      const int lane = Base::thread_index() % 32, group = lane / 4, quad = lane % 4;
-#pragma unroll
-      for (int n = 0; n < 2; ++n)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int e = 0; e < 2; ++e)
-            destination[(8 * n + 2 * quad + e) * Layout::LP + group + 8 * h] = from_float<U>(value[n][2 * h + e]);
-    }
-  }
   /// Block (row_block, col_block) of K K^T, col_block > row_block, stored as -A's lower block (col_block, row_block):
   /// the accumulator's columns are that block's rows. Each entry gets the factors store_gram_tiles() gives it, in the
-  /// same order, so -A is the same whichever warp stores it.
+  /// same order, so -A is the same whichever warp stores it. Each entry is stored as soon as it is formed: forming the
+  /// block's eight first and storing them after (one helper for this and P, with 16-bit stores or stmatrix) measured
+  /// 3-4% slower for n_h = 2 on an H100.
   static __device__ __forceinline__ void store_key_gram_transposed(const float (*acc)[4], const Stage& stage,
                                                                    int row_block, int col_block, const Set& set) {
     const int lane = Base::thread_index() % 32, group = lane / 4, quad = lane % 4;
@@ -470,17 +449,17 @@ struct SpecializedChunkedKernel {
         row_factor[n][e] = stage.betas[r] * set.key_scales[r];
         if constexpr (Gated) row_gate[n][e] = set.log2_gates[r / NH];
       }
-    float value[2][4];
 #pragma unroll
     for (int n = 0; n < 2; ++n)
 #pragma unroll
       for (int h = 0; h < 2; ++h)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
+          const int r = 16 * col_block + 8 * n + 2 * quad + e, s = 16 * row_block + group + 8 * h;
           const float gate = Gated ? fast_exp2(row_gate[n][e] - column_gate[h]) : 1.0f;
-          value[n][2 * h + e] = -(row_factor[n][e] * column_factor[h] * gate * acc[n][2 * h + e]);
+          const float value = row_factor[n][e] * column_factor[h] * gate * acc[n][2 * h + e];
+          set.negated_a[r * Layout::LP + s] = __float2half_rn(-value);
         }
-    store_transposed(value, set.negated_a + 16 * col_block * Layout::LP + 16 * row_block);
   }
   /// The key normalisers from K K^T's diagonal (each key's sum of squares, in fp32 from its bf16 or fp16 elements, as
   /// prepare_scales() sums them but in the tensor cores' order): warp w holds rows 16 w .. 16 w + 15, and the lanes
@@ -532,7 +511,6 @@ struct SpecializedChunkedKernel {
         token_factor[n][e] = t < C ? set.query_scales[t] : 0.0f;
         if constexpr (Gated) token_gate[n][e] = set.log2_gates[t];
       }
-    float value[2][4];
 #pragma unroll
     for (int n = 0; n < 2; ++n)
 #pragma unroll
@@ -542,9 +520,9 @@ struct SpecializedChunkedKernel {
           const int s = 16 * step_block + group + 8 * h, t = 16 * token_block + 8 * n + 2 * quad + e;
           const bool causal = t < C && s <= last_step_of<NH>(t);
           const float gate = Gated ? fast_exp2(token_gate[n][e] - step_gate[h]) : 1.0f;
-          value[n][2 * h + e] = causal ? token_factor[n][e] * step_factor[h] * gate * acc[n][2 * h + e] : 0.0f;
+          const float value = causal ? token_factor[n][e] * step_factor[h] * gate * acc[n][2 * h + e] : 0.0f;
+          set.readout[t * Layout::LP + s] = from_float<T>(value);
         }
-    store_transposed(value, set.readout + 16 * token_block * Layout::LP + 16 * step_block);
   }
 
   /// The producer warpgroup's loop over the CTA's chunks [first, end): first to last, or last to first for the
