@@ -614,12 +614,9 @@ struct SpecializedReverseScanKernel {
       const index_t chunk = end - 1 - i;
       const auto at = Specialized::place_of(smem_address, i);
       mbarrier_wait(Specialized::ready_barrier(at.base_address, at.set_index), Specialized::set_parity(i));
-      // Already complete (the producer waited for them): make the boxes' writes visible to these threads too. With
-      // split_stage the values may still be landing.
+      // Already complete (the producer waited for them): make the boxes' writes visible to these threads too.
       mbarrier_wait(Specialized::key_barrier(at.base_address, at.key_slot), Specialized::key_parity(i));
       mbarrier_wait(Specialized::copy_barrier(at.base_address, at.stage_index), Specialized::copy_parity(i));
-      if constexpr (Specialized::split_stage)
-        mbarrier_wait(Specialized::value_barrier(at.base_address, at.stage_index), Specialized::copy_parity(i));
       const index_t tile =
           chunk_tile_index(p.cu_seqlens.present(), span, sequence, chunk, C, p.chunks_per_row, head, gridDim.y);
       const typename Scan::ChainScalars scalars{at.stage.betas, at.set.key_scales, at.set.query_scales,

@@ -5,11 +5,10 @@
 // copying the inputs, the normalisers and gates, the Gram blocks and diagonal inverses, and the chain on the state.
 // Only the last depends on the previous chunk. Here a producer warpgroup (128 threads after the V / 16 consumer warps)
 // does everything that does not need the state, one chunk ahead of the consumers:
-//   producer, chunk c: wait for c's inputs (copied by the tensor memory accelerator, TMA; for n_h >= 2 only for its
-//     keys and queries: it reads no value); key and query normalisers and cumulative gates; K K^T and K Q^T as two 64 x
-//     64 wgmmas from shared memory, scaled and masked into -A, the diagonal blocks (inverted in fp32 by the warp that
-//     owns them) and P; signal "chunk c ready"; wait until the consumers are done with chunk c - 1 (its set is c +
-//     1's); start loading chunk c + 2's betas and gates.
+//   producer, chunk c: wait for c's inputs (copied by the tensor memory accelerator, TMA); key and query normalisers
+//     and cumulative gates; K K^T and K Q^T as two 64 x 64 wgmmas from shared memory, scaled and masked into -A, the
+//     diagonal blocks (inverted in fp32 by the warp that owns them) and P; signal "chunk c ready"; wait until the
+//     consumers are done with chunk c - 1 (its set is c + 1's); start loading chunk c + 2's betas and gates.
 //   consumers, chunk c: wait for "chunk c ready"; S^T K^T and S^T Q^T, R^T; then, once every consumer is there, the
 //     first consumer warp starts copying chunk c + 2's values and queries into c's stage; write out chunk c - 1's
 //     output; the block forward substitution, the output (staged once every consumer has written c - 1's out) and
@@ -47,9 +46,6 @@
 #endif
 
 namespace deltaproduct::detail::cuda_chunked {
-
-/// Which rows of a stage SpecializedChunkedKernel::clear_past_sequence() clears.
-enum class StageRows { keys_and_queries, values };
 
 /// Tile addressing of the warp-specialised kernel's input stages, as the TMA boxes write them with 128-byte swizzling:
 /// a tile of `rows` rows is one or two halves of 64 columns (128 bytes a row), rows * 128 bytes apart; in a half, row
@@ -105,8 +101,7 @@ struct SpecializedLayout {
   static constexpr std::size_t betas = round_up(queries + 2 * QR * KD, 128);  ///< float [L]
   static constexpr std::size_t gates = betas + sizeof(float) * L;             ///< float [L]: g per token
   static constexpr std::size_t stage_bytes = round_up(gates + sizeof(float) * L, 1024);
-  static constexpr std::uint32_t query_copy_bytes = 2 * QR * KD;  ///< what a stage's query boxes bring
-  static constexpr std::uint32_t value_copy_bytes = 2 * L * VD;   ///< what its value boxes bring
+  static constexpr std::uint32_t stage_copy_bytes = 2 * (L * VD + QR * KD);  ///< what a stage's TMA boxes bring
   /// One key slot: T [KD / 64][L][64], swizzled (a multiple of 1024 bytes).
   static constexpr std::size_t key_bytes = 2 * L * KD;
   static constexpr std::uint32_t key_copy_bytes = 2 * L * KD;
@@ -132,8 +127,7 @@ struct SpecializedLayout {
       output + round_up(2 * QR * VP, 128);  ///< float4 [consumer warps][QR / 8][32]
   static constexpr std::size_t copy_barriers =
       round_up(partial_output + 16 * consumer_warps * (QR / 8) * 32, 128);     ///< uint64 [stages]: mbarriers
-  static constexpr std::size_t value_barriers = copy_barriers + 8 * stages;    ///< uint64 [stages]: mbarriers
-  static constexpr std::size_t key_barriers = value_barriers + 8 * stages;     ///< uint64 [key_slots]
+  static constexpr std::size_t key_barriers = copy_barriers + 8 * stages;      ///< uint64 [key_slots]
   static constexpr std::size_t ready_barriers = key_barriers + 8 * key_slots;  ///< uint64 [2]: a set is filled
   static constexpr std::size_t done_barriers = ready_barriers + 8 * 2;         ///< uint64 [2]: a set is read
   /// Dynamic shared memory to ask for: the map, and room to align its start to 1024 bytes.
@@ -161,11 +155,6 @@ struct SpecializedChunkedKernel {
   /// where it measured faster on an H100: 1-4% for n_h >= 2 at K = 128; 0-3% slower for n_h = 1 (the query pass,
   /// 64 rows, then outlasts the products) and 8-16% slower at K = 64 (their products are half as long).
   static constexpr bool gram_normalisers = KD == 128 && NH >= 2;
-  /// Whether the producer waits for a stage's queries only (its values land on a barrier of their own, which the
-  /// consumers wait for) and takes 120 registers. Chosen where it measured faster on an H100: 0-3% for n_h >= 2; for
-  /// n_h = 1 at K = 128, 1-4% slower (the producer's normaliser pass then shares shared memory with the values still
-  /// landing, and waits as long in all).
-  static constexpr bool split_stage = NH >= 2;
 
   // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
   // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
@@ -174,10 +163,8 @@ struct SpecializedChunkedKernel {
 
   // Registers: at launch every thread of a 384-thread CTA gets 168 (65536 / 384, rounded down to a multiple of 8);
   // the producer gives back what it does not need and the consumers take exactly that (ptxas allocates each role's
-  // code within its count). The split is where neither role spills (ptxas -v): 104 / 200 for n_h = 1, whose
-  // consumers need 200 (DeltaNet's spill at 192); 120 / 192 for split_stage, whose producer spills at 104.
-  static constexpr int launch_registers = 168;
-  static constexpr int producer_registers = split_stage ? 120 : 104, consumer_registers = split_stage ? 192 : 200;
+  // code within its count: the consumers' chain needs ~190, the producer ~100 with both Gram products in flight).
+  static constexpr int launch_registers = 168, producer_registers = 104, consumer_registers = 200;
   static_assert(all_threads != 384 ||
                     producer_registers * producers + consumer_registers * consumers <= launch_registers * all_threads,
                 "setmaxnreg.inc waits for registers that setmaxnreg.dec freed: the roles must fit the launch's");
@@ -243,16 +230,11 @@ struct SpecializedChunkedKernel {
             tiles_at(base_address, stage_index, key_slot, set_index)};
   }
 
-  /// A stage's queries land on its copy barrier; its values too, or with split_stage on its value barrier (the
-  /// producer reads no value, so it then waits for the queries only).
   static __device__ __forceinline__ std::uint32_t copy_barrier(std::uint32_t base, int stage) {
     return base + static_cast<std::uint32_t>(Layout::copy_barriers + 8 * stage);
   }
-  static __device__ __forceinline__ std::uint32_t value_barrier(std::uint32_t base, int stage) {
-    return base + static_cast<std::uint32_t>(Layout::value_barriers + 8 * stage);
-  }
-  /// Parity of the copy and value barriers' phase that brings the queries and values of the chunk `index` chunks
-  /// after the CTA's first.
+  /// Parity of the copy barrier's phase that brings the values and queries of the chunk `index` chunks after the
+  /// CTA's first.
   static __device__ __forceinline__ std::uint32_t copy_parity(index_t index) {
     return static_cast<std::uint32_t>((index / Stages) % 2);
   }
@@ -283,16 +265,9 @@ struct SpecializedChunkedKernel {
   static __device__ __forceinline__ void start_stage_copy(const SpecializedMaps& maps, const SequenceSpan& span,
                                                           int head, index_t chunk, std::uint32_t base, int stage,
                                                           int lane) {
-    const std::uint32_t barrier = copy_barrier(base, stage), values = value_barrier(base, stage);
+    const std::uint32_t barrier = copy_barrier(base, stage);
     const std::uint32_t tiles = base + static_cast<std::uint32_t>(stage * Layout::stage_bytes);
-    if (lane == 0) {
-      if constexpr (split_stage) {
-        mbarrier_arrive_expect_bytes(barrier, Layout::query_copy_bytes);
-        mbarrier_arrive_expect_bytes(values, Layout::value_copy_bytes);
-      } else {
-        mbarrier_arrive_expect_bytes(barrier, Layout::query_copy_bytes + Layout::value_copy_bytes);
-      }
-    }
+    if (lane == 0) mbarrier_arrive_expect_bytes(barrier, Layout::stage_copy_bytes);
     const int batch = static_cast<int>(span.row);
     const int step_row = static_cast<int>((span.begin + chunk * C) * NH);
     const int token_row = static_cast<int>(span.begin + chunk * C);
@@ -301,8 +276,8 @@ struct SpecializedChunkedKernel {
       tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::queries + half * QR * 128), &maps.q, barrier, 64 * half,
                   head, token_row, batch);
     if (half < VD / 64)
-      tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::values + half * L * 128), &maps.v,
-                  split_stage ? values : barrier, 64 * half, head, ValuesByToken ? token_row : step_row, batch);
+      tma_load_4d(tiles + static_cast<std::uint32_t>(Layout::values + half * L * 128), &maps.v, barrier, 64 * half,
+                  head, ValuesByToken ? token_row : step_row, batch);
   }
   static __device__ __forceinline__ void start_key_copy(const SpecializedMaps& maps, const SequenceSpan& span, int head,
                                                         index_t chunk, std::uint32_t base, int slot, int lane) {
@@ -315,40 +290,35 @@ struct SpecializedChunkedKernel {
                   static_cast<int>(span.row));
   }
 
-  /// Zeroes rows of `stage` past the chunk's micro-steps: the boxes bring the next sequence's rows (or the next
-  /// token's for n_h = 3) there, and a zero beta alone would not cancel a non-finite value in them. `Part`: the key
-  /// rows (and, with `TokenRows`, the query rows past the chunk's tokens), or the value rows. `TokenRows` (the
-  /// reverse scan, whose value tile holds dL/do by token): the value rows past the chunk's tokens as well, so that P
-  /// and the scan's products see zeros there as a rebuild from zero-filled copies does. Before clearing any value row
-  /// it calls `wait_for_values` (the value boxes must have landed).
-  template <StageRows Part, bool TokenRows = false, class WaitForValues = NoStep>
+  /// Zeroes the key and value rows of `stage` past the chunk's micro-steps: the boxes bring the next sequence's rows
+  /// (or the next token's for n_h = 3) there, and a zero beta alone would not cancel a non-finite value in them.
+  /// `TokenRows` (the reverse scan, whose value tile holds dL/do by token): also the query rows and value rows past
+  /// the chunk's tokens, so that P and the scan's products see zeros there as a rebuild from zero-filled copies does.
+  template <bool TokenRows = false>
   static __device__ __forceinline__ void clear_past_sequence(const SequenceSpan& span, index_t chunk,
-                                                             const Stage& stage, int tid,
-                                                             WaitForValues wait_for_values = {}) {
-    constexpr bool values = Part == StageRows::values;
-    const index_t tokens_left = (span.end - span.begin) - chunk * C;
-    const int valid_tokens = static_cast<int>(tokens_left < C ? tokens_left : C);
-    const index_t steps_left = (span.end - span.begin) * NH - chunk * C * NH;
-    const int valid_steps =
-        static_cast<int>(steps_left < Base::Layout::valid_rows ? steps_left : Base::Layout::valid_rows);
-    // Rows from `valid` on (of `rows`) of the tile with `pieces` 16-byte pieces a row.
-    const auto clear = [&](void* tile, int rows, int valid, int pieces) {
-      const int cleared = rows - valid;
-      for (int index = tid; index < cleared * pieces; index += producers)
-        *reinterpret_cast<uint4*>(static_cast<unsigned char*>(tile) +
-                                  Tiling::piece(rows, valid + index % cleared, index / cleared)) =
+                                                             const Stage& stage, int tid) {
+    if constexpr (TokenRows) {
+      const index_t tokens_left = (span.end - span.begin) - chunk * C;
+      const int valid = static_cast<int>(tokens_left < C ? tokens_left : C);
+      const int query_rows = QR - valid, value_rows = L - valid;
+      for (int index = tid; index < query_rows * (KD / 8) + value_rows * (VD / 8); index += producers) {
+        const bool query = index < query_rows * (KD / 8);
+        const int i = query ? index : index - query_rows * (KD / 8), rows = query ? query_rows : value_rows;
+        unsigned char* tile = reinterpret_cast<unsigned char*>(query ? stage.queries : stage.values);
+        *reinterpret_cast<uint4*>(tile + Tiling::piece(query ? QR : L, valid + i % rows, i / rows)) =
             make_uint4(0, 0, 0, 0);
-    };
-    if constexpr (values) {
-      const int valid = TokenRows ? valid_tokens : valid_steps;  // token rows past the steps are past the tokens
-      if (valid >= L) return;
-      wait_for_values();
-      clear(stage.values, L, valid, VD / 8);
-      fence_proxy_async();  // the consumers' wgmma may read the cleared rows
-    } else {
-      if constexpr (TokenRows)
-        if (valid_tokens < QR) clear(stage.queries, QR, valid_tokens, KD / 8);
-      if (valid_steps < L) clear(stage.keys, L, valid_steps, KD / 8);
+      }
+    }
+    const index_t first_step = chunk * C * NH, steps = (span.end - span.begin) * NH;
+    const index_t left = steps - first_step;
+    const int valid = static_cast<int>(left < Base::Layout::valid_rows ? left : Base::Layout::valid_rows);
+    if (valid >= L) return;
+    const int rows = L - valid;
+    for (int index = tid; index < rows * (KD / 8 + VD / 8); index += producers) {
+      const int row = valid + index % rows, piece = index / rows;
+      unsigned char* tile = reinterpret_cast<unsigned char*>(piece < KD / 8 ? stage.keys : stage.values);
+      *reinterpret_cast<uint4*>(tile + Tiling::piece(L, row, piece < KD / 8 ? piece : piece - KD / 8)) =
+          make_uint4(0, 0, 0, 0);
     }
   }
 
@@ -565,12 +535,11 @@ struct SpecializedChunkedKernel {
         pending = ahead;
       }
       mbarrier_wait(key_barrier(at.base_address, at.key_slot), key_parity(i));  // the chunk's boxes have landed
-      mbarrier_wait(copy_barrier(at.base_address, at.stage_index), copy_parity(i));  // its queries too
+      mbarrier_wait(copy_barrier(at.base_address, at.stage_index), copy_parity(i));
       DELTAPRODUCT_TRACE(1, 1, i);
       // The set's previous chunk, i - 2, went out by bulk copy: it must be read before the set is written again.
       if (keeps_preambles && tid == 0) bulk_wait_read<1>();
-      clear_past_sequence<StageRows::keys_and_queries, Reverse>(span, chunk, at.stage, tid);
-      if constexpr (!split_stage) clear_past_sequence<StageRows::values, Reverse>(span, chunk, at.stage, tid);
+      clear_past_sequence<Reverse>(span, chunk, at.stage, tid);
       fence_proxy_async();  // the cleared rows, written through the generic proxy, are read by wgmma
       named_barrier_sync(producer_barrier, producers);  // the chunk, its betas and gates are in its stage
       DELTAPRODUCT_TRACE(1, 2, i);
@@ -596,13 +565,8 @@ struct SpecializedChunkedKernel {
           bulk_commit();
         }
       }
-      // The value rows past the sequence, once the values have landed (with the tiles above, long after they did).
-      if constexpr (split_stage)
-        clear_past_sequence<StageRows::values, Reverse>(span, chunk, at.stage, tid, [&] {
-          mbarrier_wait(value_barrier(at.base_address, at.stage_index), copy_parity(i));
-        });
       DELTAPRODUCT_TRACE(1, 5, i);
-      mbarrier_arrive(ready_barrier(at.base_address, at.set_index));  // with every row cleared above
+      mbarrier_arrive(ready_barrier(at.base_address, at.set_index));
 
       // The next chunk takes the set and (for its betas and gates) the stage the previous one used.
       if (i + 1 < count && i > 0) mbarrier_wait(done_barrier(at.base_address, 1 - at.set_index), set_parity(i - 1));
@@ -631,11 +595,9 @@ struct SpecializedChunkedKernel {
                                      Base::thread_index() / 32 * (QR / 8) * 32 + Base::thread_index() % 32};
       DELTAPRODUCT_TRACE(0, 0, i);
       mbarrier_wait(ready_barrier(base_address, set_index), set_parity(i));  // the producer has filled the set
-      // Already complete (the producer waited for them): make the boxes' writes visible to these threads too. With
-      // split_stage the values may still be landing.
+      // Already complete (the producer waited for them): make the boxes' writes visible to these threads too.
       mbarrier_wait(key_barrier(base_address, at.key_slot), key_parity(i));
       mbarrier_wait(copy_barrier(base_address, at.stage_index), copy_parity(i));
-      if constexpr (split_stage) mbarrier_wait(value_barrier(base_address, at.stage_index), copy_parity(i));
       DELTAPRODUCT_TRACE(0, 1, i);
 
       float work[L / 8][4];
@@ -679,10 +641,7 @@ struct SpecializedChunkedKernel {
   static __device__ __forceinline__ void init_barriers(std::uint32_t smem_address) {
     if (Base::thread_index() == 0) {
 #pragma unroll
-      for (int s = 0; s < Stages; ++s) {
-        mbarrier_init(copy_barrier(smem_address, s), 1);
-        mbarrier_init(value_barrier(smem_address, s), 1);
-      }
+      for (int s = 0; s < Stages; ++s) mbarrier_init(copy_barrier(smem_address, s), 1);
 #pragma unroll
       for (int s = 0; s < KeySlots; ++s) mbarrier_init(key_barrier(smem_address, s), 1);
       for (int s = 0; s < 2; ++s) {
