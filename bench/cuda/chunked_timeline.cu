@@ -50,11 +50,12 @@ void check(cudaError_t status, const char* what) {
   }
 }
 
-/// Milliseconds per call of the warp-specialised forward, 20 calls after 3 warm-up calls.
+/// Milliseconds per call of the chunked forward (the warp-specialised kernel or the one-role one), 20 calls after 3
+/// warm-up calls.
 template <class Model, class In, class Out>
-float warp_specialised_ms(const Model& model, const In& in, const Out& out) {
+float forward_ms(const Model& model, const In& in, const Out& out, bool warp_specialised = true) {
   dp::CudaBackend backend{
-      .algorithm = dp::CudaAlgorithm::chunked, .sequence_splits = 1, .warp_specialized_forward = true};
+      .algorithm = dp::CudaAlgorithm::chunked, .sequence_splits = 1, .warp_specialized_forward = warp_specialised};
   void* workspace = nullptr;
   const std::size_t bytes = dp::forward_workspace_bytes(backend, model, in, out);
   check(cudaMalloc(&workspace, bytes), "cudaMalloc");
@@ -105,28 +106,9 @@ void timeline(const char* name) {
   const dp::ForwardOutputs<bf16, float> out{.o = dp::make_view(o, {B, T, H, V}),
                                             .final_state = dp::make_view(final_state, {B, H, K, V})};
 
+  // The one-role kernel first: the stamps read below are the warp-specialised kernel's last call's.
   float milliseconds[2] = {};
-  for (const bool specialized : {false, true}) {
-    dp::CudaBackend backend{
-        .algorithm = dp::CudaAlgorithm::chunked, .sequence_splits = 1, .warp_specialized_forward = specialized};
-    void* workspace = nullptr;
-    const std::size_t bytes = dp::forward_workspace_bytes(backend, model, in, out);
-    check(cudaMalloc(&workspace, bytes), "cudaMalloc");
-    check(cudaMemset(workspace, 0, bytes), "cudaMemset");
-    backend.workspace = workspace;
-    backend.workspace_bytes = bytes;
-    cudaEvent_t start, stop;
-    check(cudaEventCreate(&start), "cudaEventCreate");
-    check(cudaEventCreate(&stop), "cudaEventCreate");
-    for (int i = 0; i < 3; ++i) dp::forward(backend, model, in, out);
-    check(cudaEventRecord(start), "cudaEventRecord");
-    for (int i = 0; i < 20; ++i) dp::forward(backend, model, in, out);
-    check(cudaEventRecord(stop), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    check(cudaEventElapsedTime(&milliseconds[specialized], start, stop), "cudaEventElapsedTime");
-    milliseconds[specialized] /= 20;
-    check(cudaFree(workspace), "cudaFree");
-  }
+  for (const bool specialized : {false, true}) milliseconds[specialized] = forward_ms(model, in, out, specialized);
 
   long long t[2][8][64];
   check(cudaMemcpyFromSymbol(t, chunked_timeline_stamps, sizeof t), "cudaMemcpyFromSymbol");
@@ -184,7 +166,7 @@ void timeline(const char* name) {
     strided.v = head_major(v, R, V);
     const dp::ForwardOutputs<bf16, float> strided_out{.o = dp::make_view(o, {B, T, H, V}, {H * T * V, V, T * V, 1}),
                                                       .final_state = out.final_state};
-    const float head_major_ms = warp_specialised_ms(model, strided, strided_out);
+    const float head_major_ms = forward_ms(model, strided, strided_out);
     check(cudaMemcpyFromSymbol(ns, chunked_timeline_cta_ns, sizeof ns), "cudaMemcpyFromSymbol");
     unsigned long long begin = ns[0][0], end = ns[1][0];
     for (int c = 0; c < ctas; ++c) begin = std::min(begin, ns[0][c]), end = std::max(end, ns[1][c]);
@@ -201,7 +183,7 @@ void timeline(const char* name) {
     if constexpr (Gate == dp::Gating::scalar_decay) one.g = dp::make_view<const bf16>(g, {1, T, H});
     const dp::ForwardOutputs<bf16, float> one_out{.o = dp::make_view(o, {1, T, H, V}),
                                                   .final_state = dp::make_view(final_state, {1, H, K, V})};
-    const float one_ms = warp_specialised_ms(model, one, one_out);
+    const float one_ms = forward_ms(model, one, one_out);
     check(cudaMemcpyFromSymbol(ns, chunked_timeline_cta_ns, sizeof ns), "cudaMemcpyFromSymbol");
     unsigned long long begin = ns[0][0], end = ns[1][0];
     for (int c = 0; c < static_cast<int>(H); ++c) begin = std::min(begin, ns[0][c]), end = std::max(end, ns[1][c]);
