@@ -1,11 +1,12 @@
 // chunked_timeline: where a chunk's cycles go in the warp-specialised chunked forward (chunked_specialized_kernel.cuh).
-// It defines the kernel's DELTAPRODUCT_TRACE hook so that CTA (0, 0)'s first consumer thread and first producer
+// It defines the kernels' DELTAPRODUCT_TRACE hook so that CTA (0, 0)'s first consumer thread and first producer
 // thread stamp clock64() at each phase of every chunk, runs forward() at B=8, T=4096, H=16, K=V=128 for DeltaNet,
-// gated DeltaNet and gated DeltaProduct n_h=2, and prints the average cycles per phase over chunks 1..62, beside the
-// call's time (CUDA events, 20 calls) and the one-role kernel's; then, from every CTA's global-timer stamps, how far
-// apart the CTAs start and how long their chunk loops take; then the same call with q, k, v and o head-major in
-// memory, and with one sequence (16 CTAs). The stamps cost a few cycles each: read the phases, take times from
-// bench_cuda.
+// gated DeltaNet and gated DeltaProduct n_h=2, and prints, per role, when each phase ends (average cycles after the
+// iteration's start over chunks 1..62) and the chunk period, beside the call's time (CUDA events, 20 calls) and the
+// one-role kernel's; then, from every CTA's global-timer stamps, how far apart the CTAs start, how long their chunk
+// loops take and how long each CTA spends before its first chunk and after its last, and the multiprocessor clock
+// the cycle counts were taken at; then the same call with q, k, v and o head-major in memory, and with one sequence
+// (16 CTAs). The stamps cost a few cycles each: read the phases, take times from bench_cuda.
 //
 //   ./build/bench/cuda/chunked_timeline
 #include <cuda_runtime.h>
@@ -13,27 +14,31 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
-// Stamps of CTA (0, 0): [role][event][chunk]; role 0: consumer thread 0, role 1: producer thread 0.
-__device__ long long chunked_timeline_stamps[2][8][64];
-// Every CTA's first consumer thread: the global timer (ns) as it starts its first chunk and as it ends each chunk
-// (the last one stays), [start, end][blockIdx.y * gridDim.x + blockIdx.x].
+// Stamps of CTA (0, 0): [role][event][chunk]; role 0: consumer thread 0, role 1: producer thread 0 (the block's
+// last 128 threads are the producer). Events 14 and 15 (chunk 0): the CTA's start and end.
+constexpr int timeline_events = 16, timeline_chunks = 64;
+__device__ long long chunked_timeline_stamps[2][timeline_events][timeline_chunks];
+// Every CTA's first consumer thread: the global timer (ns) [0] as it starts its first chunk, [1] as it ends each
+// chunk (the last one stays), [2] at the CTA's start, [3] at its end; [..][blockIdx.y * gridDim.x + blockIdx.x].
 constexpr int timeline_ctas = 256;
-__device__ unsigned long long chunked_timeline_cta_ns[2][timeline_ctas];
+__device__ unsigned long long chunked_timeline_cta_ns[4][timeline_ctas];
 __device__ __forceinline__ void chunked_timeline_cta_stamp(int role, int event, long long chunk) {
   const unsigned cta = blockIdx.y * gridDim.x + blockIdx.x;
-  if (role != 0 || threadIdx.x != 0 || cta >= timeline_ctas || !((event == 0 && chunk == 0) || event == 4)) return;
+  const int slot = event == 0 && chunk == 0 ? 0 : event == 4 ? 1 : event == 14 ? 2 : event == 15 ? 3 : -1;
+  if (role != 0 || threadIdx.x != 0 || cta >= timeline_ctas || slot < 0) return;
   unsigned long long ns;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
-  chunked_timeline_cta_ns[event == 0 ? 0 : 1][cta] = ns;
+  chunked_timeline_cta_ns[slot][cta] = ns;
 }
-#define DELTAPRODUCT_TRACE(role, event, chunk)                                                               \
-  do {                                                                                                       \
-    chunked_timeline_cta_stamp(role, event, chunk);                                                          \
-    if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == ((role) == 0 ? 0 : Layout::consumer_threads) && \
-        (chunk) < 64)                                                                                        \
-      chunked_timeline_stamps[role][event][chunk] = clock64();                                               \
+#define DELTAPRODUCT_TRACE(role, event, chunk)                                                                         \
+  do {                                                                                                                 \
+    chunked_timeline_cta_stamp(role, event, chunk);                                                                    \
+    if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == ((role) == 0 ? 0u : blockDim.x - 128u) && (chunk) >= 0 && \
+        (chunk) < timeline_chunks)                                                                                     \
+      chunked_timeline_stamps[role][event][chunk] = clock64();                                                         \
   } while (0)
 
 #include <deltaproduct/cuda/chunked_forward.cuh>
@@ -72,9 +77,37 @@ float forward_ms(const Model& model, const In& in, const Out& out, bool warp_spe
   check(cudaEventSynchronize(stop), "cudaEventSynchronize");
   float milliseconds = 0.0f;
   check(cudaEventElapsedTime(&milliseconds, start, stop), "cudaEventElapsedTime");
+  check(cudaEventDestroy(start), "cudaEventDestroy");
+  check(cudaEventDestroy(stop), "cudaEventDestroy");
   check(cudaFree(workspace), "cudaFree");
   return milliseconds / 20;
 }
+
+/// The last call's per-CTA global-timer stamps (chunked_timeline_cta_ns) for its first `ctas` CTAs.
+struct CtaTimes {
+  std::vector<unsigned long long> ns[4];
+  explicit CtaTimes(int ctas) {
+    unsigned long long all[4][timeline_ctas];
+    check(cudaMemcpyFromSymbol(all, chunked_timeline_cta_ns, sizeof all), "cudaMemcpyFromSymbol");
+    for (int slot = 0; slot < 4; ++slot) ns[slot].assign(all[slot], all[slot] + ctas);
+  }
+  /// Microseconds from the first CTA's start to the last CTA's end (of the kernels' whole run, or of their chunk
+  /// loops).
+  double span_us(bool whole_kernel) const {
+    const auto& first = ns[whole_kernel ? 2 : 0];
+    const auto& last = ns[whole_kernel ? 3 : 1];
+    return static_cast<double>(*std::max_element(last.begin(), last.end()) -
+                               *std::min_element(first.begin(), first.end())) *
+           1e-3;
+  }
+  /// The sorted per-CTA microseconds from stamp slot `from` to slot `to`.
+  std::vector<double> sorted_us(int from, int to) const {
+    std::vector<double> us;
+    for (std::size_t c = 0; c < ns[0].size(); ++c) us.push_back(static_cast<double>(ns[to][c] - ns[from][c]) * 1e-3);
+    std::sort(us.begin(), us.end());
+    return us;
+  }
+};
 
 template <int NH, dp::Gating Gate>
 void timeline(const char* name) {
@@ -110,50 +143,60 @@ void timeline(const char* name) {
   float milliseconds[2] = {};
   for (const bool specialized : {false, true}) milliseconds[specialized] = forward_ms(model, in, out, specialized);
 
-  long long t[2][8][64];
+  static long long t[2][timeline_events][timeline_chunks];
   check(cudaMemcpyFromSymbol(t, chunked_timeline_stamps, sizeof t), "cudaMemcpyFromSymbol");
-  // Producer: 0 iteration start, 1 copies landed, 2 past the producer barrier, 3 normalisers done, 4 K K^T's
-  // epilogue and the diagonal inverses done, 5 P done (ready), 6 past the wait for the consumers, 7 the betas and
-  // gates two chunks ahead issued. Consumers: 0 before the ready wait, 1 ready, 2 residuals done, 3 past the consumer
-  // barrier, 4 previous output written, solve, output, update done.
-  const struct {
-    const char* label;
-    int role_to, event_to, role_from, event_from, next;
-  } phases[] = {{"P copy wait", 1, 1, 1, 0, 0},      {"P normalisers", 1, 3, 1, 1, 0},
-                {"P K K^T+inverses", 1, 4, 1, 3, 0}, {"P readout tile", 1, 5, 1, 4, 0},
-                {"P release wait", 1, 6, 1, 5, 0},   {"P scalar loads", 1, 7, 1, 6, 0},
-                {"C ready wait", 0, 1, 0, 0, 0},     {"C residuals", 0, 2, 0, 1, 0},
-                {"C solve+update", 0, 4, 0, 3, 0},   {"chunk period", 0, 0, 0, 0, 1}};
-  std::printf("%s: warp-specialised %.3f ms, one-role %.3f ms; cycles per chunk (CTA 0, chunks 1..62):\n", name,
-              milliseconds[1], milliseconds[0]);
-  for (const auto& phase : phases) {
-    long long sum = 0;
-    for (int c = 1; c < 63; ++c)
-      sum += t[phase.role_to][phase.event_to][c + phase.next] - t[phase.role_from][phase.event_from][c];
-    std::printf("  %-16s %7lld\n", phase.label, sum / 62);
+  // When each phase of a role's iteration ends, in cycles after the iteration's start (event 0), averaged over chunks
+  // 1..62, in the order the phases ran (the order of some differs between the models).
+  const char* const labels[2][timeline_events] = {
+      {"iteration start (before the ready wait)", "ready: the set is filled", "residuals done",
+       "past the barrier, stage refill issued", "update done: chunk done", "previous output written out",
+       "S^T K^T and S^T Q^T done", "solve done", "update issued", "past the staging barrier", "output staged"},
+      {"iteration start", "copies landed", "past the producer barrier", "normalisers and gates in the set",
+       "diagonal inverses done", "P done: ready", "past the release wait", "betas and gates two ahead loaded",
+       "K K^T done (wgmma wait)", "-A and diagonal blocks stored", "K Q^T done (wgmma wait)"}};
+  std::printf(
+      "%s: warp-specialised %.3f ms, one-role %.3f ms; CTA (0, 0), cycles after each iteration's start "
+      "(chunks 1..62):\n",
+      name, milliseconds[1], milliseconds[0]);
+  for (int role = 0; role < 2; ++role) {
+    std::vector<std::pair<long long, int>> ends;
+    for (int event = 1; event < timeline_events; ++event) {
+      if (labels[role][event] == nullptr) continue;
+      long long sum = 0;
+      for (int c = 1; c < 63; ++c) sum += t[role][event][c] - t[role][0][c];
+      ends.emplace_back(sum / 62, event);
+    }
+    std::sort(ends.begin(), ends.end());
+    long long period = 0;
+    for (int c = 1; c < 63; ++c) period += t[role][0][c + 1] - t[role][0][c];
+    std::printf("  %s (chunk period %lld):\n", role == 0 ? "consumers" : "producer", period / 62);
+    long long previous = 0;
+    for (const auto& [end, event] : ends) {
+      std::printf("    %7lld  (+%5lld)  %s\n", end, end - previous, labels[role][event]);
+      previous = end;
+    }
   }
   // The spread over CTAs of the last call: when each started and how long each took.
-  unsigned long long ns[2][timeline_ctas];
-  check(cudaMemcpyFromSymbol(ns, chunked_timeline_cta_ns, sizeof ns), "cudaMemcpyFromSymbol");
   constexpr int ctas = static_cast<int>(B * H);
-  static_assert(ctas <= timeline_ctas, "one stamp pair per CTA");
-  unsigned long long first_start = ns[0][0], last_end = ns[1][0];
-  std::vector<double> starts, durations;
-  for (int c = 0; c < ctas; ++c) {
-    first_start = std::min(first_start, ns[0][c]);
-    last_end = std::max(last_end, ns[1][c]);
-  }
-  for (int c = 0; c < ctas; ++c) {
-    starts.push_back(static_cast<double>(ns[0][c] - first_start) * 1e-3);
-    durations.push_back(static_cast<double>(ns[1][c] - ns[0][c]) * 1e-3);
-  }
+  static_assert(ctas <= timeline_ctas, "one set of stamps per CTA");
+  const CtaTimes cta(ctas);
+  const auto loops = cta.sorted_us(0, 1), before = cta.sorted_us(2, 0), after = cta.sorted_us(1, 3);
+  std::vector<double> starts;
+  const unsigned long long first_entry = *std::min_element(cta.ns[2].begin(), cta.ns[2].end());
+  for (int c = 0; c < ctas; ++c) starts.push_back(static_cast<double>(cta.ns[2][c] - first_entry) * 1e-3);
   std::sort(starts.begin(), starts.end());
-  std::sort(durations.begin(), durations.end());
   std::printf(
-      "  CTAs (us): first start to last end %.1f; start offsets median %.1f max %.1f; chunk loops min %.1f "
-      "median %.1f max %.1f; CTA (0, 0) %.1f\n",
-      static_cast<double>(last_end - first_start) * 1e-3, starts[ctas / 2], starts.back(), durations.front(),
-      durations[ctas / 2], durations.back(), static_cast<double>(ns[1][0] - ns[0][0]) * 1e-3);
+      "  CTAs (us): kernel (first CTA start to last CTA end) %.1f, chunk loops %.1f; CTA starts after the first: "
+      "median %.1f, max %.1f\n"
+      "    per CTA: start to first chunk min %.1f median %.1f max %.1f; chunk loop min %.1f median %.1f max %.1f; "
+      "last chunk to end min %.1f median %.1f max %.1f\n",
+      cta.span_us(true), cta.span_us(false), starts[ctas / 2], starts.back(), before.front(), before[ctas / 2],
+      before.back(), loops.front(), loops[ctas / 2], loops.back(), after.front(), after[ctas / 2], after.back());
+  // The multiprocessor clock during CTA (0, 0)'s run: its clock64() and global-timer stamps at start and end.
+  const double cycles = static_cast<double>(t[0][15][0] - t[0][14][0]);
+  const double nanoseconds = static_cast<double>(cta.ns[3][0] - cta.ns[2][0]);
+  std::printf("  CTA (0, 0): %.0f cycles in %.1f us: %.0f MHz\n", cycles, nanoseconds * 1e-3,
+              cycles / nanoseconds * 1e3);
   // The same call with q, k, v and o head-major in memory ([B, H, T, K], strided views): how much the token-major
   // layout (each head's 256-byte rows 4 KB apart) costs the copies.
   {
@@ -167,11 +210,9 @@ void timeline(const char* name) {
     const dp::ForwardOutputs<bf16, float> strided_out{.o = dp::make_view(o, {B, T, H, V}, {H * T * V, V, T * V, 1}),
                                                       .final_state = out.final_state};
     const float head_major_ms = forward_ms(model, strided, strided_out);
-    check(cudaMemcpyFromSymbol(ns, chunked_timeline_cta_ns, sizeof ns), "cudaMemcpyFromSymbol");
-    unsigned long long begin = ns[0][0], end = ns[1][0];
-    for (int c = 0; c < ctas; ++c) begin = std::min(begin, ns[0][c]), end = std::max(end, ns[1][c]);
-    std::printf("  head-major q, k, v, o: warp-specialised %.3f ms; CTAs first start to last end %.1f us\n",
-                head_major_ms, static_cast<double>(end - begin) * 1e-3);
+    const CtaTimes strided_cta(ctas);
+    std::printf("  head-major q, k, v, o: warp-specialised %.3f ms; kernel %.1f us, chunk loops %.1f us\n",
+                head_major_ms, strided_cta.span_us(true), strided_cta.span_us(false));
   }
   // One sequence (H = 16 CTAs instead of B H = 128): whether the full grid slows each CTA's chunks down.
   {
@@ -184,11 +225,9 @@ void timeline(const char* name) {
     const dp::ForwardOutputs<bf16, float> one_out{.o = dp::make_view(o, {1, T, H, V}),
                                                   .final_state = dp::make_view(final_state, {1, H, K, V})};
     const float one_ms = forward_ms(model, one, one_out);
-    check(cudaMemcpyFromSymbol(ns, chunked_timeline_cta_ns, sizeof ns), "cudaMemcpyFromSymbol");
-    unsigned long long begin = ns[0][0], end = ns[1][0];
-    for (int c = 0; c < static_cast<int>(H); ++c) begin = std::min(begin, ns[0][c]), end = std::max(end, ns[1][c]);
-    std::printf("  B = 1 (16 CTAs): warp-specialised %.3f ms; CTAs first start to last end %.1f us\n", one_ms,
-                static_cast<double>(end - begin) * 1e-3);
+    const CtaTimes one_cta(static_cast<int>(H));
+    std::printf("  B = 1 (16 CTAs): warp-specialised %.3f ms; kernel %.1f us, chunk loops %.1f us\n", one_ms,
+                one_cta.span_us(true), one_cta.span_us(false));
   }
   for (void* p : {static_cast<void*>(q), static_cast<void*>(k), static_cast<void*>(v), static_cast<void*>(beta),
                   static_cast<void*>(g), static_cast<void*>(o), static_cast<void*>(final_state)})

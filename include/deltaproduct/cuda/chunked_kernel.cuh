@@ -31,6 +31,13 @@
 //   3. the next chunk's values; per warp, no barrier: block forward substitution, output, state update.
 #pragma once
 
+// Phase timestamps for studying the schedule (bench/cuda/chunked_timeline.cu): a translation unit may define
+// DELTAPRODUCT_TRACE(role, event, chunk) (role 0: consumer warps, 1: the warp-specialised kernel's producer) before
+// including this header; by default it expands to nothing.
+#ifndef DELTAPRODUCT_TRACE
+#define DELTAPRODUCT_TRACE(role, event, chunk)
+#endif
+
 #include <cstddef>
 #include <cstdint>
 
@@ -811,6 +818,7 @@ struct ChunkedKernel {
     const float* log2_gates;
     T* output;
     float4* partial_output;
+    index_t index = 0;  ///< the chunk's place in the CTA's range, for DELTAPRODUCT_TRACE
   };
 
   /// The first half of a chunk on the state, which needs the chunk's scales and gates but none of its Gram blocks:
@@ -840,6 +848,7 @@ struct ChunkedKernel {
 #pragma unroll
       for (int e = 0; e < 4; ++e) work[j][e] = 0.0f;
     state_products<Tiling>(state, tiles, work, out);
+    DELTAPRODUCT_TRACE(0, 6, scratch.index);
     // R^T = b (V^T - exp(G) kinv S^T K^T); V^T arrives in the accumulator layout through ldmatrix.trans.
     {
       const int lane = thread_index() % 32;
@@ -916,6 +925,7 @@ struct ChunkedKernel {
       }
     }
 
+    DELTAPRODUCT_TRACE(0, 7, scratch.index);
     // N^T as 16-bit A fragments: as it is for the output, scaled by exp(G_last - G) kinv for the state update.
     std::uint32_t solved_values[L / 16][4], update_values[L / 16][4];
 #pragma unroll
@@ -940,12 +950,14 @@ struct ChunkedKernel {
         for (int e = 0; e < 4; ++e) state[j][e] *= last_gate;
     }
     update_state<Tiling>(state, tiles, update_values);
+    DELTAPRODUCT_TRACE(0, 8, scratch.index);
 
     if (keeps_chunks(p))
       store_fragments(p.chunk_solved_values + kept_tile * (VD * L), solved_values, value_row, quad, L);
 
     // Output: O^T = (S^T Q^T diag(...) from above) + N^T P^T, staged in shared memory for coalesced stores.
     if (writes_outputs(p)) before_staging();
+    DELTAPRODUCT_TRACE(0, 9, scratch.index);
 #pragma unroll
     for (int half = 0; half < (QR + 31) / 32; ++half) {
       if (!writes_outputs(p)) break;
@@ -978,6 +990,7 @@ struct ChunkedKernel {
               from_float<T>(out[j][e]);
     }
 
+    DELTAPRODUCT_TRACE(0, 10, scratch.index);
     finish_state_update(state);
   }
 
@@ -1015,9 +1028,13 @@ struct ChunkedKernel {
       float* const key_scales = reinterpret_cast<float*>(base + Layout::key_scales);
       float* const query_scales = reinterpret_cast<float*>(base + Layout::query_scales);
       float* const log2_gates = reinterpret_cast<float*>(base + Layout::log2_gates);
-      const ChunkScratch scratch{key_scales, query_scales, log2_gates, reinterpret_cast<T*>(base + Layout::output),
+      const ChunkScratch scratch{key_scales,
+                                 query_scales,
+                                 log2_gates,
+                                 reinterpret_cast<T*>(base + Layout::output),
                                  reinterpret_cast<float4*>(base + Layout::partial_output) +
-                                     thread_index() / 32 * (QR / 8) * 32 + thread_index() % 32};
+                                     thread_index() / 32 * (QR / 8) * 32 + thread_index() % 32,
+                                 chunk - first_chunk};
       const int stage_index = static_cast<int>((chunk - first_chunk) % 2);
       const Stage stage = stage_at(base, stage_index);
       const Tiles tiles = tiles_at(base_address, stage_index);

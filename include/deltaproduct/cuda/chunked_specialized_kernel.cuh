@@ -39,12 +39,6 @@
 
 #include "deltaproduct/cuda/chunked_kernel.cuh"
 
-// Phase timestamps for studying the schedule: a translation unit may define DELTAPRODUCT_TRACE(role, event, chunk)
-// (role 0: consumers, 1: producer) before including this header; by default it expands to nothing.
-#ifndef DELTAPRODUCT_TRACE
-#define DELTAPRODUCT_TRACE(role, event, chunk)
-#endif
-
 namespace deltaproduct::detail::cuda_chunked {
 
 /// Tile addressing of the warp-specialised kernel's input stages, as the TMA boxes write them with 128-byte swizzling:
@@ -358,6 +352,7 @@ struct SpecializedChunkedKernel {
           p, stage, set.key_scales, set.query_scales, set.log2_gates, Base::thread_index() - consumers);
     wgmma_wait<1>();  // K K^T is complete
     pin_registers(gram);
+    DELTAPRODUCT_TRACE(1, 8, index);
     if constexpr (gram_normalisers) {
       store_key_scales(p, gram, warp, set.key_scales);
       named_barrier_sync(producer_barrier, producers);  // every normaliser and the gates are in the set
@@ -372,11 +367,13 @@ struct SpecializedChunkedKernel {
         store_key_gram_transposed(&gram[2 * cb], stage, warp, cb, set);
     }
     __syncwarp();
+    DELTAPRODUCT_TRACE(1, 9, index);
     Base::invert_diagonal_block(warp, diagonal_blocks, set.diagonal_inverses);
     DELTAPRODUCT_TRACE(1, 4, index);
 
     wgmma_wait<0>();
     pin_registers(readout);
+    DELTAPRODUCT_TRACE(1, 10, index);
 #pragma unroll
     for (int tb = 0; tb < QR / 16; ++tb)
       if (readout_block_used<NH, C>(16 * tb, 16, 16 * warp)) store_readout_transposed(&readout[2 * tb], warp, tb, set);
@@ -589,10 +586,13 @@ struct SpecializedChunkedKernel {
       unsigned char* const base = at.base;
       const int set_index = at.set_index;
       const Set& set = at.set;
-      const ChunkScratch scratch{set.key_scales, set.query_scales, set.log2_gates,
+      const ChunkScratch scratch{set.key_scales,
+                                 set.query_scales,
+                                 set.log2_gates,
                                  reinterpret_cast<T*>(base + Layout::output),
                                  reinterpret_cast<float4*>(base + Layout::partial_output) +
-                                     Base::thread_index() / 32 * (QR / 8) * 32 + Base::thread_index() % 32};
+                                     Base::thread_index() / 32 * (QR / 8) * 32 + Base::thread_index() % 32,
+                                 i};
       DELTAPRODUCT_TRACE(0, 0, i);
       mbarrier_wait(ready_barrier(base_address, set_index), set_parity(i));  // the producer has filled the set
       // Already complete (the producer waited for them): make the boxes' writes visible to these threads too.
@@ -612,6 +612,7 @@ struct SpecializedChunkedKernel {
       DELTAPRODUCT_TRACE(0, 3, i);
       if (chunk > first && Base::writes_outputs(p))
         Base::write_output(p, span, head, chunk - 1, reinterpret_cast<const T*>(base + Layout::output));
+      DELTAPRODUCT_TRACE(0, 5, i);
       // This chunk's output goes into the staging tile once every consumer has written the previous one out.
       Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work,
                                                     [] { named_barrier_sync(consumer_barrier, consumers); });
@@ -663,6 +664,7 @@ struct SpecializedChunkedKernel {
     const SequenceSpan span = sequence_span(p, sequence);
     const auto range = Base::chunk_range(p, span, split);
     const std::uint32_t smem_address = aligned_map(smem);
+    DELTAPRODUCT_TRACE(0, 14, 0);  // the CTA's start
     init_barriers(smem_address);
 
     if (Base::thread_index() >= consumers) {
@@ -675,6 +677,7 @@ struct SpecializedChunkedKernel {
     Base::load_start_state(p, sequence, head, split, state);
     consume(p, maps, span, sequence, head, range.first, range.end, smem_address, state);
     Base::store_end_state(p, sequence, head, split, state);
+    DELTAPRODUCT_TRACE(0, 15, 0);  // the CTA's end (its consumers')
   }
 };
 
