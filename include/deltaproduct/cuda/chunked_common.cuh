@@ -252,6 +252,20 @@ __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], std::ui
                : "memory");
 }
 
+/// Stores four 8 x 8 matrices of 16-bit elements held as mma fragments (r[m]: row l / 4, columns 2 (l % 4) + 0..1
+/// of matrix m), transposed: lane l gives the shared address of memory row l % 8 of matrix l / 8, which receives
+/// column l % 8 of the fragment. sm_90 and later.
+__device__ __forceinline__ void stmatrix_x4_trans(std::uint32_t row_address, const std::uint32_t (&r)[4]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(row_address), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+#else
+  (void)row_address, (void)r;
+  __trap();  // callers take this path only on sm_90 and later
+#endif
+}
+
 /// A value the compiler must treat as unknown from here on: applied to a loop's shared-memory base address, it keeps
 /// the compiler from hoisting one register per distinct constant offset out of the loop (the offsets then stay
 /// immediates of the load instructions).

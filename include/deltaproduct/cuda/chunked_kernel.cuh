@@ -31,6 +31,13 @@
 //   3. the next chunk's values; per warp, no barrier: block forward substitution, output, state update.
 #pragma once
 
+#ifndef DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT
+#define DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT 0
+#endif
+#ifndef DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS
+#define DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS 0
+#endif
+
 // Phase timestamps for studying the schedule (bench/cuda/chunked_timeline.cu): a translation unit may define
 // DELTAPRODUCT_TRACE(role, event, chunk) (role 0: consumer warps, 1: the warp-specialised kernel's producer) before
 // including this header; by default it expands to nothing.
@@ -624,9 +631,11 @@ struct ChunkedKernel {
 
   /// work = S^T K^T and out = S^T Q^T (64 x L and 64 x QR per warpgroup, inner dimension K): wgmma with the state
   /// as the register operand where the build targets sm_90a, mma.sync otherwise.
-  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
+  /// `while_in_flight` runs between the wgmmas' issue and their wait (before the mma.sync form's products).
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>, class WhileInFlight = NoStep>
   static __device__ __forceinline__ void state_products(const float (&state)[KD / 8][4], const Tiles& tiles,
-                                                        float (&work)[L / 8][4], float (&out)[QR / 8][4]) {
+                                                        float (&work)[L / 8][4], float (&out)[QR / 8][4],
+                                                        WhileInFlight while_in_flight = {}) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     // One register fragment per k step: wgmma reads them asynchronously, so none may be overwritten before the wait
     // (with one reused fragment the assembler would serialise the wgmmas).
@@ -645,10 +654,12 @@ struct ChunkedKernel {
       wgmma_async<T, 0>(out, a[kk], Tiling::k_major(tiles.queries, QR, kk));
     }
     wgmma_commit();
+    while_in_flight();
     wgmma_wait_all();
     pin_registers(work);
     pin_registers(out);
 #else
+    while_in_flight();
     const std::uint32_t keys = tiles.keys + blocked_columns_then_rows();
     const std::uint32_t queries = tiles.queries + blocked_columns_then_rows();
 #pragma unroll
@@ -824,12 +835,14 @@ struct ChunkedKernel {
   /// The first half of a chunk on the state, which needs the chunk's scales and gates but none of its Gram blocks:
   /// keeps S^T for the backward (returns the kept tile), then work = R^T = b (V^T - exp(G) kinv S^T K^T) and the
   /// partial outputs S^T Q^T diag(scale qinv exp(G)).
-  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
+  /// `while_in_flight` runs while S^T K^T and S^T Q^T are on the tensor cores (state_products).
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>, class WhileInFlight = NoStep>
   static __device__ __forceinline__ index_t chunk_residuals(const ChunkedParams<T>& p, const SequenceSpan& span,
                                                             index_t sequence, int head, index_t chunk,
                                                             const Stage& stage, const Tiles& tiles,
                                                             const ChunkScratch& scratch,
-                                                            const float (&state)[KD / 8][4], float (&work)[L / 8][4]) {
+                                                            const float (&state)[KD / 8][4], float (&work)[L / 8][4],
+                                                            WhileInFlight while_in_flight = {}) {
     const int warp = thread_index() / 32, quad = thread_index() % 4, value_row = ChunkedKernel::value_row();
     const float* const key_scales = scratch.key_scales;
     const float* const query_scales = scratch.query_scales;
@@ -847,7 +860,7 @@ struct ChunkedKernel {
     for (int j = 0; j < L / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) work[j][e] = 0.0f;
-    state_products<Tiling>(state, tiles, work, out);
+    state_products<Tiling>(state, tiles, work, out, while_in_flight);
     DELTAPRODUCT_TRACE(0, 6, scratch.index);
     // R^T = b (V^T - exp(G) kinv S^T K^T); V^T arrives in the accumulator layout through ldmatrix.trans.
     {
@@ -982,12 +995,28 @@ struct ChunkedKernel {
             mma_16x8x16<T>(out[2 * qb], solved_values[ks], b[0], b[1]);
             mma_16x8x16<T>(out[2 * qb + 1], solved_values[ks], b[2], b[3]);
           }
+#if DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      // Tiles j, j + 1 transposed by stmatrix: matrix m = 2 (j' - j) + h holds tokens 8 j' .. 8 j' + 7 (its columns)
+      // of values value_row - group + 8 h .. + 7 (its rows); lane l addresses token row l % 8 of matrix l / 8.
+      const int lane = thread_index() % 32, matrix = lane / 8;
+      const std::uint32_t staging = shared_address(scratch.output);
+#pragma unroll
+      for (int j = 0; j < 2 * blocks; j += 2) {
+        const std::uint32_t fragments[4] = {pack2<T>(out[j][0], out[j][1]), pack2<T>(out[j][2], out[j][3]),
+                                            pack2<T>(out[j + 1][0], out[j + 1][1]),
+                                            pack2<T>(out[j + 1][2], out[j + 1][3])};
+        const int token = 16 * blocks * half + 8 * (j + matrix / 2) + lane % 8;
+        const int value = 16 * (thread_index() / 32) + 8 * (matrix % 2);
+        stmatrix_x4_trans(staging + static_cast<std::uint32_t>(2 * (token * VP + value)), fragments);
+      }
+#else
 #pragma unroll
       for (int j = 0; j < 2 * blocks; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
           scratch.output[(16 * blocks * half + 8 * j + 2 * quad + e % 2) * VP + value_row + 8 * (e / 2)] =
               from_float<T>(out[j][e]);
+#endif
     }
 
     DELTAPRODUCT_TRACE(0, 10, scratch.index);

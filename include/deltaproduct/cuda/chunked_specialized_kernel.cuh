@@ -601,6 +601,24 @@ struct SpecializedChunkedKernel {
       DELTAPRODUCT_TRACE(0, 1, i);
 
       float work[L / 8][4];
+#if DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS
+      // The previous chunk's output, staged by every consumer, goes out while S^T K^T and S^T Q^T run; the barrier
+      // after the residuals then also says that every consumer has read the staging tile.
+      const bool writes_previous = chunk > first && Base::writes_outputs(p);
+      if (writes_previous) named_barrier_sync(consumer_barrier, consumers);
+      const index_t kept_tile = Base::template chunk_residuals<Tiling>(
+          p, span, sequence, head, chunk, at.stage, at.tiles, scratch, state, work, [&] {
+            if (writes_previous)
+              Base::write_output(p, span, head, chunk - 1, reinterpret_cast<const T*>(base + Layout::output));
+            DELTAPRODUCT_TRACE(0, 5, i);
+          });
+      DELTAPRODUCT_TRACE(0, 2, i);
+      named_barrier_sync(consumer_barrier, consumers);
+      if (chunk + Stages < end && lead_warp)
+        start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
+      DELTAPRODUCT_TRACE(0, 3, i);
+      Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work);
+#else
       const index_t kept_tile = Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, at.stage,
                                                                        at.tiles, scratch, state, work);
       DELTAPRODUCT_TRACE(0, 2, i);
@@ -616,6 +634,7 @@ struct SpecializedChunkedKernel {
       // This chunk's output goes into the staging tile once every consumer has written the previous one out.
       Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work,
                                                     [] { named_barrier_sync(consumer_barrier, consumers); });
+#endif
       DELTAPRODUCT_TRACE(0, 4, i);
       // The producer waits for this where it reuses the chunk's set (it never falls a phase behind: it fills this set
       // again only after waiting).
