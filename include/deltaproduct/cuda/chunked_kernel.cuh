@@ -31,6 +31,9 @@
 //   3. the next chunk's values; per warp, no barrier: block forward substitution, output, state update.
 #pragma once
 
+// Experimental forward changes, off until a device run has timed them (bench/cuda/timeline_variant.sh builds the
+// timeline with one on): the output staged by stmatrix.trans instead of one 16-bit store per element; the
+// warp-specialised consumers writing the previous chunk's output while S^T K^T and S^T Q^T run.
 #ifndef DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT
 #define DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT 0
 #endif
