@@ -154,6 +154,8 @@ struct SpecializedChunkedKernel {
   // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
   // done[s] (every consumer thread is done with the chunk of set s and its keys).
   static constexpr int consumer_barrier = 1, producer_barrier = 2;
+  /// DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS (chunked_kernel.cuh).
+  static constexpr bool output_under_products = DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS != 0;
 
   // Registers: at launch every thread of a 384-thread CTA gets 168 (65536 / 384, rounded down to a multiple of 8);
   // the producer gives back what it does not need and the consumers take exactly that (ptxas allocates each role's
@@ -601,40 +603,32 @@ struct SpecializedChunkedKernel {
       DELTAPRODUCT_TRACE(0, 1, i);
 
       float work[L / 8][4];
-#if DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS
-      // The previous chunk's output, staged by every consumer, goes out while S^T K^T and S^T Q^T run; the barrier
-      // after the residuals then also says that every consumer has read the staging tile.
-      const bool writes_previous = chunk > first && Base::writes_outputs(p);
-      if (writes_previous) named_barrier_sync(consumer_barrier, consumers);
-      const index_t kept_tile = Base::template chunk_residuals<Tiling>(
-          p, span, sequence, head, chunk, at.stage, at.tiles, scratch, state, work, [&] {
-            if (writes_previous)
-              Base::write_output(p, span, head, chunk - 1, reinterpret_cast<const T*>(base + Layout::output));
-            DELTAPRODUCT_TRACE(0, 5, i);
-          });
-      DELTAPRODUCT_TRACE(0, 2, i);
-      named_barrier_sync(consumer_barrier, consumers);
-      if (chunk + Stages < end && lead_warp)
-        start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
-      DELTAPRODUCT_TRACE(0, 3, i);
-      Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work);
-#else
+      // The previous chunk's output leaves its staging tile after this chunk's residuals, or with
+      // output_under_products while S^T K^T and S^T Q^T run (once every consumer has staged it); either way every
+      // consumer has written it out by the barrier after the residuals or the one before this chunk's staging.
+      const auto write_previous = [&] {
+        if (chunk > first && Base::writes_outputs(p))
+          Base::write_output(p, span, head, chunk - 1, reinterpret_cast<const T*>(base + Layout::output));
+        DELTAPRODUCT_TRACE(0, 5, i);
+      };
+      if constexpr (output_under_products)
+        if (chunk > first && Base::writes_outputs(p)) named_barrier_sync(consumer_barrier, consumers);
       const index_t kept_tile = Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, at.stage,
-                                                                       at.tiles, scratch, state, work);
+                                                                       at.tiles, scratch, state, work, [&] {
+                                                                         if constexpr (output_under_products)
+                                                                           write_previous();
+                                                                       });
       DELTAPRODUCT_TRACE(0, 2, i);
       // Every consumer is done with the chunk's values, queries and betas: the stage takes chunk chunk + 2 (the
-      // producer read it before signalling "ready"), and the previous chunk's staged output is complete.
+      // producer read it before signalling "ready").
       named_barrier_sync(consumer_barrier, consumers);
       if (chunk + Stages < end && lead_warp)
         start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
       DELTAPRODUCT_TRACE(0, 3, i);
-      if (chunk > first && Base::writes_outputs(p))
-        Base::write_output(p, span, head, chunk - 1, reinterpret_cast<const T*>(base + Layout::output));
-      DELTAPRODUCT_TRACE(0, 5, i);
-      // This chunk's output goes into the staging tile once every consumer has written the previous one out.
-      Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work,
-                                                    [] { named_barrier_sync(consumer_barrier, consumers); });
-#endif
+      if constexpr (!output_under_products) write_previous();
+      Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work, [] {
+        if constexpr (!output_under_products) named_barrier_sync(consumer_barrier, consumers);
+      });
       DELTAPRODUCT_TRACE(0, 4, i);
       // The producer waits for this where it reuses the chunk's set (it never falls a phase behind: it fills this set
       // again only after waiting).
