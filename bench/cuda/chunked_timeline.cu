@@ -4,9 +4,9 @@
 // gated DeltaNet and gated DeltaProduct n_h=2, and prints, per role, when each phase ends (average cycles after the
 // iteration's start over chunks 1..62) and the chunk period, beside the call's time (CUDA events, 20 calls) and the
 // one-role kernel's; then, from every CTA's global-timer stamps, how far apart the CTAs start, how long their chunk
-// loops take and how long each CTA spends before its first chunk and after its last, and the multiprocessor clock
-// the cycle counts were taken at; then the same call with q, k, v and o head-major in memory, and with one sequence
-// (16 CTAs). The stamps cost a few cycles each: read the phases, take times from bench_cuda.
+// loops take and how long each CTA spends before its first chunk and after its last (and on which steps), and the
+// multiprocessor clock the cycle counts were taken at; then the same call with q, k, v and o head-major in memory, and
+// with one sequence (16 CTAs). The stamps cost a few cycles each: read the phases, take times from bench_cuda.
 //
 //   ./build/bench/cuda/chunked_timeline
 #include <cuda_runtime.h>
@@ -18,16 +18,25 @@
 #include <vector>
 
 // Stamps of CTA (0, 0): [role][event][chunk]; role 0: consumer thread 0, role 1: producer thread 0 (the block's
-// last 128 threads are the producer). Events 14 and 15 (chunk 0): the CTA's start and end.
-constexpr int timeline_events = 16, timeline_chunks = 64;
+// last 128 threads are the producer). Events 14 and 15 (chunk 0): the CTA's start and end; 11, 12, 13: its barriers
+// initialised, the consumers' registers taken, the start state loaded; 16, 17: past the barrier after the last chunk,
+// the last output written.
+constexpr int timeline_events = 18, timeline_chunks = 64;
 __device__ long long chunked_timeline_stamps[2][timeline_events][timeline_chunks];
 // Every CTA's first consumer thread: the global timer (ns) [0] as it starts its first chunk, [1] as it ends each
-// chunk (the last one stays), [2] at the CTA's start, [3] at its end; [..][blockIdx.y * gridDim.x + blockIdx.x].
-constexpr int timeline_ctas = 256;
-__device__ unsigned long long chunked_timeline_cta_ns[4][timeline_ctas];
+// chunk (the last one stays), [2] at the CTA's start, [3] at its end, [4..8] at events 11, 12, 13, 16 and 17;
+// [..][blockIdx.y * gridDim.x + blockIdx.x].
+constexpr int timeline_ctas = 256, timeline_slots = 9;
+__device__ unsigned long long chunked_timeline_cta_ns[timeline_slots][timeline_ctas];
 __device__ __forceinline__ void chunked_timeline_cta_stamp(int role, int event, long long chunk) {
   const unsigned cta = blockIdx.y * gridDim.x + blockIdx.x;
-  const int slot = event == 0 && chunk == 0 ? 0 : event == 4 ? 1 : event == 14 ? 2 : event == 15 ? 3 : -1;
+  const int slot = event == 0 && chunk == 0     ? 0
+                   : event == 4                 ? 1
+                   : event == 14                ? 2
+                   : event == 15                ? 3
+                   : event >= 11 && event <= 13 ? event - 7
+                   : event == 16 || event == 17 ? event - 9
+                                                : -1;
   if (role != 0 || threadIdx.x != 0 || cta >= timeline_ctas || slot < 0) return;
   unsigned long long ns;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
@@ -85,11 +94,11 @@ float forward_ms(const Model& model, const In& in, const Out& out, bool warp_spe
 
 /// The last call's per-CTA global-timer stamps (chunked_timeline_cta_ns) for its first `ctas` CTAs.
 struct CtaTimes {
-  std::vector<unsigned long long> ns[4];
+  std::vector<unsigned long long> ns[timeline_slots];
   explicit CtaTimes(int ctas) {
-    unsigned long long all[4][timeline_ctas];
+    static unsigned long long all[timeline_slots][timeline_ctas];
     check(cudaMemcpyFromSymbol(all, chunked_timeline_cta_ns, sizeof all), "cudaMemcpyFromSymbol");
-    for (int slot = 0; slot < 4; ++slot) ns[slot].assign(all[slot], all[slot] + ctas);
+    for (int slot = 0; slot < timeline_slots; ++slot) ns[slot].assign(all[slot], all[slot] + ctas);
   }
   /// Microseconds from the first CTA's start to the last CTA's end (of the kernels' whole run, or of their chunk
   /// loops).
@@ -192,6 +201,15 @@ void timeline(const char* name) {
       "last chunk to end min %.1f median %.1f max %.1f\n",
       cta.span_us(true), cta.span_us(false), starts[ctas / 2], starts.back(), before.front(), before[ctas / 2],
       before.back(), loops.front(), loops[ctas / 2], loops.back(), after.front(), after[ctas / 2], after.back());
+  // Where the time before the first chunk and after the last goes: the median over CTAs of each step.
+  {
+    const auto median = [&](int from, int to) { return cta.sorted_us(from, to)[ctas / 2]; };
+    std::printf(
+        "    before the first chunk (median us): barriers initialised %.2f, registers taken %.2f, start state %.2f, "
+        "to the loop %.2f\n"
+        "    after the last chunk (median us): barrier %.2f, last output written %.2f, end state stored %.2f\n",
+        median(2, 4), median(4, 5), median(5, 6), median(6, 0), median(1, 7), median(7, 8), median(8, 3));
+  }
   // The multiprocessor clock during CTA (0, 0)'s run: its clock64() and global-timer stamps at start and end.
   const double cycles = static_cast<double>(t[0][15][0] - t[0][14][0]);
   const double nanoseconds = static_cast<double>(cta.ns[3][0] - cta.ns[2][0]);

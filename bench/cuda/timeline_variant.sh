@@ -26,7 +26,8 @@ fi
 object="$output.o"
 # The object's path replaced by OUTPUT.o, the dependency file dropped, the flags added before the source.
 compile=$(sed -E -e "s# -MD -MT [^ ]+ -MF [^ ]+##" -e "s# -o [^ ]+\.o\$# -o $object#" <<<"$compile")
-flags=$(printf ' %q' "$@")
+flags=""
+[ $# -eq 0 ] || flags=$(printf ' %q' "$@")  # no flags: the default build's timeline, with this tree's headers
 compile=${compile/ -x cu -c /$flags -x cu -c }
 link=$(sed -E -e "s#^: && ##" -e "s# && :\$##" -e "s# [^ ]*chunked_timeline\.cu\.o # $object #" \
   -e "s# -o bench/cuda/chunked_timeline # -o $output #" <<<"$link")

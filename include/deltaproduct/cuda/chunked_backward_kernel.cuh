@@ -433,22 +433,14 @@ struct ReverseScanKernel {
                                                            int head, int split, int value_offset,
                                                            float (&adjoint)[KD / 8][4]) {
     const ChunkedParams<T>& p = bp.forward;
-    const bool last = split == p.splits - 1;
-#pragma unroll
-    for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = 8 * j + 2 * Forward::quad() + e % 2,
-                  value = value_offset + Forward::value_row() + 8 * (e / 2);
-        float x = 0.0f;
-        if (p.pass == SplitPass::outputs)
-          x = p.starts[split_index(p, sequence, head, p.splits - 1 - split, 0, 1, key, value)];
-        else if (is_transition(p))
-          x = key == value ? 1.0f : 0.0f;  // K = V: the identity, so that the start gradient is P_i^T
-        else if (last && bp.d_final_state.present())
-          x = bp.d_final_state(sequence, head, key, value);
-        adjoint[j][e] = x;
-      }
+    if (p.pass == SplitPass::outputs)
+      Forward::load_state_fragments(&p.starts[split_index(p, sequence, head, p.splits - 1 - split, 0, 1, 0, 0)], VD, 1,
+                                    value_offset, adjoint);
+    else if (split == p.splits - 1 && !is_transition(p) && bp.d_final_state.present())
+      Forward::load_state_fragments(&bp.d_final_state(sequence, head, 0, 0), bp.d_final_state.strides[2],
+                                    bp.d_final_state.strides[3], value_offset, adjoint);
+    else  // K = V for a transition: the identity, so that the start gradient is P_i^T
+      Forward::fill_state_fragments(is_transition(p), value_offset, adjoint);
   }
 
   /// The gradient at the run's start: a summary (E_i, or P_i^T stored transposed), or dL/d(initial state) of run 0.
@@ -456,22 +448,16 @@ struct ReverseScanKernel {
                                                               int head, int split, int value_offset,
                                                               const float (&adjoint)[KD / 8][4]) {
     const ChunkedParams<T>& p = bp.forward;
-    const bool summary = p.pass == SplitPass::summarize;
-    if (!summary && (split != 0 || !bp.d_initial_state.present())) return;
     const int reversed = p.splits - 1 - split;
-#pragma unroll
-    for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = 8 * j + 2 * Forward::quad() + e % 2,
-                  value = value_offset + Forward::value_row() + 8 * (e / 2);
-        if (summary && blockIdx.z == 0)
-          p.summaries[split_index(p, sequence, head, reversed, 0, 2, key, value)] = adjoint[j][e];
-        else if (summary)  // the layout in which split_fixup_kernel reads a transition
-          p.summaries[split_index(p, sequence, head, reversed, 1, 2, value, key)] = adjoint[j][e];
-        else
-          bp.d_initial_state(sequence, head, key, value) = adjoint[j][e];
-      }
+    if (p.pass == SplitPass::summarize && blockIdx.z == 0)
+      Forward::store_state_fragments(&p.summaries[split_index(p, sequence, head, reversed, 0, 2, 0, 0)], VD, 1,
+                                     value_offset, adjoint);
+    else if (p.pass == SplitPass::summarize)  // the layout in which split_fixup_kernel reads a transition
+      Forward::store_state_fragments(&p.summaries[split_index(p, sequence, head, reversed, 1, 2, 0, 0)], 1, VD,
+                                     value_offset, adjoint);
+    else if (split == 0 && bp.d_initial_state.present())
+      Forward::store_state_fragments(&bp.d_initial_state(sequence, head, 0, 0), bp.d_initial_state.strides[2],
+                                     bp.d_initial_state.strides[3], value_offset, adjoint);
   }
 
   static __device__ __forceinline__ void run(const ChunkedBackwardParams<T>& bp) {

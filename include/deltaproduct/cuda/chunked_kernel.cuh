@@ -784,44 +784,61 @@ struct ChunkedKernel {
     return p.pass == SplitPass::summarize && (split == p.splits - 1 || (is_transition(p) && split == 0));
   }
 
+  /// The thread's S^T fragments from a K x V fp32 matrix in global memory, element (key, value) at
+  /// matrix[key * key_stride + value * value_stride], the fragments' values from `value_offset` on (see
+  /// load_start_state for the layout). Each source of a start or end state gets its own compact loop: a choice of
+  /// source per element put every source's code (~4,000 instructions) in the way of each CTA's first and last chunk.
+  static __device__ __forceinline__ void load_state_fragments(const float* matrix, index_t key_stride,
+                                                              index_t value_stride, int value_offset,
+                                                              float (&state)[KD / 8][4]) {
+    const float* const own = matrix + (2 * quad()) * key_stride + (value_offset + value_row()) * value_stride;
+#pragma unroll
+    for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) state[j][e] = own[(8 * j + e % 2) * key_stride + 8 * (e / 2) * value_stride];
+  }
+  /// The thread's S^T fragments into such a matrix.
+  static __device__ __forceinline__ void store_state_fragments(float* matrix, index_t key_stride, index_t value_stride,
+                                                               int value_offset, const float (&state)[KD / 8][4]) {
+    float* const own = matrix + (2 * quad()) * key_stride + (value_offset + value_row()) * value_stride;
+#pragma unroll
+    for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) own[(8 * j + e % 2) * key_stride + 8 * (e / 2) * value_stride] = state[j][e];
+  }
+  /// Fragments of the identity (K = V), or of zero.
+  static __device__ __forceinline__ void fill_state_fragments(bool identity, int value_offset,
+                                                              float (&state)[KD / 8][4]) {
+#pragma unroll
+    for (int j = 0; j < KD / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        state[j][e] = identity && 8 * j + 2 * quad() + e % 2 == value_offset + value_row() + 8 * (e / 2) ? 1.0f : 0.0f;
+  }
+
   /// The state S^T at the CTA's first chunk, in the thread's accumulator fragments:
   /// state[j][e] = S(key = 8 j + 2 quad + e % 2, v = value_row + 8 (e / 2)), the C layout of S^T (v x key).
   static __device__ __forceinline__ void load_start_state(const ChunkedParams<T>& p, index_t sequence, int head,
                                                           int split, float (&state)[KD / 8][4]) {
-#pragma unroll
-    for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = 8 * j + 2 * quad() + e % 2, value = value_row() + 8 * (e / 2);
-        float x = 0.0f;
-        if (p.pass == SplitPass::outputs)
-          x = p.starts[split_index(p, sequence, head, split, 0, 1, key, value)];
-        else if (is_transition(p))
-          x = key == value ? 1.0f : 0.0f;  // K = V: the identity, so that the final state is P_i
-        else if (split == 0 && p.initial_state.present())
-          x = p.initial_state(sequence, head, key, value);
-        state[j][e] = x;
-      }
+    if (p.pass == SplitPass::outputs)
+      load_state_fragments(&p.starts[split_index(p, sequence, head, split, 0, 1, 0, 0)], VD, 1, 0, state);
+    else if (split == 0 && !is_transition(p) && p.initial_state.present())
+      load_state_fragments(&p.initial_state(sequence, head, 0, 0), p.initial_state.strides[2],
+                           p.initial_state.strides[3], 0, state);
+    else  // K = V for a transition: the identity, so that the final state is P_i
+      fill_state_fragments(is_transition(p), 0, state);
   }
 
   /// The end state: C_i or P_i of a summary, or the final state (of the last split).
   static __device__ __forceinline__ void store_end_state(const ChunkedParams<T>& p, index_t sequence, int head,
                                                          int split, const float (&state)[KD / 8][4]) {
-    const bool summary = p.pass == SplitPass::summarize;
-    if (summary || (split == p.splits - 1 && p.final_state.present())) {
-#pragma unroll
-      for (int j = 0; j < KD / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = 8 * j + 2 * quad() + e % 2, value = value_row() + 8 * (e / 2);
-          if (summary && blockIdx.z == 0)
-            p.summaries[split_index(p, sequence, head, split, 0, 2, key, value)] = state[j][e];
-          else if (summary)  // P_i transposed, the layout the fix-up reads (sequence_split.cuh)
-            p.summaries[split_index(p, sequence, head, split, 1, 2, value, key)] = state[j][e];
-          else
-            p.final_state(sequence, head, key, value) = state[j][e];
-        }
-    }
+    if (p.pass == SplitPass::summarize && blockIdx.z == 0)
+      store_state_fragments(&p.summaries[split_index(p, sequence, head, split, 0, 2, 0, 0)], VD, 1, 0, state);
+    else if (p.pass == SplitPass::summarize)  // P_i transposed, the layout the fix-up reads (sequence_split.cuh)
+      store_state_fragments(&p.summaries[split_index(p, sequence, head, split, 1, 2, 0, 0)], 1, VD, 0, state);
+    else if (split == p.splits - 1 && p.final_state.present())
+      store_state_fragments(&p.final_state(sequence, head, 0, 0), p.final_state.strides[2], p.final_state.strides[3], 0,
+                            state);
   }
 
   /// Where a chunk's per-chunk tiles are: the chunk's scales and gates (generic pointers; the shared-space addresses

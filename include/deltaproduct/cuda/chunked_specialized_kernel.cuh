@@ -642,9 +642,11 @@ struct SpecializedChunkedKernel {
     }
     if (first < end && Base::writes_outputs(p)) {
       named_barrier_sync(consumer_barrier, consumers);
+      DELTAPRODUCT_TRACE(0, 16, 0);
       Base::write_output(p, span, head, end - 1,
                          reinterpret_cast<const T*>(shared_pointer<unsigned char>(smem_address) + Layout::output));
     }
+    DELTAPRODUCT_TRACE(0, 17, 0);
   }
 
   /// The map's start in dynamic shared memory: aligned to 1024 bytes, the swizzle atoms' alignment.
@@ -679,6 +681,7 @@ struct SpecializedChunkedKernel {
     const std::uint32_t smem_address = aligned_map(smem);
     DELTAPRODUCT_TRACE(0, 14, 0);  // the CTA's start
     init_barriers(smem_address);
+    DELTAPRODUCT_TRACE(0, 11, 0);
 
     if (Base::thread_index() >= consumers) {
       if constexpr (all_threads == 384) set_register_count<producer_registers, false>();
@@ -686,8 +689,10 @@ struct SpecializedChunkedKernel {
       return;
     }
     if constexpr (all_threads == 384) set_register_count<consumer_registers, true>();
+    DELTAPRODUCT_TRACE(0, 12, 0);
     float state[KD / 8][4];
     Base::load_start_state(p, sequence, head, split, state);
+    DELTAPRODUCT_TRACE(0, 13, 0);
     consume(p, maps, span, sequence, head, range.first, range.end, smem_address, state);
     Base::store_end_state(p, sequence, head, split, state);
     DELTAPRODUCT_TRACE(0, 15, 0);  // the CTA's end (its consumers')
