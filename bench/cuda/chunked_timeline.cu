@@ -20,7 +20,7 @@
 // Stamps of CTA (0, 0): [role][event][chunk]; role 0: consumer thread 0, role 1: producer thread 0 (the block's
 // last 128 threads are the producer). Events 14 and 15 (chunk 0): the CTA's start and end; 11, 12, 13: its barriers
 // initialised, the consumers' registers taken, the start state loaded; 16, 17: past the barrier after the last chunk,
-// the last output written.
+// the last output written. The producer's 11 and 12 are per chunk: its betas and gates stored, its keys landed.
 constexpr int timeline_events = 18, timeline_chunks = 64;
 __device__ long long chunked_timeline_stamps[2][timeline_events][timeline_chunks];
 // Every CTA's first consumer thread: the global timer (ns) [0] as it starts its first chunk, [1] as it ends each
@@ -162,7 +162,8 @@ void timeline(const char* name) {
        "S^T K^T and S^T Q^T done", "solve done", "update issued", "past the staging barrier", "output staged"},
       {"iteration start", "copies landed", "past the producer barrier", "normalisers and gates in the set",
        "diagonal inverses done", "P done: ready", "past the release wait", "betas and gates two ahead loaded",
-       "K K^T done (wgmma wait)", "-A and diagonal blocks stored", "K Q^T done (wgmma wait)"}};
+       "K K^T done (wgmma wait)", "-A and diagonal blocks stored", "K Q^T done (wgmma wait)", "betas and gates stored",
+       "key copy landed"}};
   std::printf(
       "%s: warp-specialised %.3f ms, one-role %.3f ms; CTA (0, 0), cycles after each iteration's start "
       "(chunks 1..62):\n",

@@ -533,7 +533,9 @@ struct SpecializedChunkedKernel {
         Base::store_scalars(at.stage, pending, tid);
         pending = ahead;
       }
+      DELTAPRODUCT_TRACE(1, 11, i);
       mbarrier_wait(key_barrier(at.base_address, at.key_slot), key_parity(i));  // the chunk's boxes have landed
+      DELTAPRODUCT_TRACE(1, 12, i);
       mbarrier_wait(copy_barrier(at.base_address, at.stage_index), copy_parity(i));
       DELTAPRODUCT_TRACE(1, 1, i);
       // The set's previous chunk, i - 2, went out by bulk copy: it must be read before the set is written again.
