@@ -580,6 +580,17 @@ __device__ __forceinline__ void tma_load_4d(std::uint32_t destination, const voi
 #endif
 }
 
+/// Copies shared memory at `source` (128-byte aligned, laid out as the map's box) to the box at coordinates
+/// (c0, c1, c2, c3) of the 4-dimensional tensor map `map`, in the executing thread's current bulk group; coordinates
+/// past the tensor's extents are not written.
+__device__ __forceinline__ void tma_store_4d(const void* map, std::uint32_t source, int c0, int c1, int c2, int c3) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(map),
+               "r"(source), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+               : "memory");
+#endif
+}
+
 /// Copies the box at coordinates (c0, c1) of the 2-dimensional tensor map `map` as tma_load_4d does.
 __device__ __forceinline__ void tma_load_2d(std::uint32_t destination, const void* map, std::uint32_t barrier, int c0,
                                             int c1) {

@@ -197,8 +197,9 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 
 /// The TMA descriptor of a [B, rows, H, D] view of 16-bit elements (rows contiguous, 16-byte aligned) whose boxes
 /// are 64 elements of `box_rows` consecutive rows of one head, 128-byte swizzled; false if the driver refuses it.
-template <class T>
-bool encode_row_pieces(CUtensorMap& map, const DeviceView<const T, 4>& view, int box_rows) {
+template <class Element>
+bool encode_row_pieces(CUtensorMap& map, const DeviceView<Element, 4>& view, int box_rows) {
+  using T = std::remove_const_t<Element>;
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr) return false;
   // Dimensions innermost first: elements, heads, rows, batch. A stride of an extent-1 dimension is never used;
@@ -240,6 +241,8 @@ void launch_chunked(const CudaBackend& backend, cuda_chunked::ChunkedParams<T> p
                            encode_row_pieces(maps.q, params.q, Specialized::QR) &&
                            encode_row_pieces(maps.k, params.k, Specialized::L) &&
                            encode_row_pieces(maps.v, params.v, Specialized::L);
+  if constexpr (Specialized::output_by_tma)  // refused: the consumers write the output themselves
+    maps.output = specialized && params.o.present() && encode_row_pieces(maps.o, params.o, Specialized::QR);
   const int threads = specialized ? Specialized::threads : TileLayout<T, KD, KD, NH>::threads;
   const std::size_t bytes = specialized ? Specialized::bytes : TileLayout<T, KD, KD, NH>::bytes;
   if (specialized)

@@ -33,12 +33,16 @@
 
 // Experimental forward changes, off until a device run has timed them (bench/cuda/timeline_variant.sh builds the
 // timeline with one on): the output staged by stmatrix.trans instead of one 16-bit store per element; the
-// warp-specialised consumers writing the previous chunk's output while S^T K^T and S^T Q^T run.
+// warp-specialised kernel's outputs written by the tensor memory accelerator from a swizzled staging tile (n_h = 1, 2,
+// 4); its producer reading the key normalisers off K K^T for n_h = 1 too (gram_normalisers).
 #ifndef DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT
 #define DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT 0
 #endif
-#ifndef DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS
-#define DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS 0
+#ifndef DELTAPRODUCT_EXPERIMENTAL_TMA_OUTPUT
+#define DELTAPRODUCT_EXPERIMENTAL_TMA_OUTPUT 0
+#endif
+#ifndef DELTAPRODUCT_EXPERIMENTAL_GRAM_NORMALISERS_NH1
+#define DELTAPRODUCT_EXPERIMENTAL_GRAM_NORMALISERS_NH1 0
 #endif
 
 // Phase timestamps for studying the schedule (bench/cuda/chunked_timeline.cu): a translation unit may define
@@ -634,11 +638,9 @@ struct ChunkedKernel {
 
   /// work = S^T K^T and out = S^T Q^T (64 x L and 64 x QR per warpgroup, inner dimension K): wgmma with the state
   /// as the register operand where the build targets sm_90a, mma.sync otherwise.
-  /// `while_in_flight` runs between the wgmmas' issue and their wait (before the mma.sync form's products).
-  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>, class WhileInFlight = NoStep>
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
   static __device__ __forceinline__ void state_products(const float (&state)[KD / 8][4], const Tiles& tiles,
-                                                        float (&work)[L / 8][4], float (&out)[QR / 8][4],
-                                                        WhileInFlight while_in_flight = {}) {
+                                                        float (&work)[L / 8][4], float (&out)[QR / 8][4]) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     // One register fragment per k step: wgmma reads them asynchronously, so none may be overwritten before the wait
     // (with one reused fragment the assembler would serialise the wgmmas).
@@ -657,12 +659,10 @@ struct ChunkedKernel {
       wgmma_async<T, 0>(out, a[kk], Tiling::k_major(tiles.queries, QR, kk));
     }
     wgmma_commit();
-    while_in_flight();
     wgmma_wait_all();
     pin_registers(work);
     pin_registers(out);
 #else
-    while_in_flight();
     const std::uint32_t keys = tiles.keys + blocked_columns_then_rows();
     const std::uint32_t queries = tiles.queries + blocked_columns_then_rows();
 #pragma unroll
@@ -855,14 +855,12 @@ struct ChunkedKernel {
   /// The first half of a chunk on the state, which needs the chunk's scales and gates but none of its Gram blocks:
   /// keeps S^T for the backward (returns the kept tile), then work = R^T = b (V^T - exp(G) kinv S^T K^T) and the
   /// partial outputs S^T Q^T diag(scale qinv exp(G)).
-  /// `while_in_flight` runs while S^T K^T and S^T Q^T are on the tensor cores (state_products).
-  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>, class WhileInFlight = NoStep>
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>>
   static __device__ __forceinline__ index_t chunk_residuals(const ChunkedParams<T>& p, const SequenceSpan& span,
                                                             index_t sequence, int head, index_t chunk,
                                                             const Stage& stage, const Tiles& tiles,
                                                             const ChunkScratch& scratch,
-                                                            const float (&state)[KD / 8][4], float (&work)[L / 8][4],
-                                                            WhileInFlight while_in_flight = {}) {
+                                                            const float (&state)[KD / 8][4], float (&work)[L / 8][4]) {
     const int warp = thread_index() / 32, quad = thread_index() % 4, value_row = ChunkedKernel::value_row();
     const float* const key_scales = scratch.key_scales;
     const float* const query_scales = scratch.query_scales;
@@ -880,7 +878,7 @@ struct ChunkedKernel {
     for (int j = 0; j < L / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) work[j][e] = 0.0f;
-    state_products<Tiling>(state, tiles, work, out, while_in_flight);
+    state_products<Tiling>(state, tiles, work, out);
     DELTAPRODUCT_TRACE(0, 6, scratch.index);
     // R^T = b (V^T - exp(G) kinv S^T K^T); V^T arrives in the accumulator layout through ldmatrix.trans.
     {
@@ -925,7 +923,18 @@ struct ChunkedKernel {
   /// staged in scratch.output, and the state update.
   /// `before_staging` runs on every thread right before the output goes into scratch.output (when outputs are
   /// written): a caller that reads the previous output from the same tile waits there.
-  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>, class BeforeStaging = NoStep>
+  /// Where the output staging tile holds token t's 16-byte piece `piece` (values 8 piece .. + 7), in elements: rows
+  /// of VP elements, or (`Swizzled`) the layout of a 128-byte swizzled TMA box of 64 values by QR tokens per half.
+  template <bool Swizzled>
+  static __device__ __forceinline__ int output_piece(int t, int piece) {
+    if constexpr (Swizzled)
+      return (piece / 8) * QR * 64 + t * 64 + ((piece % 8) ^ (t % 8)) * 8;
+    else
+      return t * VP + piece * 8;
+  }
+
+  template <class Tiling = BlockedTiling<KD, Layout::value_pitch>, class BeforeStaging = NoStep,
+            bool SwizzledOutput = false>
   static __device__ __forceinline__ void chunk_solve_and_update(const ChunkedParams<T>& p, const Tiles& tiles,
                                                                 const ChunkScratch& scratch, index_t kept_tile,
                                                                 float (&state)[KD / 8][4], float (&work)[L / 8][4],
@@ -1016,6 +1025,7 @@ struct ChunkedKernel {
             mma_16x8x16<T>(out[2 * qb + 1], solved_values[ks], b[2], b[3]);
           }
 #if DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      static_assert(!SwizzledOutput, "the stmatrix staging writes rows of VP elements");
       // Tiles j, j + 1 transposed by stmatrix: matrix m = 2 (j' - j) + h holds tokens 8 j' .. 8 j' + 7 (its columns)
       // of values value_row - group + 8 h .. + 7 (its rows); lane l addresses token row l % 8 of matrix l / 8.
       const int lane = thread_index() % 32, matrix = lane / 8;
@@ -1033,9 +1043,10 @@ struct ChunkedKernel {
 #pragma unroll
       for (int j = 0; j < 2 * blocks; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          scratch.output[(16 * blocks * half + 8 * j + 2 * quad + e % 2) * VP + value_row + 8 * (e / 2)] =
-              from_float<T>(out[j][e]);
+        for (int e = 0; e < 4; ++e) {
+          const int t = 16 * blocks * half + 8 * j + 2 * quad + e % 2, v = value_row + 8 * (e / 2);
+          scratch.output[output_piece<SwizzledOutput>(t, v / 8) + v % 8] = from_float<T>(out[j][e]);
+        }
 #endif
     }
 
@@ -1124,6 +1135,7 @@ struct ChunkedKernel {
   }
 
   /// Copies the staged output rows of chunk `chunk` to o, 16 bytes per thread and store.
+  template <bool Swizzled = false>
   static __device__ __forceinline__ void write_output(const ChunkedParams<T>& p, const SequenceSpan& span, int head,
                                                       index_t chunk, const T* output) {
     constexpr int pieces = VD / 8;
@@ -1134,7 +1146,7 @@ struct ChunkedKernel {
       const int index = thread_index() + i * Layout::threads, t = index / pieces, piece = index % pieces;
       if (index >= C * pieces || first_token + t >= length) continue;
       *reinterpret_cast<uint4*>(rows + t * p.o.strides[1] + piece * 8) =
-          *reinterpret_cast<const uint4*>(output + t * VP + piece * 8);
+          *reinterpret_cast<const uint4*>(output + output_piece<Swizzled>(t, piece));
     }
   }
 };

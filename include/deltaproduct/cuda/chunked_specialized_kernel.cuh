@@ -70,9 +70,11 @@ struct Swizzled128Tiling {
   }
 };
 
-/// The TMA descriptors of q, k and v (4-dimensional: elements, heads, rows, batch), kernel parameters.
+/// The TMA descriptors of q, k and v (4-dimensional: elements, heads, rows, batch), kernel parameters; with
+/// DELTAPRODUCT_EXPERIMENTAL_TMA_OUTPUT also o's, where `output` says the driver took it.
 struct SpecializedMaps {
-  CUtensorMap q, k, v;
+  CUtensorMap q, k, v, o;
+  bool output = false;
 };
 
 /// Shared-memory map of the warp-specialised kernel, in bytes: its input stages (swizzled tiles), two sets of the
@@ -88,6 +90,9 @@ struct SpecializedLayout {
   static constexpr int consumer_warps = VD / 16, consumer_threads = 32 * consumer_warps;
   static constexpr int producer_threads = 128;  ///< one warpgroup: wgmma's unit
   static constexpr int threads = consumer_threads + producer_threads;
+  /// Whether a chunk's output may leave by TMA boxes of its C tokens from a swizzled staging tile: with
+  /// DELTAPRODUCT_EXPERIMENTAL_TMA_OUTPUT where a chunk's tokens fill the tile's rows (n_h = 1, 2, 4).
+  static constexpr bool output_by_tma = DELTAPRODUCT_EXPERIMENTAL_TMA_OUTPUT != 0 && QR * NH == L;
 
   // One value and query stage; offsets within the stage (swizzled TMA destinations are 1024-byte aligned).
   static constexpr std::size_t values = 0;                                    ///< T [VD / 64][L][64], swizzled
@@ -116,7 +121,8 @@ struct SpecializedLayout {
   static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;    ///< float [4][16][17]
   /// The output staging tile, T [QR][VP]: a chunk's output is staged there at the end of the chunk and written out
   /// in the next one, after the consumers' first barrier.
-  static constexpr std::size_t output = round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, 128);
+  static constexpr std::size_t output =
+      round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, output_by_tma ? 1024 : 128);
   static constexpr std::size_t partial_output =
       output + round_up(2 * QR * VP, 128);  ///< float4 [consumer warps][QR / 8][32]
   static constexpr std::size_t copy_barriers =
@@ -148,14 +154,16 @@ struct SpecializedChunkedKernel {
   /// normalisers and gates while K K^T and K Q^T run, and shares K K^T's lower blocks evenly between its warps. Chosen
   /// where it measured faster on an H100: 1-4% for n_h >= 2 at K = 128; 0-3% slower for n_h = 1 (the query pass,
   /// 64 rows, then outlasts the products) and 8-16% slower at K = 64 (their products are half as long).
-  static constexpr bool gram_normalisers = KD == 128 && NH >= 2;
+  static constexpr bool gram_normalisers =
+      KD == 128 && (NH >= 2 || DELTAPRODUCT_EXPERIMENTAL_GRAM_NORMALISERS_NH1 != 0);
 
   // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
   // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
   // done[s] (every consumer thread is done with the chunk of set s and its keys).
   static constexpr int consumer_barrier = 1, producer_barrier = 2;
-  /// DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS (chunked_kernel.cuh).
-  static constexpr bool output_under_products = DELTAPRODUCT_EXPERIMENTAL_OUTPUT_UNDER_PRODUCTS != 0;
+  /// SpecializedLayout::output_by_tma: the staging tile is swizzled, and a chunk whose tokens all belong to the
+  /// sequence leaves by two TMA boxes, issued by the first consumer thread once every consumer has staged it.
+  static constexpr bool output_by_tma = Layout::output_by_tma;
 
   // Registers: at launch every thread of a 384-thread CTA gets 168 (65536 / 384, rounded down to a multiple of 8);
   // the producer gives back what it does not need and the consumers take exactly that (ptxas allocates each role's
@@ -578,6 +586,24 @@ struct SpecializedChunkedKernel {
     if (keeps_preambles && tid == 0) bulk_wait_all();  // the shared memory stays until the copies have read it
   }
 
+  /// Whether chunk `chunk`'s output leaves by TMA (output_by_tma, the driver took o's map, all its tokens are the
+  /// sequence's: the box would write a partial chunk's rows past the sequence).
+  static __device__ __forceinline__ bool output_leaves_by_tma(const ChunkedParams<T>& p, const SpecializedMaps& maps,
+                                                              const SequenceSpan& span, index_t chunk) {
+    return output_by_tma && maps.output && Base::writes_outputs(p) && (chunk + 1) * C <= span.end - span.begin;
+  }
+  /// The staged output of chunk `chunk` to o by two TMA boxes (64 values x C tokens each) in one bulk group of the
+  /// calling thread.
+  static __device__ __forceinline__ void store_output(const SpecializedMaps& maps, const SequenceSpan& span, int head,
+                                                      index_t chunk, std::uint32_t base) {
+    const std::uint32_t tile = base + static_cast<std::uint32_t>(Layout::output);
+#pragma unroll
+    for (int half = 0; half < Layout::consumer_warps * 16 / 64; ++half)
+      tma_store_4d(&maps.o, tile + static_cast<std::uint32_t>(half * QR * 128), 64 * half, head,
+                   static_cast<int>(span.begin + chunk * C), static_cast<int>(span.row));
+    bulk_commit();
+  }
+
   /// The consumer warps' loop: the chain on the state, chunk after chunk, as ChunkedKernel::run's.
   static __device__ __forceinline__ void consume(const ChunkedParams<T>& p, const SpecializedMaps& maps,
                                                  const SequenceSpan& span, index_t sequence, int head, index_t first,
@@ -605,21 +631,8 @@ struct SpecializedChunkedKernel {
       DELTAPRODUCT_TRACE(0, 1, i);
 
       float work[L / 8][4];
-      // The previous chunk's output leaves its staging tile after this chunk's residuals, or with
-      // output_under_products while S^T K^T and S^T Q^T run (once every consumer has staged it); either way every
-      // consumer has written it out by the barrier after the residuals or the one before this chunk's staging.
-      const auto write_previous = [&] {
-        if (chunk > first && Base::writes_outputs(p))
-          Base::write_output(p, span, head, chunk - 1, reinterpret_cast<const T*>(base + Layout::output));
-        DELTAPRODUCT_TRACE(0, 5, i);
-      };
-      if constexpr (output_under_products)
-        if (chunk > first && Base::writes_outputs(p)) named_barrier_sync(consumer_barrier, consumers);
       const index_t kept_tile = Base::template chunk_residuals<Tiling>(p, span, sequence, head, chunk, at.stage,
-                                                                       at.tiles, scratch, state, work, [&] {
-                                                                         if constexpr (output_under_products)
-                                                                           write_previous();
-                                                                       });
+                                                                       at.tiles, scratch, state, work);
       DELTAPRODUCT_TRACE(0, 2, i);
       // Every consumer is done with the chunk's values, queries and betas: the stage takes chunk chunk + 2 (the
       // producer read it before signalling "ready").
@@ -627,27 +640,44 @@ struct SpecializedChunkedKernel {
       if (chunk + Stages < end && lead_warp)
         start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
       DELTAPRODUCT_TRACE(0, 3, i);
-      if constexpr (!output_under_products) write_previous();
-      Base::template chunk_solve_and_update<Tiling>(p, at.tiles, scratch, kept_tile, state, work, [] {
-        if constexpr (!output_under_products) named_barrier_sync(consumer_barrier, consumers);
-      });
+      // The previous chunk's output leaves its staging tile now (unless it left by TMA); every consumer has written
+      // it out by the barrier before this chunk's staging.
+      if (chunk > first && Base::writes_outputs(p) && !output_leaves_by_tma(p, maps, span, chunk - 1))
+        Base::template write_output<output_by_tma>(p, span, head, chunk - 1,
+                                                   reinterpret_cast<const T*>(base + Layout::output));
+      DELTAPRODUCT_TRACE(0, 5, i);
+      const auto before_staging = [] {
+        // The previous chunk's TMA boxes have read the tile (issued a chunk ago: no wait in practice).
+        if constexpr (output_by_tma)
+          if (Base::thread_index() == 0) bulk_wait_read<0>();
+        named_barrier_sync(consumer_barrier, consumers);
+      };
+      Base::template chunk_solve_and_update<Tiling, decltype(before_staging), output_by_tma>(
+          p, at.tiles, scratch, kept_tile, state, work, before_staging);
       DELTAPRODUCT_TRACE(0, 4, i);
+      if constexpr (output_by_tma) fence_proxy_async();  // the staged output, written by this thread, is read by TMA
       // The producer waits for this where it reuses the chunk's set (it never falls a phase behind: it fills this set
       // again only after waiting).
       mbarrier_arrive(done_barrier(base_address, set_index));
-      // Once every consumer is done with the chunk's keys, the first warp refills their slot with chunk chunk + 3.
-      // The other warps go on to wait for the next chunk meanwhile.
-      if (chunk + KeySlots < end && lead_warp) {
+      // Once every consumer is done with the chunk's keys (and has staged its output), the first warp refills their
+      // slot with chunk chunk + 3 and sends the output out by TMA. The other warps go on to the next chunk meanwhile.
+      const bool output_by_boxes = output_leaves_by_tma(p, maps, span, chunk);
+      if ((chunk + KeySlots < end || output_by_boxes) && lead_warp) {
         mbarrier_wait(done_barrier(base_address, set_index), set_parity(i));
-        start_key_copy(maps, span, head, chunk + KeySlots, base_address, at.key_slot, Base::thread_index());
+        if (chunk + KeySlots < end)
+          start_key_copy(maps, span, head, chunk + KeySlots, base_address, at.key_slot, Base::thread_index());
+        if (output_by_boxes && Base::thread_index() == 0) store_output(maps, span, head, chunk, base_address);
       }
     }
-    if (first < end && Base::writes_outputs(p)) {
+    if (first < end && Base::writes_outputs(p) && !output_leaves_by_tma(p, maps, span, end - 1)) {
       named_barrier_sync(consumer_barrier, consumers);
       DELTAPRODUCT_TRACE(0, 16, 0);
-      Base::write_output(p, span, head, end - 1,
-                         reinterpret_cast<const T*>(shared_pointer<unsigned char>(smem_address) + Layout::output));
+      Base::template write_output<output_by_tma>(
+          p, span, head, end - 1,
+          reinterpret_cast<const T*>(shared_pointer<unsigned char>(smem_address) + Layout::output));
     }
+    if constexpr (output_by_tma)
+      if (Base::thread_index() == 0) bulk_wait_all();  // the boxes have read the tile and written o
     DELTAPRODUCT_TRACE(0, 17, 0);
   }
 
