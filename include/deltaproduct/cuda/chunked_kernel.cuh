@@ -1025,9 +1025,9 @@ struct ChunkedKernel {
             mma_16x8x16<T>(out[2 * qb + 1], solved_values[ks], b[2], b[3]);
           }
 #if DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-      static_assert(!SwizzledOutput, "the stmatrix staging writes rows of VP elements");
       // Tiles j, j + 1 transposed by stmatrix: matrix m = 2 (j' - j) + h holds tokens 8 j' .. 8 j' + 7 (its columns)
-      // of values value_row - group + 8 h .. + 7 (its rows); lane l addresses token row l % 8 of matrix l / 8.
+      // of values value_row - group + 8 h .. + 7 (its rows); lane l addresses token row l % 8 of matrix l / 8 (one
+      // 16-byte piece: in the swizzled tile too, the eight rows of a matrix fall in eight bank groups).
       const int lane = thread_index() % 32, matrix = lane / 8;
       const std::uint32_t staging = shared_address(scratch.output);
 #pragma unroll
@@ -1037,7 +1037,8 @@ struct ChunkedKernel {
                                             pack2<T>(out[j + 1][2], out[j + 1][3])};
         const int token = 16 * blocks * half + 8 * (j + matrix / 2) + lane % 8;
         const int value = 16 * (thread_index() / 32) + 8 * (matrix % 2);
-        stmatrix_x4_trans(staging + static_cast<std::uint32_t>(2 * (token * VP + value)), fragments);
+        stmatrix_x4_trans(staging + static_cast<std::uint32_t>(2 * output_piece<SwizzledOutput>(token, value / 8)),
+                          fragments);
       }
 #else
 #pragma unroll
