@@ -919,10 +919,6 @@ struct ChunkedKernel {
     return kept_tile;
   }
 
-  /// The second half of a chunk, once the Gram blocks are complete: the block forward substitution N^T, the output
-  /// staged in scratch.output, and the state update.
-  /// `before_staging` runs on every thread right before the output goes into scratch.output (when outputs are
-  /// written): a caller that reads the previous output from the same tile waits there.
   /// Where the output staging tile holds token t's 16-byte piece `piece` (values 8 piece .. + 7), in elements: rows
   /// of VP elements, or (`Swizzled`) the layout of a 128-byte swizzled TMA box of 64 values by QR tokens per half.
   template <bool Swizzled>
@@ -933,6 +929,11 @@ struct ChunkedKernel {
       return t * VP + piece * 8;
   }
 
+  /// The second half of a chunk, once the Gram blocks are complete: the block forward substitution N^T, the output
+  /// staged in scratch.output, and the state update.
+  /// `before_staging` runs on every thread right before the output goes into scratch.output (when outputs are
+  /// written): a caller that reads the previous output from the same tile waits there. `SwizzledOutput`: the tile
+  /// has output_piece<true>'s layout.
   template <class Tiling = BlockedTiling<KD, Layout::value_pitch>, class BeforeStaging = NoStep,
             bool SwizzledOutput = false>
   static __device__ __forceinline__ void chunk_solve_and_update(const ChunkedParams<T>& p, const Tiles& tiles,
