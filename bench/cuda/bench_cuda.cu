@@ -173,14 +173,13 @@ struct DecodeSetup {
   }
 };
 
-template <int HouseholderSteps, dp::Gating Gate, bool Pipelined = false>
+template <int HouseholderSteps, dp::Gating Gate>
 void decode(benchmark::State& state) {
   if (!device_present()) {
     state.SkipWithError("no CUDA device");
     return;
   }
   DecodeSetup<HouseholderSteps, Gate> d(state.range(0), state.range(1), state.range(2), state.range(3) != 0);
-  d.backend.pipelined_decode = Pipelined;
   const auto states = d.state_view();
   const auto o = d.o_view();
   const double seconds = time_calls(state, 20, [&] { dp::step(d.backend, d.model, d.in, states, o); });
@@ -222,13 +221,6 @@ void decode_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(decode<1, dp::Gating::none>)->Name("decode/DeltaNet")->Apply(decode_shapes);
 BENCHMARK(decode<1, dp::Gating::scalar_decay>)->Name("decode/GatedDeltaNet")->Apply(decode_shapes);
 BENCHMARK(decode<2, dp::Gating::scalar_decay>)->Name("decode/GatedDeltaProduct_nh2")->Apply(decode_shapes);
-// CudaBackend::pipelined_decode: persistent warps copying the next slab of the state into shared memory while they
-// compute the current one (it applies from B = 13 at H = 16 on an H200; below, the plain kernel runs).
-BENCHMARK(decode<1, dp::Gating::none, true>)->Name("decode_pipelined/DeltaNet")->Apply(decode_shapes);
-BENCHMARK(decode<1, dp::Gating::scalar_decay, true>)->Name("decode_pipelined/GatedDeltaNet")->Apply(decode_shapes);
-BENCHMARK(decode<2, dp::Gating::scalar_decay, true>)
-    ->Name("decode_pipelined/GatedDeltaProduct_nh2")
-    ->Apply(decode_shapes);
 
 /// What a decode step's memory traffic costs with no arithmetic, on the same state: a device-to-device copy of the
 /// states into a second buffer (cudaMemcpyAsync), and an in-place pass that reads and rewrites every float, 16 bytes

@@ -101,12 +101,6 @@ struct CudaBackend {
   /// training steps on an H100 (README). The same algebra and the same rounding of every operand; the sums run in
   /// another order. Ignored elsewhere; false runs the mma.sync kernel.
   bool wgmma_chunk_gradients = true;
-  /// Decode (step(), and forward() of one-token sequences in the recurrent form) with more state slabs than the GPU
-  /// holds warps at once: persistent warps copy the next slab of the state into shared memory (cp.async) while they
-  /// compute the current one, so state loads stay in flight while warps compute and store
-  /// (recurrent_kernel.cuh, pipelined_decode_kernel). Needs sm_80 or later; the same arithmetic and results. Off
-  /// until it has been measured on a GPU.
-  bool pipelined_decode = false;
 };
 
 /// Workspace bytes the value-check status record takes at the start of the workspace (when options.validate_ranges).

@@ -145,7 +145,7 @@ void launch_backward_sweeps(const CudaBackend& backend, RecurrentBackwardParams<
   const int warps_per_block = recurrent_warps_per_block(p.work_items);
   const dim3 grid(static_cast<unsigned>(ceil_div(p.work_items, warps_per_block)));
   const dim3 block(static_cast<unsigned>(warps_per_block * 32));
-  launch_after_value_checks(after_value_checks, backward_forward_sweep_kernel<Tile, T>, grid, block, 0, backend.stream,
+  launch_after_value_checks(after_value_checks, backward_forward_sweep_kernel<Tile, T>, grid, block, backend.stream,
                             p);
   backward_reverse_sweep_kernel<Tile, T><<<grid, block, 0, backend.stream>>>(p);
   DELTAPRODUCT_CUDA_CHECK(cudaGetLastError());

@@ -231,6 +231,10 @@ __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const std::uint32_t (
   }
 }
 
+__device__ __forceinline__ std::uint32_t shared_address(const void* pointer) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
 /// Four 8 x 8 matrices of 16-bit elements from shared memory; lanes 8m..8m+7 give the row addresses of matrix m,
 /// and lane l receives element (row l / 4, columns 2 (l % 4) + 0..1) of matrix m in r[m].
 __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], std::uint32_t row_address) {
@@ -275,6 +279,15 @@ __device__ __forceinline__ E* shared_pointer(std::uint32_t address) {
   return static_cast<E*>(__cvta_shared_to_generic(address));
 }
 
+/// 16 bytes from global to shared memory without passing through registers; zero-fills when !valid (the source
+/// is then not read).
+__device__ __forceinline__ void copy_async_16(void* shared_destination, const void* global_source, bool valid) {
+  const int source_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(shared_destination)),
+               "l"(global_source), "r"(source_bytes)
+               : "memory");
+}
+
 /// Orders this thread's earlier shared-memory writes (generic proxy, cp.async included) before later reads by the
 /// async proxy (wgmma); a barrier then extends the order to the other threads.
 __device__ __forceinline__ void fence_proxy_async() {
@@ -298,6 +311,14 @@ __device__ __forceinline__ void bulk_wait_read() {
 }
 /// Waits until every bulk group of this thread is complete (its writes performed).
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void copy_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+/// Waits until at most `Pending` of this thread's most recent commit groups are still in flight.
+template <int Pending>
+__device__ __forceinline__ void copy_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+}
 
 // ---- wgmma (sm_90a): a warpgroup's D (64 x N, fp32, registers) += A (64 x 16, registers) B (16 x N, shared) ----
 // The register fragments of A and D are those of mma.sync m16n8k16 above, warp w of the warpgroup holding rows

@@ -77,42 +77,15 @@ void with_recurrent_tile(index_t key_dim, bool float4_state, Launch&& launch) {
   return launch.template operator()<RecurrentTile<16, 16, 1>>();
 }
 
-/// True when pipelined_decode_kernel takes the call (CudaBackend::pipelined_decode says when it may): one token per
-/// sequence, no cu_seqlens, 16-byte state accesses, the initial and the final state both given (step() passes the
-/// same one), and more slabs than the GPU holds warps at once (fewer leave each warp one item: nothing to overlap).
-template <class Tile, class T>
-bool pipelined_decode_applies(const CudaBackend& backend, const RecurrentParams<T>& p, index_t resident_warps) {
-  return backend.pipelined_decode && Tile::vec == 4 && p.tokens == 1 && !p.cu_seqlens.present() &&
-         p.initial_state.present() && p.final_state.present() && p.work_items > resident_warps;
-}
-
 template <class Tile, class T>
 void launch_recurrent_tile(const CudaBackend& backend, RecurrentParams<T> p, bool after_value_checks = false) {
   p.column_blocks = ceil_div(p.value_dim, Tile::columns);
   p.work_items = p.work_items * p.column_blocks;
   if (p.work_items == 0) return;
-  if constexpr (Tile::vec == 4) {
-    constexpr int warps_per_block = recurrent_max_threads / 32;
-    constexpr unsigned shared_bytes = warps_per_block * pipelined_decode_bytes_per_warp<Tile>;
-    const auto kernel = pipelined_decode_kernel<Tile, T>;
-    int blocks_per_multiprocessor = 0;
-    if (backend.pipelined_decode) {
-      DELTAPRODUCT_CUDA_CHECK(
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
-      DELTAPRODUCT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_multiprocessor, kernel,
-                                                                            recurrent_max_threads, shared_bytes));
-    }
-    const index_t resident_blocks = static_cast<index_t>(blocks_per_multiprocessor) * multiprocessor_count();
-    if (resident_blocks > 0 && pipelined_decode_applies<Tile>(backend, p, resident_blocks * warps_per_block)) {
-      launch_after_value_checks(after_value_checks, kernel, dim3(static_cast<unsigned>(resident_blocks)),
-                                dim3(recurrent_max_threads), shared_bytes, backend.stream, p);
-      return;
-    }
-  }
   const int warps_per_block = recurrent_warps_per_block(p.work_items);
   const index_t blocks = ceil_div(p.work_items, warps_per_block);
   launch_after_value_checks(after_value_checks, recurrent_kernel<Tile, T>, dim3(static_cast<unsigned>(blocks)),
-                            dim3(static_cast<unsigned>(warps_per_block * 32)), 0, backend.stream, p);
+                            dim3(static_cast<unsigned>(warps_per_block * 32)), backend.stream, p);
 }
 
 template <class T>

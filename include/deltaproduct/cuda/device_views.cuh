@@ -91,28 +91,5 @@ __device__ __forceinline__ void store_global_float4(float* p, float4 x) {
                                       __float_as_uint(x.w)));
 }
 
-__device__ __forceinline__ std::uint32_t shared_address(const void* pointer) {
-  return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-// cp.async (sm_80 and later): copies that land in shared memory without holding registers while in flight.
-
-/// 16 bytes from global to shared memory without passing through registers; zero-fills when !valid (the source
-/// is then not read).
-__device__ __forceinline__ void copy_async_16(void* shared_destination, const void* global_source, bool valid) {
-  const int source_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(shared_destination)),
-               "l"(global_source), "r"(source_bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void copy_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-/// Waits until at most `Pending` of this thread's most recent commit groups are still in flight.
-template <int Pending>
-__device__ __forceinline__ void copy_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
-}
-
 }  // namespace detail
 }  // namespace deltaproduct

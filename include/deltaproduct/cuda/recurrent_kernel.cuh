@@ -159,132 +159,6 @@ struct RecurrentStepData {
   float beta;
 };
 
-/// Where a warp's work item (sequence, head, slab of value columns) lives. Consecutive items are consecutive slabs
-/// of one head: neighbouring warps touch neighbouring memory.
-struct RecurrentItem {
-  index_t head = 0, sequence = 0;
-  index_t batch_row = 0, begin = 0, end = 0;  ///< the sequence's tokens [begin, end) of batch row batch_row
-  index_t slot = 0;                           ///< its state slot; negative: skipped (padding or out of range)
-  index_t column = 0;                         ///< the lane's first value column
-  bool column_in_range = false;               ///< Vec = 4 is used only when V % 4 == 0
-};
-
-template <class Tile, class T>
-__device__ __forceinline__ RecurrentItem locate_recurrent_item(const RecurrentParams<T>& p, index_t item,
-                                                               int column_lane) {
-  RecurrentItem it;
-  const index_t slab = item % p.column_blocks;
-  it.head = (item / p.column_blocks) % p.heads;
-  it.sequence = item / (p.column_blocks * p.heads);
-  it.column = slab * Tile::columns + static_cast<index_t>(column_lane) * Tile::vec;
-  it.column_in_range = it.column < p.value_dim;
-  // The sequence's tokens, clamped into [0, T] so that offsets never read out of bounds (bad values are reported by
-  // the value checks).
-  it.batch_row = it.sequence;
-  it.end = p.tokens;
-  if (p.cu_seqlens.present()) {
-    it.batch_row = 0;
-    it.begin = min(max(p.cu_seqlens(it.sequence), index_t{0}), p.tokens);
-    it.end = min(max(p.cu_seqlens(it.sequence + 1), it.begin), p.tokens);
-  }
-  it.slot = it.sequence;
-  if (p.state_indices.present()) {
-    it.slot = p.state_indices(it.sequence);
-    if (it.slot >= p.state_slots) it.slot = -1;  // reported by the value checks when validated
-  }
-  return it;
-}
-
-/// Issues the loads of token t's query and gate exponent.
-template <class Tile, class T>
-__device__ __forceinline__ void load_recurrent_token(const RecurrentParams<T>& p, const RecurrentItem& it, index_t t,
-                                                     int lane, RecurrentTokenData<Tile>& d) {
-  load_raw_key_vector<Tile>(&p.q(it.batch_row, t, it.head, 0), p.q.strides[3], p.key_dim, lane, d.query);
-  d.gate = p.g.present() ? to_float(p.g(it.batch_row, t, it.head)) : 0.0f;
-}
-
-/// Issues the loads of micro-step r's key, the lane's value columns and beta.
-template <class Tile, class T>
-__device__ __forceinline__ void load_recurrent_step(const RecurrentParams<T>& p, const RecurrentItem& it, index_t r,
-                                                    int lane, RecurrentStepData<Tile>& d) {
-  load_raw_key_vector<Tile>(&p.k(it.batch_row, r, it.head, 0), p.k.strides[3], p.key_dim, lane, d.key);
-  const T* value = &p.v(it.batch_row, r, it.head, 0) + (it.column_in_range ? it.column * p.v.strides[3] : 0);
-#pragma unroll
-  for (int c = 0; c < Tile::vec; ++c) d.value[c] = it.column_in_range ? to_float(value[c * p.v.strides[3]]) : 0.0f;
-  d.beta = to_float(p.beta(it.batch_row, r, it.head));
-}
-
-/// S <- exp(g) S on the lane's entries.
-template <class Tile>
-__device__ __forceinline__ void decay_recurrent_state(float (&state)[Tile::rows][Tile::vec], float log_gate) {
-  const float gate = expf(log_gate);
-#pragma unroll
-  for (int m = 0; m < Tile::rows; ++m)
-#pragma unroll
-    for (int c = 0; c < Tile::vec; ++c) state[m][c] *= gate;
-}
-
-/// One generalised Householder micro-step on the lane's entries: w = beta (v - S^T k), S <- S + k w^T.
-template <class Tile>
-__device__ __forceinline__ void householder_micro_step(float (&state)[Tile::rows][Tile::vec],
-                                                       const RecurrentStepData<Tile>& step, int lane, NormCode key_norm,
-                                                       float eps) {
-  float key[Tile::rows];
-  distribute_key_vector<Tile>(step.key, lane, key_norm, eps, key);
-  float projection[Tile::vec];
-  transposed_product<Tile>(state, key, projection);
-#pragma unroll
-  for (int c = 0; c < Tile::vec; ++c) {
-    const float w = step.beta * (step.value[c] - projection[c]);
-#pragma unroll
-    for (int m = 0; m < Tile::rows; ++m) state[m][c] = fmaf(key[m], w, state[m][c]);
-  }
-}
-
-/// o_t = scale S^T q_t for the lane's columns, written by the lanes of row lane 0.
-template <class Tile, class T>
-__device__ __forceinline__ void write_recurrent_output(const RecurrentParams<T>& p, const RecurrentItem& it, index_t t,
-                                                       const float (&state)[Tile::rows][Tile::vec],
-                                                       const RecurrentTokenData<Tile>& token, int lane, bool write) {
-  // The query is distributed only now, so its registers are not held across the micro-steps.
-  float query[Tile::rows];
-  distribute_key_vector<Tile>(token.query, lane, p.query_norm, p.eps, query);
-  float out[Tile::vec];
-  transposed_product<Tile>(state, query, out);
-  if (lane / Tile::column_lanes == 0 && it.column_in_range && write) {
-    T* o = &p.o(it.batch_row, t, it.head, 0) + it.column * p.o.strides[3];
-#pragma unroll
-    for (int c = 0; c < Tile::vec; ++c) o[c * p.o.strides[3]] = from_float<T>(p.scale * out[c]);
-  }
-}
-
-/// Rows of the state a lane holds below K: rows i = m * row_lanes + row_lane for m < the result.
-template <class Tile>
-__device__ __forceinline__ int recurrent_lane_rows(index_t key_dim, int row_lane) {
-  return row_lane < key_dim ? static_cast<int>(min(index_t{Tile::rows}, ceil_div(key_dim - row_lane, Tile::row_lanes)))
-                            : 0;
-}
-
-/// Writes the lane's entries of the state to `state` (final_state) at the item's slot.
-template <class Tile>
-__device__ __forceinline__ void store_recurrent_state(const DeviceView<float, 4>& final_state, const RecurrentItem& it,
-                                                      int row_lane, int lane_rows,
-                                                      const float (&state)[Tile::rows][Tile::vec]) {
-  // One address per lane, then constant steps (the views' general indexing costs more instructions than the stores).
-  const index_t first = final_state.offset(it.slot, it.head, row_lane, it.column);
-  const index_t row_step = Tile::row_lanes * final_state.strides[2];
-#pragma unroll
-  for (int m = 0; m < Tile::rows; ++m) {
-    if (m >= lane_rows) continue;
-    float* row = final_state.data + (first + m * row_step);
-    if constexpr (Tile::vec == 4) {
-      store_global_float4(row, make_float4(state[m][0], state[m][1], state[m][2], state[m][3]));
-    } else {
-      *row = state[m][0];
-    }
-  }
-}
-
 template <class Tile, class T>
 __global__ void __launch_bounds__(recurrent_max_threads, recurrent_min_blocks)
     recurrent_kernel(const RecurrentParams<T> p) {
@@ -292,26 +166,59 @@ __global__ void __launch_bounds__(recurrent_max_threads, recurrent_min_blocks)
   if (warp >= p.work_items) return;  // whole warps leave: the shuffles below always see 32 lanes
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int row_lane = lane / Tile::column_lanes;
-  const RecurrentItem it = locate_recurrent_item<Tile>(p, warp, lane % Tile::column_lanes);
-  if (it.slot < 0) return;  // padding (negative) or out of range
+  const int column_lane = lane % Tile::column_lanes;
+
+  // Consecutive warps take consecutive slabs of one head: neighbouring warps touch neighbouring memory.
+  const index_t slab = warp % p.column_blocks;
+  const index_t head = (warp / p.column_blocks) % p.heads;
+  const index_t sequence = warp / (p.column_blocks * p.heads);
+  const index_t column = slab * Tile::columns + static_cast<index_t>(column_lane) * Tile::vec;
+  const bool column_in_range = column < p.value_dim;  // Vec = 4 is used only when V % 4 == 0
+
+  // The sequence's tokens, clamped into [0, T] so that offsets never read out of bounds (bad values are reported by
+  // the value checks).
+  index_t batch_row = sequence, begin = 0, end = p.tokens;
+  if (p.cu_seqlens.present()) {
+    batch_row = 0;
+    begin = min(max(p.cu_seqlens(sequence), index_t{0}), p.tokens);
+    end = min(max(p.cu_seqlens(sequence + 1), begin), p.tokens);
+  }
+  index_t slot = sequence;
+  if (p.state_indices.present()) {
+    slot = p.state_indices(sequence);
+    if (slot < 0 || slot >= p.state_slots) return;  // padding (negative) or out of range (reported when validated)
+  }
 
   // Token data is loaded one micro-step ahead of its use, and the first token's before the state: a decode step
   // (one token) then has all its loads in flight at once and waits for memory once, not once per dependent load.
   const index_t n_h = p.householder_steps;
+  const auto load_token = [&](index_t t, RecurrentTokenData<Tile>& d) {
+    load_raw_key_vector<Tile>(&p.q(batch_row, t, head, 0), p.q.strides[3], p.key_dim, lane, d.query);
+    d.gate = p.g.present() ? to_float(p.g(batch_row, t, head)) : 0.0f;
+  };
+  const auto load_step = [&](index_t r, RecurrentStepData<Tile>& d) {
+    load_raw_key_vector<Tile>(&p.k(batch_row, r, head, 0), p.k.strides[3], p.key_dim, lane, d.key);
+    const T* value = &p.v(batch_row, r, head, 0) + (column_in_range ? column * p.v.strides[3] : 0);
+#pragma unroll
+    for (int c = 0; c < Tile::vec; ++c) d.value[c] = column_in_range ? to_float(value[c * p.v.strides[3]]) : 0.0f;
+    d.beta = to_float(p.beta(batch_row, r, head));
+  };
   RecurrentTokenData<Tile> next_token{};
   RecurrentStepData<Tile> next_step{};
-  if (it.begin < it.end) {
-    load_recurrent_token<Tile>(p, it, it.begin, lane, next_token);
-    load_recurrent_step<Tile>(p, it, it.begin * n_h, lane, next_step);
+  if (begin < end) {
+    load_token(begin, next_token);
+    load_step(begin * n_h, next_step);
   }
 
   // The lane's state rows i = m * row_lanes + row_lane (those below K: m < lane_rows) are row_step floats apart: one
-  // address per lane, then constant steps.
-  const int lane_rows = recurrent_lane_rows<Tile>(p.key_dim, row_lane);
+  // address per lane, then constant steps (the views' general indexing costs more instructions than the loads).
+  const int lane_rows =
+      row_lane < p.key_dim ? static_cast<int>(min(index_t{Tile::rows}, ceil_div(p.key_dim - row_lane, Tile::row_lanes)))
+                           : 0;
   float state[Tile::rows][Tile::vec];
   {
-    const bool present = p.initial_state.present() && it.column_in_range;
-    const index_t first = present ? p.initial_state.offset(it.slot, it.head, row_lane, it.column) : 0;
+    const bool present = p.initial_state.present() && column_in_range;
+    const index_t first = present ? p.initial_state.offset(slot, head, row_lane, column) : 0;
     const index_t row_step = Tile::row_lanes * p.initial_state.strides[2];
 #pragma unroll
     for (int m = 0; m < Tile::rows; ++m) {
@@ -332,119 +239,57 @@ __global__ void __launch_bounds__(recurrent_max_threads, recurrent_min_blocks)
   // Issued after the state loads, so its latency overlaps theirs; it only guards the stores.
   const bool rejected = inputs_rejected(p.status);
 
-  for (index_t t = it.begin; t < it.end; ++t) {
+  for (index_t t = begin; t < end; ++t) {
     const RecurrentTokenData<Tile> token = next_token;
-    if (t + 1 < it.end) load_recurrent_token<Tile>(p, it, t + 1, lane, next_token);
-    if (p.g.present()) decay_recurrent_state<Tile>(state, token.gate);
+    if (t + 1 < end) load_token(t + 1, next_token);
+    if (p.g.present()) {
+      const float gate = expf(token.gate);
+#pragma unroll
+      for (int m = 0; m < Tile::rows; ++m)
+#pragma unroll
+        for (int c = 0; c < Tile::vec; ++c) state[m][c] *= gate;
+    }
     for (index_t j = 0; j < n_h; ++j) {
       const index_t r = t * n_h + j;
       const RecurrentStepData<Tile> step = next_step;
-      if (r + 1 < it.end * n_h) load_recurrent_step<Tile>(p, it, r + 1, lane, next_step);
-      householder_micro_step<Tile>(state, step, lane, p.key_norm, p.eps);
-    }
-    write_recurrent_output<Tile>(p, it, t, state, token, lane, !rejected);
-  }
-
-  if (!p.final_state.present() || rejected || !it.column_in_range) return;
-  store_recurrent_state<Tile>(p.final_state, it, row_lane, lane_rows, state);
-}
-
-/// Shared memory of the pipelined decode kernel per warp: two slabs of the state (Tile::rows float4 per lane each).
-template <class Tile>
-inline constexpr int pipelined_decode_bytes_per_warp = 2 * Tile::rows * 32 * 16;
-
-/// Decode (one token per sequence) on persistent warps: each warp takes work items w, w + W, w + 2W, ... (W warps
-/// in the grid) and copies the next item's slab of the state into shared memory (cp.async, no registers held in
-/// flight) while it computes the current one from registers. The plain kernel has state loads in flight only while
-/// a warp waits for them; here they stay in flight while warps compute, store and start, which is what a GPU with
-/// more bandwidth per multiprocessor needs. The arithmetic is the plain kernel's, in the same order.
-/// Requires Tile::vec == 4, p.tokens == 1, no cu_seqlens, and both the initial and the final state (in place or
-/// not); launch_recurrent_tile checks that.
-template <class Tile, class T>
-__global__ void __launch_bounds__(recurrent_max_threads, recurrent_min_blocks)
-    pipelined_decode_kernel(const RecurrentParams<T> p) {
-  static_assert(Tile::vec == 4, "pipelined_decode_kernel copies the state 16 bytes (4 value columns) at a time");
-  extern __shared__ float4 staged_slabs[];  // [warp of the block][2][Tile::rows][32 lanes]
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  const int row_lane = lane / Tile::column_lanes;
-  const int column_lane = lane % Tile::column_lanes;
-  // A lane reads back only the entries it copied itself: no barrier between the warp's lanes.
-  float4* const slabs = staged_slabs + (threadIdx.x / 32) * 2 * Tile::rows * 32 + lane;
-  const index_t warps = static_cast<index_t>(gridDim.x) * (blockDim.x / 32);
-  index_t item = (static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  if (item >= p.work_items) return;
-  const int lane_rows = recurrent_lane_rows<Tile>(p.key_dim, row_lane);
-
-  // Rows at or past K, and columns past V, land as zeros (their source is not read).
-  const auto copy_slab = [&](const RecurrentItem& it, int buffer) {
-    if (it.slot >= 0) {
-      const index_t first = it.column_in_range ? p.initial_state.offset(it.slot, it.head, row_lane, it.column) : 0;
-      const index_t row_step = Tile::row_lanes * p.initial_state.strides[2];
+      if (r + 1 < end * n_h) load_step(r + 1, next_step);
+      float key[Tile::rows];
+      distribute_key_vector<Tile>(step.key, lane, p.key_norm, p.eps, key);
+      // w = beta (v - S^T k); S <- S + k w^T
+      float projection[Tile::vec];
+      transposed_product<Tile>(state, key, projection);
 #pragma unroll
-      for (int m = 0; m < Tile::rows; ++m) {
-        const bool valid = it.column_in_range && m < lane_rows;
-        copy_async_16(slabs + (buffer * Tile::rows + m) * 32, p.initial_state.data + (valid ? first + m * row_step : 0),
-                      valid);
-      }
-    }
-    copy_async_commit();  // an empty group for a skipped item keeps one group per item
-  };
-
-  RecurrentItem current = locate_recurrent_item<Tile>(p, item, column_lane);
-  RecurrentTokenData<Tile> next_token{};
-  RecurrentStepData<Tile> next_step{};
-  copy_slab(current, 0);
-  if (current.slot >= 0) {
-    load_recurrent_token<Tile>(p, current, 0, lane, next_token);
-    load_recurrent_step<Tile>(p, current, 0, lane, next_step);
-  }
-  const bool rejected = inputs_rejected(p.status);
-  const index_t n_h = p.householder_steps;
-
-  for (int buffer = 0;; buffer ^= 1) {
-    const index_t following_item = item + warps;
-    const bool has_following = following_item < p.work_items;
-    RecurrentItem following;
-    if (has_following) following = locate_recurrent_item<Tile>(p, following_item, column_lane);
-    following.slot = has_following ? following.slot : -1;
-    copy_slab(following, buffer ^ 1);
-
-    if (current.slot >= 0) {
-      copy_async_wait<1>();  // the current item's group has landed; the following one's stays in flight
-      float state[Tile::rows][Tile::vec];
+      for (int c = 0; c < Tile::vec; ++c) {
+        const float w = step.beta * (step.value[c] - projection[c]);
 #pragma unroll
-      for (int m = 0; m < Tile::rows; ++m) {
-        const float4 x = slabs[(buffer * Tile::rows + m) * 32];
-        state[m][0] = x.x;
-        state[m][1] = x.y;
-        state[m][2] = x.z;
-        state[m][3] = x.w;
+        for (int m = 0; m < Tile::rows; ++m) state[m][c] = fmaf(key[m], w, state[m][c]);
       }
-      // The following item's token data is loaded as soon as the current item's registers are free, so a warp
-      // never waits for it.
-      const RecurrentTokenData<Tile> token = next_token;
-      if (following.slot >= 0) load_recurrent_token<Tile>(p, following, 0, lane, next_token);
-      if (p.g.present()) decay_recurrent_state<Tile>(state, token.gate);
-      for (index_t j = 0; j < n_h; ++j) {
-        const RecurrentStepData<Tile> step = next_step;
-        if (j + 1 < n_h)
-          load_recurrent_step<Tile>(p, current, j + 1, lane, next_step);
-        else if (following.slot >= 0)
-          load_recurrent_step<Tile>(p, following, 0, lane, next_step);
-        householder_micro_step<Tile>(state, step, lane, p.key_norm, p.eps);
-      }
-      write_recurrent_output<Tile>(p, current, 0, state, token, lane, !rejected);
-      if (!rejected && current.column_in_range)
-        store_recurrent_state<Tile>(p.final_state, current, row_lane, lane_rows, state);
-    } else if (following.slot >= 0) {
-      load_recurrent_token<Tile>(p, following, 0, lane, next_token);
-      load_recurrent_step<Tile>(p, following, 0, lane, next_step);
     }
-    if (!has_following) break;
-    item = following_item;
-    current = following;
+    // The query is distributed only now, so its registers are not held across the micro-steps.
+    float query[Tile::rows];
+    distribute_key_vector<Tile>(token.query, lane, p.query_norm, p.eps, query);
+    float out[Tile::vec];
+    transposed_product<Tile>(state, query, out);
+    if (row_lane == 0 && column_in_range && !rejected) {
+      T* o = &p.o(batch_row, t, head, 0) + column * p.o.strides[3];
+#pragma unroll
+      for (int c = 0; c < Tile::vec; ++c) o[c * p.o.strides[3]] = from_float<T>(p.scale * out[c]);
+    }
   }
-  copy_async_wait_all();  // nothing may stay in flight into shared memory past the warp's exit
+
+  if (!p.final_state.present() || rejected || !column_in_range) return;
+  const index_t first = p.final_state.offset(slot, head, row_lane, column);
+  const index_t row_step = Tile::row_lanes * p.final_state.strides[2];
+#pragma unroll
+  for (int m = 0; m < Tile::rows; ++m) {
+    if (m >= lane_rows) continue;
+    float* row = p.final_state.data + (first + m * row_step);
+    if constexpr (Tile::vec == 4) {
+      store_global_float4(row, make_float4(state[m][0], state[m][1], state[m][2], state[m][3]));
+    } else {
+      *row = state[m][0];
+    }
+  }
 }
 
 }  // namespace deltaproduct::detail

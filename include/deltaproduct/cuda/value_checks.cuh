@@ -162,12 +162,12 @@ bool launch_value_checks(const CudaBackend& backend, ValueCheckRecord* record, c
 /// Launches `kernel` as a programmatic dependent launch of the value-check kernel when that was the last launch on
 /// the stream (`after_checks`: launch_value_checks() returned true): the kernel's blocks may start before the checks
 /// finish, and must call inputs_rejected() (which waits for them) before any store and must not read memory the
-/// checks write. Otherwise an ordinary launch. `shared_bytes`: the kernel's dynamic shared memory.
+/// checks write. Otherwise an ordinary launch.
 template <class... Parameters, class... Arguments>
 void launch_after_value_checks(bool after_checks, void (*kernel)(Parameters...), dim3 grid, dim3 block,
-                               unsigned shared_bytes, cudaStream_t stream, Arguments&&... arguments) {
+                               cudaStream_t stream, Arguments&&... arguments) {
   if (!after_checks) {
-    kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Arguments>(arguments)...);
+    kernel<<<grid, block, 0, stream>>>(std::forward<Arguments>(arguments)...);
   } else {
     cudaLaunchAttribute attribute{};
     attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -175,7 +175,7 @@ void launch_after_value_checks(bool after_checks, void (*kernel)(Parameters...),
     cudaLaunchConfig_t config{};
     config.gridDim = grid;
     config.blockDim = block;
-    config.dynamicSmemBytes = shared_bytes;
+    config.dynamicSmemBytes = 0;
     config.stream = stream;
     config.attrs = &attribute;
     config.numAttrs = 1;
