@@ -676,6 +676,8 @@ struct SpecializedChunkedKernel {
       Base::template write_output<output_by_tma>(
           p, span, head, end - 1,
           reinterpret_cast<const T*>(shared_pointer<unsigned char>(smem_address) + Layout::output));
+    } else {
+      DELTAPRODUCT_TRACE(0, 16, 0);  // the last output left by TMA in the loop (or there is none to write)
     }
     if constexpr (output_by_tma)
       if (Base::thread_index() == 0) bulk_wait_all();  // the boxes have read the tile and written o
