@@ -31,10 +31,12 @@
 //   3. the next chunk's values; per warp, no barrier: block forward substitution, output, state update.
 #pragma once
 
-// Experimental forward changes, off until a device run has timed them (bench/cuda/timeline_variant.sh builds the
-// timeline with one on): the output staged by stmatrix.trans instead of one 16-bit store per element; the
-// warp-specialised kernel's outputs written by the tensor memory accelerator from a swizzled staging tile (n_h = 1, 2,
-// 4); its producer reading the key normalisers off K K^T for n_h = 1 too (gram_normalisers).
+// Experimental forward changes, off: timed on a GPU without a gain on their own (README, "Measured"), kept for
+// combining with changes to come (bench/cuda/timeline_variant.sh builds the timeline with one on): the output staged
+// by stmatrix.trans instead of one 16-bit store per element; the warp-specialised kernel's outputs written by the
+// tensor memory accelerator from a swizzled staging tile (n_h = 1, 2, 4), which takes the write-out off the
+// consumers' chain; its producer reading the key normalisers off K K^T for n_h = 1 too (gram_normalisers), which
+// shortens the producer's.
 #ifndef DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT
 #define DELTAPRODUCT_EXPERIMENTAL_STMATRIX_OUTPUT 0
 #endif
