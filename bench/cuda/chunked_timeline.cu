@@ -161,7 +161,8 @@ void timeline(const char* name) {
        "past the barrier, stage refill issued", "update done: chunk done", "previous output written out",
        "S^T K^T and S^T Q^T done", "solve done", "update issued", "past the staging barrier", "output staged"},
       {"iteration start", "copies landed", "past the producer barrier", "normalisers and gates in the set",
-       "diagonal inverses done", "P done: ready", "past the release wait", "betas and gates two ahead loaded",
+       "diagonal inverses done", "P done: ready", "past the release wait",
+       DELTAPRODUCT_EXPERIMENTAL_SCALARS_ONE_AHEAD ? nullptr : "betas and gates two ahead loaded",
        "K K^T done (wgmma wait)", "-A and diagonal blocks stored", "K Q^T done (wgmma wait)", "betas and gates stored",
        "key copy landed"}};
   std::printf(

@@ -46,6 +46,12 @@
 #ifndef DELTAPRODUCT_EXPERIMENTAL_GRAM_NORMALISERS_NH1
 #define DELTAPRODUCT_EXPERIMENTAL_GRAM_NORMALISERS_NH1 0
 #endif
+// Not yet timed: the warp-specialised producer loads each chunk's betas and gates one iteration ahead, straight into
+// the registers it stores from, instead of two ahead through a rotation whose register copy waits for a load issued
+// just before it (chunked_specialized_kernel.cuh, SpecializedChunkedKernel::scalars_one_ahead).
+#ifndef DELTAPRODUCT_EXPERIMENTAL_SCALARS_ONE_AHEAD
+#define DELTAPRODUCT_EXPERIMENTAL_SCALARS_ONE_AHEAD 0
+#endif
 
 // Phase timestamps for studying the schedule (bench/cuda/chunked_timeline.cu): a translation unit may define
 // DELTAPRODUCT_TRACE(role, event, chunk) (role 0: consumer warps, 1: the warp-specialised kernel's producer) before

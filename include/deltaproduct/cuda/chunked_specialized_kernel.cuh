@@ -157,6 +157,12 @@ struct SpecializedChunkedKernel {
   /// 64 rows, then outlasts the products) and 8-16% slower at K = 64 (their products are half as long).
   static constexpr bool gram_normalisers =
       KD == 128 && (NH >= 2 || DELTAPRODUCT_EXPERIMENTAL_GRAM_NORMALISERS_NH1 != 0);
+  /// Whether the producer loads a chunk's betas and gates one iteration before it stores them, into the registers it
+  /// stores from (a whole chunk, thousands of cycles, for the load to land). Two ahead, the loads of chunk i + 2 are
+  /// issued at the end of iteration i and moved into the stored registers at the start of iteration i + 1: that
+  /// register copy waits for the load (the compiler emits it as a PRMT of the load's destination), one memory latency
+  /// (~330 cycles on an H200, ~500 on an H100: the "betas and gates stored" stamp) at the start of every iteration.
+  static constexpr bool scalars_one_ahead = DELTAPRODUCT_EXPERIMENTAL_SCALARS_ONE_AHEAD != 0;
 
   // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
   // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
@@ -533,14 +539,14 @@ struct SpecializedChunkedKernel {
     }
     Base::store_scalars(stage_at(shared_pointer<unsigned char>(smem_address), 0, 0), scalars_at(0), tid);
     PendingScalar pending = scalars_at(1);  // the next chunk's
-    PendingScalar ahead{T{}, false};        // the one after
+    PendingScalar ahead{T{}, false};        // the one after (unless scalars_one_ahead)
     for (index_t i = 0; i < count; ++i) {
       const index_t chunk = chunk_at(i);
       const Place at = place_of(smem_address, i);
       DELTAPRODUCT_TRACE(1, 0, i);
       if (i > 0) {  // the stage's previous chunk, i - 2, is done (waited for at the end of the last iteration)
         Base::store_scalars(at.stage, pending, tid);
-        pending = ahead;
+        pending = scalars_one_ahead ? scalars_at(i + 1) : ahead;
       }
       DELTAPRODUCT_TRACE(1, 11, i);
       mbarrier_wait(key_barrier(at.base_address, at.key_slot), key_parity(i));  // the chunk's boxes have landed
@@ -581,8 +587,10 @@ struct SpecializedChunkedKernel {
       // The next chunk takes the set and (for its betas and gates) the stage the previous one used.
       if (i + 1 < count && i > 0) mbarrier_wait(done_barrier(at.base_address, 1 - at.set_index), set_parity(i - 1));
       DELTAPRODUCT_TRACE(1, 6, i);
-      ahead = scalars_at(i + 2);
-      DELTAPRODUCT_TRACE(1, 7, i);
+      if constexpr (!scalars_one_ahead) {
+        ahead = scalars_at(i + 2);
+        DELTAPRODUCT_TRACE(1, 7, i);
+      }
     }
     if (keeps_preambles && tid == 0) bulk_wait_all();  // the shared memory stays until the copies have read it
   }
