@@ -3,10 +3,11 @@
 // thread stamp clock64() at each phase of every chunk, runs forward() at B=8, T=4096, H=16, K=V=128 for DeltaNet,
 // gated DeltaNet and gated DeltaProduct n_h=2, and prints, per role, when each phase ends (average cycles after the
 // iteration's start over chunks 1..62) and the chunk period, beside the call's time (CUDA events, 20 calls) and the
-// one-role kernel's; then, from every CTA's global-timer stamps, how far apart the CTAs start, how long their chunk
-// loops take and how long each CTA spends before its first chunk and after its last (and on which steps), and the
-// multiprocessor clock the cycle counts were taken at; then the same call with q, k, v and o head-major in memory, and
-// with one sequence (16 CTAs). The stamps cost a few cycles each: read the phases, take times from bench_cuda.
+// one-role kernel's, and the same phases' ends for each consumer warp (their skew); then, from every CTA's global-timer
+// stamps, how far apart the CTAs start, how long their chunk loops take and how long each CTA spends before its first
+// chunk and after its last (and on which steps), and the multiprocessor clock the cycle counts were taken at; then the
+// same call with q, k, v and o head-major in memory, and with one sequence (16 CTAs). The stamps cost a few cycles
+// each: read the phases, take times from bench_cuda.
 //
 //   ./build/bench/cuda/chunked_timeline
 #include <cuda_runtime.h>
@@ -23,6 +24,18 @@
 // the last output written. The producer's 11 and 12 are per chunk: its betas and gates stored, its keys landed.
 constexpr int timeline_events = 18, timeline_chunks = 64;
 __device__ long long chunked_timeline_stamps[2][timeline_events][timeline_chunks];
+// The same stamps from every warp's first lane ([role][warp of the role][event][chunk]): how far apart a role's warps
+// run, which decides what each of its barriers costs (the slowest warp sets it).
+constexpr int timeline_warps = 8;
+__device__ long long chunked_timeline_warp_stamps[2][timeline_warps][timeline_events][timeline_chunks];
+__device__ __forceinline__ void chunked_timeline_warp_stamp(int role, int event, long long chunk) {
+  const int first = role == 0 ? 0 : static_cast<int>(blockDim.x) - 128;  // the producer: the last 128 threads
+  const int thread = static_cast<int>(threadIdx.x) - first;
+  if (blockIdx.x != 0 || blockIdx.y != 0 || thread < 0 || thread >= 32 * timeline_warps || thread % 32 != 0 ||
+      chunk < 0 || chunk >= timeline_chunks)
+    return;
+  chunked_timeline_warp_stamps[role][thread / 32][event][chunk] = clock64();
+}
 // Every CTA's first consumer thread: the global timer (ns) [0] as it starts its first chunk, [1] as it ends each
 // chunk (the last one stays), [2] at the CTA's start, [3] at its end, [4..8] at events 11, 12, 13, 16 and 17;
 // [..][blockIdx.y * gridDim.x + blockIdx.x].
@@ -48,6 +61,7 @@ __device__ __forceinline__ void chunked_timeline_cta_stamp(int role, int event, 
     if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == ((role) == 0 ? 0u : blockDim.x - 128u) && (chunk) >= 0 && \
         (chunk) < timeline_chunks)                                                                                     \
       chunked_timeline_stamps[role][event][chunk] = clock64();                                                         \
+    chunked_timeline_warp_stamp(role, event, chunk);                                                                   \
   } while (0)
 
 #include <deltaproduct/cuda/chunked_forward.cuh>
@@ -172,7 +186,7 @@ void timeline(const char* name) {
   for (int role = 0; role < 2; ++role) {
     std::vector<std::pair<long long, int>> ends;
     for (int event = 1; event < timeline_events; ++event) {
-      if (labels[role][event] == nullptr) continue;
+      if (labels[role][event] == nullptr || t[role][event][1] == 0) continue;  // not stamped in this build
       long long sum = 0;
       for (int c = 1; c < 63; ++c) sum += t[role][event][c] - t[role][0][c];
       ends.emplace_back(sum / 62, event);
@@ -185,6 +199,33 @@ void timeline(const char* name) {
     for (const auto& [end, event] : ends) {
       std::printf("    %7lld  (+%5lld)  %s\n", end, end - previous, labels[role][event]);
       previous = end;
+    }
+  }
+  // Per warp of each role: when it ends each phase, after warp 0's iteration start (the same chunks), in warp 0's
+  // order.
+  static long long warps[2][timeline_warps][timeline_events][timeline_chunks];
+  check(cudaMemcpyFromSymbol(warps, chunked_timeline_warp_stamps, sizeof warps), "cudaMemcpyFromSymbol");
+  for (int role = 0; role < 2; ++role) {
+    const auto& w = warps[role];
+    const int role_warps = role == 0 ? timeline_warps : 4;
+    std::vector<std::pair<long long, int>> order;
+    for (int event = 0; event < timeline_events; ++event) {
+      if (event != 0 && (labels[role][event] == nullptr || w[0][event][1] == 0)) continue;  // not stamped
+      long long sum = 0;
+      for (int c = 1; c < 63; ++c) sum += w[0][event][c] - w[0][0][c];
+      order.emplace_back(sum / 62, event);
+    }
+    std::sort(order.begin(), order.end());
+    std::printf("  %s warps 0..%d, cycles after warp 0's iteration start (chunks 1..62):\n",
+                role == 0 ? "consumer" : "producer", role_warps - 1);
+    for (const auto& [ignored, event] : order) {
+      std::printf("   ");
+      for (int warp = 0; warp < role_warps; ++warp) {
+        long long sum = 0;
+        for (int c = 1; c < 63; ++c) sum += w[warp][event][c] - w[0][0][c];
+        std::printf(" %6lld", sum / 62);
+      }
+      std::printf("  %s\n", event == 0 ? "iteration start" : labels[role][event]);
     }
   }
   // The spread over CTAs of the last call: when each started and how long each took.
