@@ -52,6 +52,16 @@
 #ifndef DELTAPRODUCT_EXPERIMENTAL_SCALARS_ONE_AHEAD
 #define DELTAPRODUCT_EXPERIMENTAL_SCALARS_ONE_AHEAD 0
 #endif
+// Not yet timed: the warp-specialised consumers give a stage back by mbarrier arrivals instead of a barrier of all of
+// them (SpecializedChunkedKernel::stage_release_by_arrival); with the TMA output no consumer barrier is left mid-chunk.
+#ifndef DELTAPRODUCT_EXPERIMENTAL_STAGE_RELEASE_BY_ARRIVAL
+#define DELTAPRODUCT_EXPERIMENTAL_STAGE_RELEASE_BY_ARRIVAL 0
+#endif
+// Not yet timed: the forward's producer refills the key slots, so that the consumers' first warp no longer waits for
+// all of them at the end of every chunk (SpecializedChunkedKernel::key_refill_by_producer).
+#ifndef DELTAPRODUCT_EXPERIMENTAL_KEY_REFILL_BY_PRODUCER
+#define DELTAPRODUCT_EXPERIMENTAL_KEY_REFILL_BY_PRODUCER 0
+#endif
 
 // Phase timestamps for studying the schedule (bench/cuda/chunked_timeline.cu): a translation unit may define
 // DELTAPRODUCT_TRACE(role, event, chunk) (role 0: consumer warps, 1: the warp-specialised kernel's producer) before

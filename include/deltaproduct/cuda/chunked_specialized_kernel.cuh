@@ -131,8 +131,9 @@ struct SpecializedLayout {
   static constexpr std::size_t key_barriers = copy_barriers + 8 * stages;      ///< uint64 [key_slots]
   static constexpr std::size_t ready_barriers = key_barriers + 8 * key_slots;  ///< uint64 [2]: a set is filled
   static constexpr std::size_t done_barriers = ready_barriers + 8 * 2;         ///< uint64 [2]: a set is read
+  static constexpr std::size_t stage_free_barriers = done_barriers + 8 * 2;    ///< uint64 [stages]: a stage is read
   /// Dynamic shared memory to ask for: the map, and room to align its start to 1024 bytes.
-  static constexpr std::size_t bytes = round_up(done_barriers + 8 * 2, 128) + 1024;
+  static constexpr std::size_t bytes = round_up(stage_free_barriers + 8 * stages, 128) + 1024;
 };
 
 template <class T, int KD, int VD, int NH, bool Gated>
@@ -163,6 +164,14 @@ struct SpecializedChunkedKernel {
   /// register copy waits for the load (the compiler emits it as a PRMT of the load's destination), one memory latency
   /// (~330 cycles on an H200, ~500 on an H100: the "betas and gates stored" stamp) at the start of every iteration.
   static constexpr bool scalars_one_ahead = DELTAPRODUCT_EXPERIMENTAL_SCALARS_ONE_AHEAD != 0;
+  /// Whether the consumers give a stage back by arriving at its stage-free mbarrier, which only the warp that refills
+  /// it waits for, instead of a barrier of all consumers mid-chunk. The barrier stays where the threads write the
+  /// previous chunk's output out of the staging tile (each reads rows other warps staged).
+  static constexpr bool stage_release_by_arrival = DELTAPRODUCT_EXPERIMENTAL_STAGE_RELEASE_BY_ARRIVAL != 0;
+  /// Whether the forward's producer refills a key slot (it waits for the chunk that used it to be done anyway, at the
+  /// end of its next iteration) instead of the consumers' first warp, which then waits for every consumer at the end
+  /// of each chunk only where it sends the output by TMA. The reverse scan's consumers keep refilling their slots.
+  static constexpr bool key_refill_by_producer = DELTAPRODUCT_EXPERIMENTAL_KEY_REFILL_BY_PRODUCER != 0;
 
   // Named barriers order each role's own phases (ids; 0 is __syncthreads()). The hand-offs between the roles are
   // mbarriers, each thread arriving with release semantics: ready[s] (every producer thread has written set s),
@@ -260,6 +269,10 @@ struct SpecializedChunkedKernel {
   }
   static __device__ __forceinline__ std::uint32_t done_barrier(std::uint32_t base, int set) {
     return base + static_cast<std::uint32_t>(Layout::done_barriers + 8 * set);
+  }
+  /// Every consumer is done with stage `stage`'s values, queries and betas (phase parity: copy_parity()).
+  static __device__ __forceinline__ std::uint32_t stage_free_barrier(std::uint32_t base, int stage) {
+    return base + static_cast<std::uint32_t>(Layout::stage_free_barriers + 8 * stage);
   }
   /// Parity of a set barrier's phase for the chunk `index` chunks after the CTA's first (a set serves every other
   /// chunk).
@@ -586,6 +599,10 @@ struct SpecializedChunkedKernel {
 
       // The next chunk takes the set and (for its betas and gates) the stage the previous one used.
       if (i + 1 < count && i > 0) mbarrier_wait(done_barrier(at.base_address, 1 - at.set_index), set_parity(i - 1));
+      // Chunk i - 1 is done with its keys: its slot takes chunk i + 2.
+      if constexpr (key_refill_by_producer && !Reverse)
+        if (i > 0 && i + 2 < count && tid < 32)
+          start_key_copy(maps, span, head, chunk_at(i + 2), at.base_address, static_cast<int>((i - 1) % KeySlots), tid);
       DELTAPRODUCT_TRACE(1, 6, i);
       if constexpr (!scalars_one_ahead) {
         ahead = scalars_at(i + 2);
@@ -645,9 +662,19 @@ struct SpecializedChunkedKernel {
       DELTAPRODUCT_TRACE(0, 2, i);
       // Every consumer is done with the chunk's values, queries and betas: the stage takes chunk chunk + 2 (the
       // producer read it before signalling "ready").
-      named_barrier_sync(consumer_barrier, consumers);
-      if (chunk + Stages < end && lead_warp)
-        start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
+      if constexpr (stage_release_by_arrival) {
+        mbarrier_arrive(stage_free_barrier(base_address, at.stage_index));
+        if (chunk > first && Base::writes_outputs(p) && !output_leaves_by_tma(p, maps, span, chunk - 1))
+          named_barrier_sync(consumer_barrier, consumers);  // the previous output, staged by every warp, goes out
+        if (chunk + Stages < end && lead_warp) {
+          mbarrier_wait(stage_free_barrier(base_address, at.stage_index), copy_parity(i));
+          start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
+        }
+      } else {
+        named_barrier_sync(consumer_barrier, consumers);
+        if (chunk + Stages < end && lead_warp)
+          start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
+      }
       DELTAPRODUCT_TRACE(0, 3, i);
       // The previous chunk's output leaves its staging tile now (unless it left by TMA); every consumer has written
       // it out by the barrier before this chunk's staging.
@@ -671,9 +698,9 @@ struct SpecializedChunkedKernel {
       // Once every consumer is done with the chunk's keys (and has staged its output), the first warp refills their
       // slot with chunk chunk + 3 and sends the output out by TMA. The other warps go on to the next chunk meanwhile.
       const bool output_by_boxes = output_leaves_by_tma(p, maps, span, chunk);
-      if ((chunk + KeySlots < end || output_by_boxes) && lead_warp) {
+      if (((!key_refill_by_producer && chunk + KeySlots < end) || output_by_boxes) && lead_warp) {
         mbarrier_wait(done_barrier(base_address, set_index), set_parity(i));
-        if (chunk + KeySlots < end)
+        if (!key_refill_by_producer && chunk + KeySlots < end)
           start_key_copy(maps, span, head, chunk + KeySlots, base_address, at.key_slot, Base::thread_index());
         if (output_by_boxes && Base::thread_index() == 0) store_output(maps, span, head, chunk, base_address);
       }
@@ -707,6 +734,8 @@ struct SpecializedChunkedKernel {
         mbarrier_init(ready_barrier(smem_address, s), producers);
         mbarrier_init(done_barrier(smem_address, s), consumers);
       }
+      if constexpr (stage_release_by_arrival)
+        for (int s = 0; s < Stages; ++s) mbarrier_init(stage_free_barrier(smem_address, s), consumers);
       fence_mbarrier_init();
     }
     __syncthreads();
