@@ -62,6 +62,12 @@
 #ifndef DELTAPRODUCT_EXPERIMENTAL_KEY_REFILL_BY_PRODUCER
 #define DELTAPRODUCT_EXPERIMENTAL_KEY_REFILL_BY_PRODUCER 0
 #endif
+// Not yet timed: the fp32 diagonal blocks get 16-byte aligned rows (pitch 24 floats), written two entries at a time and
+// read by the inversion four at a time: 39 broadcast loads a warp instead of 120
+// (ChunkedKernel::invert_diagonal_block).
+#ifndef DELTAPRODUCT_EXPERIMENTAL_VECTOR_INVERSE_LOADS
+#define DELTAPRODUCT_EXPERIMENTAL_VECTOR_INVERSE_LOADS 0
+#endif
 
 // Phase timestamps for studying the schedule (bench/cuda/chunked_timeline.cu): a translation unit may define
 // DELTAPRODUCT_TRACE(role, event, chunk) (role 0: consumer warps, 1: the warp-specialised kernel's producer) before
@@ -93,6 +99,9 @@ struct TileLayout {
   static constexpr int valid_rows = C * NH;  ///< micro-step rows holding data (63 for n_h = 3)
   static constexpr int query_rows = (C + 15) / 16 * 16;
   static constexpr int value_pitch = VD + 8, step_pitch = L + 8, diagonal_pitch = 24;
+  /// Floats per row of the fp32 diagonal blocks A_ii: 17 keeps the lanes' scalar stores in distinct banks; 24 makes
+  /// rows 16-byte aligned for the inversion's vector loads, and the quads' 8-byte stores stay conflict-free.
+  static constexpr int block_pitch = DELTAPRODUCT_EXPERIMENTAL_VECTOR_INVERSE_LOADS ? 24 : 17;
   static constexpr int warps = VD / 16;
   static constexpr int threads = 32 * warps;
 
@@ -105,9 +114,9 @@ struct TileLayout {
   static constexpr std::size_t stage_bytes = round_up(gates + sizeof(float) * L, 128);
 
   // Per-chunk work tiles.
-  static constexpr std::size_t diagonal_blocks = 2 * stage_bytes;  ///< float [4][16][17]: A_ii, strictly lower
+  static constexpr std::size_t diagonal_blocks = 2 * stage_bytes;  ///< float [4][16][block_pitch]: A_ii, strictly lower
   static constexpr std::size_t negated_a =
-      round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, 128);  ///< half [L][step_pitch]
+      round_up(diagonal_blocks + sizeof(float) * 4 * 16 * block_pitch, 128);  ///< half [L][step_pitch]
   static constexpr std::size_t diagonal_inverses = round_up(negated_a + 2 * L * step_pitch, 128);  ///< half [4][16][24]
   static constexpr std::size_t readout =
       round_up(diagonal_inverses + 2 * 4 * 16 * diagonal_pitch, 128);  ///< T [query_rows][step_pitch]
@@ -559,9 +568,15 @@ struct ChunkedKernel {
         if constexpr (Query) {
           *reinterpret_cast<std::uint32_t*>(readout + row * LP + col) = pack2<T>(value[0], value[1]);
         } else if (Tiles == 2 && row_block == col_block) {
-          float* block = diagonal_blocks + row_block * 16 * 17 + (group + 8 * half_row) * 17 + 8 * n + 2 * quad;
-          block[0] = value[0];
-          block[1] = value[1];
+          if constexpr (Layout::block_pitch % 2 == 0) {
+            constexpr int BP = Layout::block_pitch;
+            *reinterpret_cast<float2*>(diagonal_blocks + (row_block * 16 + group + 8 * half_row) * BP + 8 * n +
+                                       2 * quad) = make_float2(value[0], value[1]);
+          } else {
+            float* block = diagonal_blocks + row_block * 16 * 17 + (group + 8 * half_row) * 17 + 8 * n + 2 * quad;
+            block[0] = value[0];
+            block[1] = value[1];
+          }
         } else {
           *reinterpret_cast<std::uint32_t*>(negated_a + row * LP + col) = pack2<__half>(-value[0], -value[1]);
         }
@@ -574,26 +589,54 @@ struct ChunkedKernel {
                                                                __half* diagonal_inverses) {
     const int lane = thread_index() % 32;
     if (lane >= 16) return;
-    const float* a = diagonal_blocks + block * 16 * 17;
     // Forward substitution, one row of the lane's column at a time. Row r + 1's entries of A are loaded while row r
     // is summed (their latency hides behind its products), and no further ahead: the compiler would otherwise load
     // all 120 entries into registers at once. Four partial sums shorten each row's dependent chain.
-    float x[16], row[15], next[15];
+    float x[16];
     x[0] = lane == 0 ? 1.0f : 0.0f;
-    next[0] = a[17];
+    if constexpr (Layout::block_pitch % 4 == 0) {
+      // 16-byte rows: the entries come four at a time (every lane reads the same ones: one broadcast a load), 39
+      // loads instead of 120; a row's last load may bring its diagonal and zeros above it, never used.
+      constexpr int BP = Layout::block_pitch;
+      const float* a = diagonal_blocks + block * 16 * BP;
+      float row[16], next[16];
+      const auto load_row = [&](int r) {  // entries 0 .. r - 1 of row r into next
 #pragma unroll
-    for (int r = 1; r < 16; ++r) {
+        for (int q = 0; q < (r + 3) / 4; ++q) {
+          const float4 four = *reinterpret_cast<const float4*>(a + r * BP + 4 * q);
+          next[4 * q] = four.x, next[4 * q + 1] = four.y, next[4 * q + 2] = four.z, next[4 * q + 3] = four.w;
+        }
+      };
+      load_row(1);
 #pragma unroll
-      for (int s = 0; s < r; ++s) row[s] = next[s];
-      if (r + 1 < 16) {
+      for (int r = 1; r < 16; ++r) {
 #pragma unroll
-        for (int s = 0; s <= r; ++s) next[s] = a[(r + 1) * 17 + s];
+        for (int s = 0; s < r; ++s) row[s] = next[s];
+        if (r + 1 < 16) load_row(r + 1);
+        asm volatile("" ::: "memory");
+        float partial[4] = {r == lane ? 1.0f : 0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int s = 0; s < r; ++s) partial[s % 4] -= row[s] * x[s];
+        x[r] = (partial[0] + partial[1]) + (partial[2] + partial[3]);
       }
-      asm volatile("" ::: "memory");
-      float partial[4] = {r == lane ? 1.0f : 0.0f, 0.0f, 0.0f, 0.0f};
+    } else {
+      const float* a = diagonal_blocks + block * 16 * 17;
+      float row[15], next[15];
+      next[0] = a[17];
 #pragma unroll
-      for (int s = 0; s < r; ++s) partial[s % 4] -= row[s] * x[s];
-      x[r] = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+      for (int r = 1; r < 16; ++r) {
+#pragma unroll
+        for (int s = 0; s < r; ++s) row[s] = next[s];
+        if (r + 1 < 16) {
+#pragma unroll
+          for (int s = 0; s <= r; ++s) next[s] = a[(r + 1) * 17 + s];
+        }
+        asm volatile("" ::: "memory");
+        float partial[4] = {r == lane ? 1.0f : 0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int s = 0; s < r; ++s) partial[s % 4] -= row[s] * x[s];
+        x[r] = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+      }
     }
     __half* inverse = diagonal_inverses + block * 16 * DP;
 #pragma unroll

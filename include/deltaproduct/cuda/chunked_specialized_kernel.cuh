@@ -118,12 +118,13 @@ struct SpecializedLayout {
   static_assert(Preamble::QR == QR && Preamble::LP == LP && Preamble::DP == DP, "a set is a preamble");
 
   static constexpr std::size_t sets = key_tiles + key_slots * key_bytes;  ///< two sets, set_bytes apart
-  static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;    ///< float [4][16][17]
+  static constexpr std::size_t diagonal_blocks = sets + 2 * set_bytes;    ///< float [4][16][Tile::block_pitch]
+  static_assert(diagonal_blocks % 16 == 0, "the inversion reads the diagonal blocks' rows 16 bytes at a time");
   /// The output staging tile, T [QR][VP]: a chunk's output is staged there at the end of the chunk and written out
   /// in the next one, after the consumers' first barrier. With output_by_tma it holds two swizzled TMA boxes (64
   /// values x QR tokens each, ChunkedKernel::output_piece<true>), sent out by TMA at the chunk's end.
   static constexpr std::size_t output =
-      round_up(diagonal_blocks + sizeof(float) * 4 * 16 * 17, output_by_tma ? 1024 : 128);
+      round_up(diagonal_blocks + sizeof(float) * 4 * 16 * Tile::block_pitch, output_by_tma ? 1024 : 128);
   static constexpr std::size_t partial_output =
       output + round_up(2 * QR * VP, 128);  ///< float4 [consumer warps][QR / 8][32]
   static constexpr std::size_t copy_barriers =
