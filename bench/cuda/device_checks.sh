@@ -13,6 +13,12 @@
 #                                             in it: test names have one, match it with *)
 #   memcheck|racecheck|synccheck:NAME:CASES[:SECONDS]
 #                                             compute-sanitizer --tool ... on those cases of one test binary
+#   timelines[:SECONDS]                       every chunked_timeline* in BIN (the default build's and variants
+#                                             from timeline_variant.sh, e.g. chunked_timeline_soa), one log each
+#   alternate:FILTER:ROUNDS[:SECONDS[:MIN_TIME]]
+#                                             every bench_cuda* in BIN (bench_cuda, bench_cuda_soa, ...) in turn,
+#                                             ROUNDS times, so that builds compare side by side on one machine;
+#                                             JSON to OUT/alternate_NAME_ROUND.json; SECONDS per run
 #   bench:FILTER[:SECONDS[:MIN_TIME]]         bench_cuda --benchmark_filter=FILTER, JSON to OUT/bench_N.json;
 #                                             MIN_TIME is --benchmark_min_time in seconds of measured time (default:
 #                                             Google Benchmark's 0.5; the decode filter takes ~4 minutes at that,
@@ -30,10 +36,11 @@
 #                                             per SASS instruction; build with -lineinfo to read them against the
 #                                             source)
 # SECONDS defaults to 120. The exit status is the number of steps that failed or ran out of time; OUT/summary.txt
-# lists each step with its status and wall time.
+# lists each step with its status and wall time. A device call brings back only a few files from $OUT: give OUT as a
+# folder under it and pack that folder at the end (tar czf "$OUT/checks.tgz" -C "$OUT" checks).
 set -u
 if [ $# -lt 3 ]; then
-  sed -n '2,33p' "$0" >&2
+  sed -n '2,40p' "$0" >&2
   exit 64
 fi
 bin=$(cd "$1" && pwd)
@@ -70,7 +77,7 @@ run() {
 }
 
 for step in "$@"; do
-  IFS=: read -r kind a b c <<<"$step"
+  IFS=: read -r kind a b c d <<<"$step"
   case $kind in
     tests)
       for test in "$bin"/test_cuda_*; do
@@ -104,6 +111,22 @@ for step in "$@"; do
         ncu -i "$report.ncu-rep" --page source --csv --print-source sass 2>&1 | gzip -9 >"${report}_sass.csv.gz"
         rm -f "$report.ncu-rep"  # large, and the two files above hold what it is read for
       fi
+      ;;
+    timelines)
+      for timeline in "$bin"/chunked_timeline*; do
+        case $timeline in *.xz) continue ;; esac
+        run "$(basename "$timeline")" "${a:-120}" "$timeline"
+      done
+      ;;
+    alternate)
+      for ((round = 1; round <= ${b:-2}; ++round)); do
+        for binary in "$bin"/bench_cuda*; do
+          case $binary in *.xz) continue ;; esac
+          name="alternate_$(basename "$binary")_$round"
+          run "$name" "${c:-120}" "$binary" "--benchmark_filter=$a" "--benchmark_out=$out/$name.json" \
+            --benchmark_out_format=json ${d:+"--benchmark_min_time=$d"}
+        done
+      done
       ;;
     bench)
       bench_runs=$((bench_runs + 1))
