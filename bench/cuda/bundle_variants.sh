@@ -32,8 +32,8 @@ if [ ! -f "$default_tree/build.ninja" ]; then
   echo "bundle_variants.sh: configure $default_tree first (bench/cuda/README.md says how)" >&2
   exit 1
 fi
-cuda_flags=$(sed -n 's/^CMAKE_CUDA_FLAGS:STRING=//p' "$default_tree/CMakeCache.txt")
-architectures=$(sed -n 's/^CMAKE_CUDA_ARCHITECTURES:STRING=//p' "$default_tree/CMakeCache.txt")
+cuda_flags=$(sed -n "s/^CMAKE_CUDA_FLAGS:[A-Z]*=//p" "$default_tree/CMakeCache.txt")
+architectures=$(sed -n "s/^CMAKE_CUDA_ARCHITECTURES:[A-Z]*=//p" "$default_tree/CMakeCache.txt")
 
 # add FILE NAME: FILE into the bundle as NAME.xz.
 add() {
