@@ -75,15 +75,21 @@ run() {
   printf '%-40s %-24s %4ds\n' "$name" "$outcome" $((SECONDS - start)) | tee -a "$out/summary.txt"
   tail -n 3 "$out/$name.log"
 }
+# run_each PREFIX SECONDS: every unpacked binary in BIN whose name starts with PREFIX, one run each.
+run_each() {
+  local binary
+  for binary in "$bin/$1"*; do
+    case $binary in *.xz) continue ;; esac
+    [ -e "$binary" ] || continue  # none there: the pattern itself
+    run "$(basename "$binary")" "$2" "$binary"
+  done
+}
 
 for step in "$@"; do
   IFS=: read -r kind a b c d <<<"$step"
   case $kind in
     tests)
-      for test in "$bin"/test_cuda_*; do
-        case $test in *.xz) continue ;; esac
-        run "$(basename "$test")" "${a:-120}" "$test"
-      done
+      run_each test_cuda_ "${a:-120}"
       ;;
     test)
       run "$a${b:+_filtered}" "${c:-120}" "$bin/$a" ${b:+"-tc=$b"}
@@ -113,15 +119,13 @@ for step in "$@"; do
       fi
       ;;
     timelines)
-      for timeline in "$bin"/chunked_timeline*; do
-        case $timeline in *.xz) continue ;; esac
-        run "$(basename "$timeline")" "${a:-120}" "$timeline"
-      done
+      run_each chunked_timeline "${a:-120}"
       ;;
     alternate)
       for ((round = 1; round <= ${b:-2}; ++round)); do
         for binary in "$bin"/bench_cuda*; do
           case $binary in *.xz) continue ;; esac
+          [ -e "$binary" ] || continue
           name="alternate_$(basename "$binary")_$round"
           run "$name" "${c:-120}" "$binary" "--benchmark_filter=$a" "--benchmark_out=$out/$name.json" \
             --benchmark_out_format=json ${d:+"--benchmark_min_time=$d"}
