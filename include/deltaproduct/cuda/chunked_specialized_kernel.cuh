@@ -667,14 +667,13 @@ struct SpecializedChunkedKernel {
         mbarrier_arrive(stage_free_barrier(base_address, at.stage_index));
         if (chunk > first && Base::writes_outputs(p) && !output_leaves_by_tma(p, maps, span, chunk - 1))
           named_barrier_sync(consumer_barrier, consumers);  // the previous output, staged by every warp, goes out
-        if (chunk + Stages < end && lead_warp) {
-          mbarrier_wait(stage_free_barrier(base_address, at.stage_index), copy_parity(i));
-          start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
-        }
       } else {
         named_barrier_sync(consumer_barrier, consumers);
-        if (chunk + Stages < end && lead_warp)
-          start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
+      }
+      if (chunk + Stages < end && lead_warp) {
+        if constexpr (stage_release_by_arrival)
+          mbarrier_wait(stage_free_barrier(base_address, at.stage_index), copy_parity(i));
+        start_stage_copy(maps, span, head, chunk + Stages, base_address, at.stage_index, Base::thread_index());
       }
       DELTAPRODUCT_TRACE(0, 3, i);
       // The previous chunk's output leaves its staging tile now (unless it left by TMA); every consumer has written
